@@ -1,0 +1,1 @@
+"""Stream agents: one module per stage of the alert stream (dedup, route, dispatch)."""

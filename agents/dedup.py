@@ -1,0 +1,140 @@
+"""Dedup stage: ``alerts`` -> ``alerts.deduped``.
+
+Prometheus re-sends every firing alert at every evaluation, so most records on ``alerts`` change
+nothing. This stage keeps each alert's merged state per fingerprint (a faust table, so it survives
+restarts) and passes an alert on only when something a receiver could see changed:
+
+- ``new``: first seen, or firing again after a resolve (Alertmanager starts a new alert when the
+  activity intervals do not overlap);
+- ``updated``: annotations, start time or generator URL changed;
+- ``resolved``: it has ended (passed on once);
+- ``refresh``: still firing, and more than half of the ``endsAt`` the next stages know has
+  elapsed; without it they would see the alert expire. Refreshes are at most two per validity
+  window instead of one per evaluation.
+
+Merging follows Alertmanager's ``Alert.Merge``. Resolved alerts are forgotten after
+``worker.dedup_retention``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from pipeline.app import Pipeline
+from pipeline.metrics import ALERTS_CHANGED, ALERTS_DEAD_LETTERED, ALERTS_DEDUPLICATED
+from pipeline.models import Alert
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class DedupState:
+    """What the table keeps per fingerprint: the merged alert and what was last passed on."""
+
+    alert: Alert
+    sent_ends_at: float
+    sent_at: float
+    sent_resolved: bool
+
+    def to_value(self, partition: int) -> dict[str, Any]:
+        return {
+            "alert": self.alert.to_record(),
+            "sentEndsAt": self.sent_ends_at,
+            "sentAt": self.sent_at,
+            "sentResolved": self.sent_resolved,
+            "_p": partition,
+        }
+
+    @classmethod
+    def from_value(cls, value: dict[str, Any]) -> DedupState:
+        return cls(Alert.from_record(value["alert"]), value["sentEndsAt"], value["sentAt"], value["sentResolved"])
+
+
+def decide(previous: DedupState | None, incoming: Alert, now: float) -> tuple[DedupState, str | None]:
+    """The new state, and the kind of change to pass on (``None``: nothing to pass on)."""
+    if previous is None or not previous.alert.overlaps(incoming):
+        merged, change = incoming, "new"
+        if previous is not None and incoming.resolved(now) and previous.sent_resolved:
+            change = None  # a late repeat of a resolve we already passed on
+    else:
+        old = previous.alert
+        merged = old.merge(incoming, now)
+        if merged.resolved(now):
+            change = None if previous.sent_resolved else "resolved"
+        elif previous.sent_resolved:
+            change = "new"
+        elif (merged.annotations != old.annotations or merged.starts_at != old.starts_at
+              or merged.generator_url != old.generator_url):
+            change = "updated"
+        elif merged.ends_at > previous.sent_ends_at and (
+            previous.sent_ends_at - now < (previous.sent_ends_at - previous.sent_at) / 2
+        ):
+            change = "refresh"
+        else:
+            change = None
+    if change is None:
+        assert previous is not None
+        return DedupState(merged, previous.sent_ends_at, previous.sent_at, previous.sent_resolved), None
+    if change == "new" and merged.resolved(now):
+        change = "resolved"
+    return DedupState(merged, merged.ends_at, now, merged.resolved(now)), change
+
+
+def register(pipeline: Pipeline) -> None:
+    app, topics, settings = pipeline.app, pipeline.topics, pipeline.config.worker
+    source = pipeline.topic(topics.alerts)
+    changes = pipeline.topic(topics.alerts_deduped)
+    dead_letters = pipeline.topic(topics.alerts_dlq)
+    table = pipeline.table("dedup-state", help="Merged alert state per fingerprint")
+
+    @app.agent(source, name="dedup")
+    async def dedup(stream):  # type: ignore[no-untyped-def]
+        async for events in stream.take_events(settings.batch_size, within=0.05):
+            now = time.time()
+            pending: dict[str, tuple[DedupState, int]] = {}
+            for event in events:
+                try:
+                    incoming = Alert.from_record(orjson.loads(event.value))
+                except (ValueError, KeyError, TypeError) as exc:
+                    ALERTS_DEAD_LETTERED.labels(topics.alerts).inc()
+                    dead_letters.send_soon(key=event.key, value=orjson.dumps({
+                        "topic": topics.alerts, "partition": event.message.partition,
+                        "offset": event.message.offset, "reason": f"not an alert record: {exc}",
+                        "record": event.value.decode(errors="replace"),
+                    }))
+                    continue
+                fp = incoming.fingerprint
+                cached = pending.get(fp)
+                if cached is not None:
+                    previous: DedupState | None = cached[0]
+                else:
+                    value = table.get(fp)
+                    previous = DedupState.from_value(value) if value else None
+                state, change = decide(previous, incoming, now)
+                pending[fp] = (state, event.message.partition)
+                if change is None:
+                    ALERTS_DEDUPLICATED.inc()
+                    continue
+                ALERTS_CHANGED.labels(change).inc()
+                changes.send_soon(key=fp, value=orjson.dumps(state.alert.to_record()))
+            for fp, (state, partition) in pending.items():
+                table[fp] = state.to_value(partition)
+
+    @app.timer(interval=60.0, name="dedup-gc")
+    async def forget_resolved() -> None:
+        """Drop the state of alerts resolved longer ago than the retention, partition by partition."""
+        horizon = time.time() - settings.dedup_retention
+        stale = [
+            fp for fp, value in list(table.items())
+            if value and value["sentResolved"] and pipeline.owns(topics.alerts, value["_p"])
+            and Alert.from_record(value["alert"]).ends_at < horizon
+        ]
+        for fp in stale:
+            del table[fp]
+        if stale:
+            log.info("dedup: forgot %d alerts resolved before the retention", len(stale))

@@ -1,0 +1,1 @@
+"""alert-pipeline: a multi-tenant alert-notification pipeline on Kafka."""

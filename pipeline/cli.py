@@ -1,0 +1,105 @@
+"""The ``alert-pipeline`` command: ``run``, ``ingest``, ``worker``, ``check-config``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from pipeline.config import Config, ConfigError, load_config
+
+
+def _load(path: str, bootstrap: str | None) -> Config:
+    if bootstrap:
+        os.environ["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"invalid config {path}:", file=sys.stderr)
+        for where, message in exc.errors:
+            print(f"  {where or '(top level)'}: {message}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = _load(args.config, None)
+    receivers = len(config.receivers) + sum(len(t.receivers) for t in config.tenants)
+    print(f"{args.config}: OK ({len(config.tenants)} tenants, {receivers} receivers)")
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from pipeline.ingest.server import create_app
+
+    config = _load(args.config, args.bootstrap_servers)
+    if args.listen:
+        config.ingest.listen = args.listen
+    host, _, port = config.ingest.listen.rpartition(":")
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    web.run_app(create_app(config), host=host or "0.0.0.0", port=int(port), print=None,
+                access_log=None)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from pipeline.worker import run_worker
+
+    config = _load(args.config, args.bootstrap_servers)
+    if args.metrics_listen:
+        config.worker.metrics_listen = args.metrics_listen
+    if args.data_dir:
+        config.worker.data_dir = args.data_dir
+    run_worker(config, loglevel=args.log_level, logfile=args.log_file)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pipeline.run import run_all
+
+    config = _load(args.config, args.bootstrap_servers)
+    return run_all(args.config, config, listen=args.listen, demo=args.demo,
+                   external=bool(args.bootstrap_servers or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="alert-pipeline", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help: str, func) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
+        sub = commands.add_parser(name, help=help)
+        sub.set_defaults(func=func)
+        return sub
+
+    check = command("check-config", "validate a config file", cmd_check_config)
+    check.add_argument("config")
+
+    for name, help, func in (
+        ("run", "the whole pipeline (embedded broker unless one is given), for development", cmd_run),
+        ("ingest", "the HTTP ingest only", cmd_ingest),
+        ("worker", "the stream and sender agents only", cmd_worker),
+    ):
+        sub = command(name, help, func)
+        sub.add_argument("--config", required=True)
+        sub.add_argument("--bootstrap-servers", help="Kafka to use (also KAFKA_BOOTSTRAP_SERVERS)")
+        sub.add_argument("--log-level", default="INFO")
+        if name in ("run", "ingest"):
+            sub.add_argument("--listen", help="ingest address, host:port (default from config)")
+        if name == "worker":
+            sub.add_argument("--metrics-listen", help="metrics address, host:port")
+            sub.add_argument("--data-dir", help="local state directory")
+            sub.add_argument("--log-file")
+        if name == "run":
+            sub.add_argument("--demo", action="store_true", help="feed demo alerts and show notifications")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,310 @@
+"""The configuration file: Alertmanager's YAML (``global``, ``route``, ``receivers``) plus ``tenants``,
+broker settings (``kafka``) and the settings of our own processes (``ingest``, ``worker``, ``delivery``).
+
+Everything is validated at load time, with errors that name the path of the bad key, so that a bad
+config is refused before it reaches a running pipeline.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+
+from pipeline.channels import INTEGRATION_FIELDS, FileConfig, IntegrationConfig, StrictModel, WebhookConfig
+from pipeline.durations import Duration
+from pipeline.matchers import Matcher, parse_matchers
+
+#: The pseudo-tenant of the global route (the platform admins). Tenants may not use these names,
+#: which would collide with the topics ``notifications.global``, ``.dlq`` and ``.history``.
+GLOBAL_TENANT = "global"
+RESERVED_TENANT_NAMES = frozenset({GLOBAL_TENANT, "dlq", "history"})
+_TENANT_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; ``errors`` lists ``(path, message)`` pairs."""
+
+    def __init__(self, errors: list[tuple[str, str]]):
+        self.errors = errors
+        super().__init__("\n".join(f"{path}: {message}" if path else message for path, message in errors))
+
+
+
+
+class GlobalConfig(StrictModel):
+    resolve_timeout: Duration = 300.0
+    #: Alertmanager's ``--web.external-url``: sent as ``externalURL`` in webhook payloads.
+    external_url: str = "http://127.0.0.1:19093"
+
+
+
+class RouteConfig(StrictModel):
+    """One node of Alertmanager's routing tree; unset fields are inherited from the parent."""
+
+    receiver: str | None = None
+    group_by: list[str] | None = None
+    continue_: bool = Field(default=False, alias="continue")
+    matchers: list[str] = Field(default_factory=list)
+    match: dict[str, str] = Field(default_factory=dict)
+    match_re: dict[str, str] = Field(default_factory=dict)
+    group_wait: Duration | None = None
+    group_interval: Duration | None = None
+    repeat_interval: Duration | None = None
+    mute_time_intervals: list[str] = Field(default_factory=list)
+    active_time_intervals: list[str] = Field(default_factory=list)
+    routes: list[RouteConfig] = Field(default_factory=list)
+
+
+    @field_validator("matchers")
+    @classmethod
+    def _valid_matchers(cls, value: list[str]) -> list[str]:
+        for item in value:
+            parse_matchers(item)
+        return value
+
+    @field_validator("match_re")
+    @classmethod
+    def _valid_regexes(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, regex in value.items():
+            Matcher.create(name, "=~", regex)
+        return value
+
+    @field_validator("group_interval")
+    @classmethod
+    def _positive_interval(cls, value: float | None) -> float | None:
+        if value is not None and value <= 0:
+            raise ValueError("group_interval must be greater than 0")
+        return value
+
+    def all_matchers(self) -> list[Matcher]:
+        """``matchers`` plus the deprecated ``match`` and ``match_re``, as one list."""
+        out = [m for item in self.matchers for m in parse_matchers(item)]
+        out += [Matcher.create(name, "=", value) for name, value in sorted(self.match.items())]
+        out += [Matcher.create(name, "=~", value) for name, value in sorted(self.match_re.items())]
+        return out
+
+    def receivers(self) -> set[str]:
+        names = {self.receiver} if self.receiver else set()
+        for child in self.routes:
+            names |= child.receivers()
+        return names
+
+
+class ReceiverConfig(StrictModel):
+    name: str = Field(min_length=1)
+    webhook_configs: list[WebhookConfig] = Field(default_factory=list)
+    file_configs: list[FileConfig] = Field(default_factory=list)
+
+    def integrations(self) -> list[tuple[str, IntegrationConfig]]:
+        """``(integration id, config)`` pairs, the id being ``<kind>/<index>`` as in Alertmanager's logs."""
+        out: list[tuple[str, IntegrationConfig]] = []
+        for field, cls in INTEGRATION_FIELDS.items():
+            for index, config in enumerate(getattr(self, field)):
+                out.append((f"{cls.kind}/{index}", config))
+        return out
+
+
+def _check_receivers(route: RouteConfig, receivers: list[ReceiverConfig], where: str) -> None:
+    names = [r.name for r in receivers]
+    duplicates = {n for n in names if names.count(n) > 1}
+    if duplicates:
+        raise ValueError(f"{where}: receiver names must be unique, repeated: {sorted(duplicates)}")
+    missing = route.receivers() - set(names)
+    if missing:
+        raise ValueError(f"{where}: route refers to undefined receivers {sorted(missing)}")
+
+
+class TenantConfig(StrictModel):
+    """A tenant: the namespaces it owns (globs), its receivers and its routing tree.
+
+    Without a ``route``, every alert of the tenant goes to each of its receivers, grouped as the
+    global root route groups.
+    """
+
+    name: str
+    namespaces: list[str] = Field(default_factory=list)
+    route: RouteConfig | None = None
+    receivers: list[ReceiverConfig] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not _TENANT_NAME.match(value):
+            raise ValueError("tenant names are lowercase DNS labels ([a-z0-9-], at most 63 characters)")
+        if value in RESERVED_TENANT_NAMES:
+            raise ValueError(f"{value!r} is reserved")
+        return value
+
+    @model_validator(mode="after")
+    def _route_and_receivers(self) -> TenantConfig:
+        if not self.receivers:
+            raise ValueError("a tenant needs at least one receiver")
+        if self.route is not None:
+            if self.route.matchers or self.route.match or self.route.match_re:
+                raise ValueError("the root of a tenant's route must not have matchers")
+            _check_receivers(self.route, self.receivers, "route")
+        return self
+
+
+class KafkaSettings(StrictModel):
+    """Broker settings; each may be overridden by the environment variable ``KAFKA_<NAME>``."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$")
+    partitions: int = Field(default=4, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    sasl_password_file: str | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = None
+    linger_ms: int = Field(default=5, ge=0)
+    #: Consumer group session timeout; the embedded broker needs at least 6 s.
+    session_timeout: Duration = Field(default=10.0, ge=1.0)
+    heartbeat_interval: Duration = Field(default=3.0, gt=0)
+
+
+
+class IngestSettings(StrictModel):
+    listen: str = "127.0.0.1:19093"
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    #: How long a request waits for Kafka's acknowledgement before answering 503.
+    kafka_timeout: Duration = 10.0
+    #: ``endsAt`` given to a firing alert received from an upstream Alertmanager's webhook, which
+    #: re-sends it only every ``repeat_interval``: keep this longer than that interval.
+    webhook_alert_timeout: Duration = 5 * 3600.0
+
+
+
+class WorkerSettings(StrictModel):
+    app_id: str = "alert-pipeline"
+    #: faust table store: ``memory://`` (recovered from changelogs at start) or ``rocksdb://``.
+    store: str = "memory://"
+    #: Where faust keeps local state (table metadata, rocksdb files).
+    data_dir: str = ".alert-pipeline-data"
+    metrics_listen: str = "127.0.0.1:19094"
+    #: How often due groups are flushed; bounds how late a notification can be.
+    tick_interval: Duration = Field(default=0.1, gt=0)
+    #: How long a resolved alert's dedup state is kept, to absorb late repeats of the resolve.
+    dedup_retention: Duration = 3600.0
+    batch_size: int = Field(default=500, ge=1)
+
+
+
+class DeliverySettings(StrictModel):
+    """Retries of a failed delivery: exponential backoff, then the dead-letter topic."""
+
+    max_attempts: int = Field(default=5, ge=1)
+    initial_backoff: Duration = 0.5
+    max_backoff: Duration = 30.0
+
+
+
+class Config(StrictModel):
+    global_: GlobalConfig = Field(default_factory=GlobalConfig, alias="global")
+    route: RouteConfig
+    receivers: list[ReceiverConfig] = Field(default_factory=list)
+    tenants: list[TenantConfig] = Field(default_factory=list)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    # Accepted for compatibility with Alertmanager files; templates are set per receiver here.
+    templates: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        root = self.route
+        if root.receiver is None:
+            raise ValueError("route: the root route must have a receiver")
+        if root.matchers or root.match or root.match_re:
+            raise ValueError("route: the root route must not have any matchers")
+        if root.continue_:
+            raise ValueError("route: the root route cannot have continue set")
+        _check_receivers(root, self.receivers, "route")
+        names = [t.name for t in self.tenants]
+        duplicates = {n for n in names if names.count(n) > 1}
+        if duplicates:
+            raise ValueError(f"tenants: names must be unique, repeated: {sorted(duplicates)}")
+        return self
+
+    def tenant(self, name: str) -> TenantConfig | None:
+        return next((t for t in self.tenants if t.name == name), None)
+
+    def receivers_of(self, tenant: str) -> list[ReceiverConfig]:
+        """The receivers a tenant (or the global route, for ``GLOBAL_TENANT``) may deliver to."""
+        if tenant == GLOBAL_TENANT:
+            return self.receivers
+        config = self.tenant(tenant)
+        return config.receivers if config else []
+
+    def tenant_names(self) -> list[str]:
+        """Every notification target: the global route first, then each tenant."""
+        return [GLOBAL_TENANT, *(t.name for t in self.tenants)]
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + ("global" if part == "global_" else part)
+    return out
+
+
+def _apply_env(raw: dict[str, Any]) -> None:
+    kafka = raw.setdefault("kafka", {}) or {}
+    raw["kafka"] = kafka
+    for name in KafkaSettings.model_fields:
+        value = os.environ.get(f"KAFKA_{name.upper()}")
+        if value:
+            kafka[name] = value
+
+
+def parse_config(raw: Any, source: str = "config") -> Config:
+    """Validate a parsed YAML document; raises :class:`ConfigError` with one line per problem."""
+    if not isinstance(raw, dict):
+        raise ConfigError([("", f"{source}: expected a mapping at the top level")])
+    raw = dict(raw)
+    _apply_env(raw)
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        errors = []
+        for error in exc.errors():
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                message = "unknown key"
+            errors.append((_location(error["loc"]), message))
+        raise ConfigError(errors) from None
+    if config.kafka.sasl_password_file or config.kafka.sasl_password:
+        from pipeline.channels import resolve_secret
+
+        try:
+            config.kafka.sasl_password = resolve_secret(
+                config.kafka.sasl_password, config.kafka.sasl_password_file, "kafka.sasl_password"
+            )
+        except ValueError as exc:
+            raise ConfigError([("kafka.sasl_password", str(exc))]) from None
+    return config
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError([("", f"cannot read {path}: {exc.strerror}")]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([("", f"{path}: invalid YAML: {exc}")]) from None
+    return parse_config(raw, str(path))

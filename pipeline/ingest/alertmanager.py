@@ -1,0 +1,93 @@
+"""Alerts as Prometheus and Alertmanager post them, read into :class:`~pipeline.models.Alert`.
+
+``POST /api/v2/alerts`` receives either a JSON array of "postable alerts" (what Prometheus sends to an
+Alertmanager) or an Alertmanager webhook v4 object (what an upstream Alertmanager's
+``webhook_configs`` send). Defaults follow Alertmanager's API: a missing ``startsAt`` is now (or
+``endsAt`` if only that is set), a missing ``endsAt`` is now + resolve timeout and marks the alert
+as timing out; empty label values are dropped. Unknown fields are ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.models import Alert, parse_time
+
+
+@dataclass
+class ParsedBatch:
+    """The alerts of one request that are valid, and a message for each one that is not."""
+
+    source: str
+    alerts: list[Alert] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def _string_map(value: Any, what: str, drop_empty: bool) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"{what}: expected an object of strings")
+    out = {}
+    for name, item in value.items():
+        if not isinstance(item, str):
+            raise ValueError(f"{what}.{name}: expected a string value, got {type(item).__name__}")
+        if not name:
+            raise ValueError(f"{what}: empty label name")
+        if item or not drop_empty:
+            out[name] = item
+    return out
+
+
+def parse_alert(item: Any, now: float, timeout: float, source: str) -> Alert:
+    """One postable alert (or webhook alert); raises ValueError naming the bad field."""
+    if not isinstance(item, dict):
+        raise ValueError("expected an object")
+    labels = _string_map(item.get("labels"), "labels", drop_empty=True)
+    if not labels:
+        raise ValueError("labels: at least one label pair required")
+    annotations = _string_map(item.get("annotations"), "annotations", drop_empty=False)
+    starts_at = parse_time(item.get("startsAt"), "startsAt")
+    ends_at = parse_time(item.get("endsAt"), "endsAt")
+    generator_url = item.get("generatorURL") or ""
+    if not isinstance(generator_url, str):
+        raise ValueError("generatorURL: expected a string")
+    if starts_at is None:
+        starts_at = ends_at if ends_at is not None else now
+    timed_out = ends_at is None
+    if ends_at is None:
+        ends_at = now + timeout
+    if ends_at < starts_at:
+        raise ValueError("endsAt: must not be before startsAt")
+    return Alert(
+        labels=labels,
+        annotations=annotations,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        generator_url=generator_url,
+        updated_at=now,
+        timeout=timed_out,
+        source=source,
+        received_at=now,
+    )
+
+
+def parse_alerts_body(body: Any, now: float, resolve_timeout: float, webhook_timeout: float) -> ParsedBatch:
+    """Read the body of ``POST /api/v2/alerts``; raises ValueError when its shape is neither form."""
+    if isinstance(body, list):
+        items, batch, timeout = body, ParsedBatch("prometheus"), resolve_timeout
+    elif isinstance(body, dict) and isinstance(body.get("alerts"), list):
+        # An upstream Alertmanager only re-sends a firing alert every repeat_interval, so its
+        # alerts must outlive that, not the short resolve_timeout meant for Prometheus.
+        items, batch, timeout = body["alerts"], ParsedBatch("alertmanager"), webhook_timeout
+    else:
+        raise ValueError(
+            "expected a JSON array of alerts (Alertmanager API v2) or a webhook object with an alerts array"
+        )
+    for index, item in enumerate(items):
+        try:
+            batch.alerts.append(parse_alert(item, now, timeout, batch.source))
+        except ValueError as exc:
+            batch.errors.append(f"alerts[{index}]: {exc}")
+    return batch

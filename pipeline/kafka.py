@@ -1,0 +1,77 @@
+"""Broker connection settings turned into client options, for aiokafka and for faust.
+
+Both the ingest (plain aiokafka) and the workers (faust) connect with the same settings, so TLS
+and SASL are configured once, in ``kafka:`` or ``KAFKA_*`` environment variables.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+from pipeline.config import KafkaSettings
+
+
+def ssl_context(settings: KafkaSettings) -> ssl.SSLContext | None:
+    if settings.security_protocol not in ("SSL", "SASL_SSL"):
+        return None
+    context = ssl.create_default_context(cafile=settings.ssl_cafile)
+    if settings.ssl_certfile:
+        context.load_cert_chain(settings.ssl_certfile, settings.ssl_keyfile)
+    return context
+
+
+def client_options(settings: KafkaSettings) -> dict[str, Any]:
+    """Keyword arguments shared by every aiokafka client (producer, consumer, admin)."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers.split(","),
+        "security_protocol": settings.security_protocol,
+    }
+    context = ssl_context(settings)
+    if context is not None:
+        options["ssl_context"] = context
+    if settings.security_protocol.startswith("SASL"):
+        options["sasl_mechanism"] = settings.sasl_mechanism or "PLAIN"
+        options["sasl_plain_username"] = settings.sasl_username
+        password = settings.sasl_password
+        options["sasl_plain_password"] = password.get_secret_value() if password else None
+    return options
+
+
+def producer_options(settings: KafkaSettings) -> dict[str, Any]:
+    """A producer that only reports success once every in-sync replica has the record."""
+    return {
+        **client_options(settings),
+        "acks": "all",
+        "linger_ms": settings.linger_ms,
+        "compression_type": settings.compression_type,
+        "max_batch_size": 256 * 1024,
+    }
+
+
+def faust_options(settings: KafkaSettings) -> dict[str, Any]:
+    """faust App settings for the same broker."""
+    import faust
+
+    options: dict[str, Any] = {
+        "broker": ";".join(f"kafka://{server}" for server in settings.bootstrap_servers.split(",")),
+        "topic_partitions": settings.partitions,
+        "topic_replication_factor": settings.replication_factor,
+        "broker_session_timeout": settings.session_timeout,
+        "broker_heartbeat_interval": settings.heartbeat_interval,
+        "producer_acks": -1,
+        "producer_linger_ms": settings.linger_ms,
+        "producer_compression_type": settings.compression_type,
+    }
+    context = ssl_context(settings)
+    if settings.security_protocol.startswith("SASL"):
+        password = settings.sasl_password.get_secret_value() if settings.sasl_password else ""
+        options["broker_credentials"] = faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=password,
+            ssl_context=context,
+            mechanism=settings.sasl_mechanism or "PLAIN",
+        )
+    elif context is not None:
+        options["broker_credentials"] = faust.SSLCredentials(context)
+    return options

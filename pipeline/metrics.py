@@ -1,0 +1,74 @@
+"""Prometheus metrics of every process (ingest, worker). One registry per process, exposed on /metrics.
+
+Names follow Prometheus conventions (``_total`` counters, ``_seconds`` histograms) and are the ones the
+Grafana dashboard in ``deploy/grafana`` queries.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+ALERTS_RECEIVED = Counter(
+    "alert_pipeline_alerts_received_total",
+    "Alerts accepted by the ingest and written to Kafka.",
+    ["source", "endpoint"],
+)
+ALERTS_REJECTED = Counter(
+    "alert_pipeline_alerts_rejected_total",
+    "Alerts or requests refused (bad input, too large, broker unavailable).",
+    ["source", "reason"],
+)
+KAFKA_WRITE_SECONDS = Histogram(
+    "alert_pipeline_ingest_kafka_write_seconds",
+    "Time from the start of a write to Kafka's acknowledgement of every record of a request.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+ALERTS_DEDUPLICATED = Counter(
+    "alert_pipeline_alerts_deduplicated_total",
+    "Alert updates that changed nothing and produced no new work.",
+)
+ALERTS_CHANGED = Counter(
+    "alert_pipeline_alerts_changed_total",
+    "Alert updates passed on by the dedup stage, by kind of change.",
+    ["change"],
+)
+ALERTS_ROUTED = Counter(
+    "alert_pipeline_alerts_routed_total",
+    "Alerts placed in an aggregation group, by tenant (global is the platform route).",
+    ["tenant"],
+)
+ALERTS_DEAD_LETTERED = Counter(
+    "alert_pipeline_records_dead_lettered_total",
+    "Records of a stream topic that could not be read and went to a dead-letter topic.",
+    ["topic"],
+)
+GROUPS_ACTIVE = Gauge(
+    "alert_pipeline_aggregation_groups",
+    "Aggregation groups held by this worker.",
+)
+NOTIFICATIONS_CREATED = Counter(
+    "alert_pipeline_notifications_created_total",
+    "Grouped notifications written to the per-tenant topics.",
+    ["tenant", "receiver", "integration"],
+)
+NOTIFICATIONS_SENT = Counter(
+    "alert_pipeline_notifications_sent_total",
+    "Notifications delivered to a receiver.",
+    ["tenant", "receiver", "integration"],
+)
+NOTIFICATIONS_FAILED = Counter(
+    "alert_pipeline_notifications_failed_total",
+    "Delivery attempts that failed (each retry counts), by whether the notification was given up.",
+    ["tenant", "receiver", "integration", "final"],
+)
+DELIVERY_LATENCY = Histogram(
+    "alert_pipeline_delivery_latency_seconds",
+    "From the ingest accepting an alert's first version to the delivery of its first notification.",
+    ["tenant", "integration"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+)
+CONSUMER_LAG = Gauge(
+    "alert_pipeline_consumer_lag",
+    "Records not yet processed (highwater minus committed offset) per topic partition.",
+    ["topic", "partition"],
+)

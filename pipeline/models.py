@@ -1,0 +1,255 @@
+"""The alert model every source is normalised into, and the records the agents exchange.
+
+Field names on the wire follow Alertmanager (``startsAt``, ``endsAt``, ``generatorURL``) so that a
+record on any topic reads like an Alertmanager alert, and so that ``kcat`` output is familiar.
+Times are RFC 3339 strings on the wire and epoch seconds (floats) in memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+#: Go's zero time, which Alertmanager writes for "not set" (e.g. ``endsAt`` of a firing alert).
+ZERO_TIME = "0001-01-01T00:00:00Z"
+_ZERO_EPOCH = -62135596800.0
+
+_FNV_OFFSET = 14695981039346656037
+_FNV_PRIME = 1099511628211
+_MASK = 0xFFFFFFFFFFFFFFFF
+
+
+def fingerprint(labels: dict[str, str]) -> str:
+    """Alertmanager's alert id: prometheus/common ``LabelSet.Fingerprint`` as 16 hex digits.
+
+    FNV-1a 64 over the sorted label names and values, each followed by the 0xff separator, so
+    ids are identical to the ones Alertmanager and amtool show for the same label set.
+    """
+    h = _FNV_OFFSET
+    for name in sorted(labels):
+        for part in (name, labels[name]):
+            for byte in part.encode():
+                h = ((h ^ byte) * _FNV_PRIME) & _MASK
+            h = ((h ^ 0xFF) * _FNV_PRIME) & _MASK
+    return f"{h:016x}"
+
+
+def parse_time(value: Any, what: str) -> float | None:
+    """RFC 3339 text to epoch seconds; ``None`` for absent or Go's zero time. Raises ValueError."""
+    if value is None or value == "" or value == ZERO_TIME:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{what}: expected an RFC 3339 timestamp string, got {type(value).__name__}")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{what}: {value!r} is not an RFC 3339 timestamp") from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"{what}: {value!r} has no time zone (use Z or an offset)")
+    epoch = parsed.timestamp()
+    return None if epoch <= _ZERO_EPOCH else epoch
+
+
+def format_time(epoch: float | None) -> str:
+    if epoch is None:
+        return ZERO_TIME
+    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
+class Alert:
+    """One alert, as Alertmanager's ``types.Alert``: a label set with an activity interval.
+
+    ``timeout`` is Alertmanager's flag for an ``endsAt`` that we set (now + resolve_timeout) rather
+    than the sender; it matters when merging updates. ``source`` names where it came from and
+    ``received_at`` when the ingest accepted its first version (for the delivery latency histogram).
+    """
+
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: float
+    ends_at: float
+    generator_url: str = ""
+    updated_at: float = 0.0
+    timeout: bool = False
+    fingerprint: str = ""
+    source: str = "alertmanager"
+    received_at: float = 0.0
+    tenants: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.fingerprint:
+            self.fingerprint = fingerprint(self.labels)
+
+    def resolved(self, now: float) -> bool:
+        return self.ends_at <= now
+
+    def merge(self, other: Alert, now: float) -> Alert:
+        """Alertmanager's ``Alert.Merge``: the most recent update wins, the earliest start is kept,
+        and an explicit end time beats one we derived from ``resolve_timeout``."""
+        old, newer = (self, other) if other.updated_at >= self.updated_at else (other, self)
+        res = replace(newer, starts_at=min(old.starts_at, newer.starts_at))
+        res.received_at = min(old.received_at, newer.received_at)
+        if newer.resolved(now):
+            if old.resolved(now) and old.ends_at > newer.ends_at:
+                res.ends_at = old.ends_at
+        elif old.ends_at > newer.ends_at and not old.timeout:
+            res.ends_at = old.ends_at
+        return res
+
+    def overlaps(self, other: Alert) -> bool:
+        """Alertmanager merges an update into the stored alert only when their activity overlaps;
+        otherwise the update is a new occurrence (e.g. a firing alert after a resolve)."""
+        return (self.starts_at < other.ends_at < self.ends_at) or (
+            self.starts_at < other.starts_at < self.ends_at
+        )
+
+    def to_record(self) -> dict[str, Any]:
+        """The record on the ``alerts`` topics."""
+        record: dict[str, Any] = {
+            "labels": self.labels,
+            "annotations": self.annotations,
+            "startsAt": format_time(self.starts_at),
+            "endsAt": format_time(self.ends_at),
+            "generatorURL": self.generator_url,
+            "updatedAt": format_time(self.updated_at),
+            "fingerprint": self.fingerprint,
+            "timeout": self.timeout,
+            "source": self.source,
+            "receivedAt": format_time(self.received_at),
+        }
+        if self.tenants:
+            record["tenants"] = self.tenants
+        return record
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Alert:
+        """Read a record of the ``alerts`` topics; raises ValueError/KeyError/TypeError on a bad one."""
+        labels = record["labels"]
+        if not isinstance(labels, dict) or not labels:
+            raise ValueError("labels: must be a non-empty object")
+        starts_at = parse_time(record.get("startsAt"), "startsAt")
+        ends_at = parse_time(record.get("endsAt"), "endsAt")
+        updated_at = parse_time(record.get("updatedAt"), "updatedAt")
+        if starts_at is None or ends_at is None:
+            raise ValueError("startsAt and endsAt are required on the alerts topic")
+        return cls(
+            labels=labels,
+            annotations=record.get("annotations") or {},
+            starts_at=starts_at,
+            ends_at=ends_at,
+            generator_url=record.get("generatorURL") or "",
+            updated_at=updated_at or starts_at,
+            timeout=bool(record.get("timeout")),
+            fingerprint=record.get("fingerprint") or "",
+            source=record.get("source") or "alertmanager",
+            received_at=parse_time(record.get("receivedAt"), "receivedAt") or updated_at or starts_at,
+            tenants=list(record.get("tenants") or ()),
+        )
+
+    def to_webhook(self, now: float) -> dict[str, Any]:
+        """One entry of ``alerts[]`` in Alertmanager's webhook v4 payload.
+
+        As in Alertmanager, a firing alert's future ``endsAt`` is not exposed (Go's zero time).
+        """
+        resolved = self.resolved(now)
+        return {
+            "status": "resolved" if resolved else "firing",
+            "labels": self.labels,
+            "annotations": self.annotations,
+            "startsAt": format_time(self.starts_at),
+            "endsAt": format_time(self.ends_at) if resolved else ZERO_TIME,
+            "generatorURL": self.generator_url,
+            "fingerprint": self.fingerprint,
+        }
+
+
+def dumps(value: Any) -> bytes:
+    return orjson.dumps(value)
+
+
+def loads(data: bytes | str) -> Any:
+    return orjson.loads(data)
+
+
+def common_items(maps: list[dict[str, str]]) -> dict[str, str]:
+    """The pairs every map has in common (``commonLabels``, ``commonAnnotations``)."""
+    if not maps:
+        return {}
+    common = dict(maps[0])
+    for other in maps[1:]:
+        common = {k: v for k, v in common.items() if other.get(k) == v}
+    return common
+
+
+@dataclass(slots=True)
+class Notification:
+    """A grouped notification for one integration of one receiver: the record on ``notifications.<tenant>``.
+
+    ``id`` is unique per flush, so a redelivered record is recognised by the delivery log.
+    ``alerts`` are already in webhook v4 form, with their status at flush time.
+    """
+
+    id: str
+    tenant: str
+    receiver: str
+    integration: str
+    group_key: str
+    group_labels: dict[str, str]
+    alerts: list[dict[str, Any]]
+    reason: str
+    created_at: float
+    #: When the ingest accepted the oldest new alert of this notification (delivery latency).
+    received_at: float
+
+    @property
+    def status(self) -> str:
+        return "firing" if any(a["status"] == "firing" for a in self.alerts) else "resolved"
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "tenant": self.tenant,
+            "receiver": self.receiver,
+            "integration": self.integration,
+            "groupKey": self.group_key,
+            "groupLabels": self.group_labels,
+            "alerts": self.alerts,
+            "reason": self.reason,
+            "createdAt": self.created_at,
+            "receivedAt": self.received_at,
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Notification:
+        return cls(
+            id=record["id"],
+            tenant=record["tenant"],
+            receiver=record["receiver"],
+            integration=record["integration"],
+            group_key=record["groupKey"],
+            group_labels=record["groupLabels"],
+            alerts=record["alerts"],
+            reason=record.get("reason", ""),
+            created_at=record["createdAt"],
+            received_at=record.get("receivedAt") or record["createdAt"],
+        )
+
+    def webhook_payload(self, external_url: str, max_alerts: int = 0) -> dict[str, Any]:
+        """Alertmanager's webhook v4 JSON, so existing webhook consumers work unchanged."""
+        alerts = self.alerts if max_alerts <= 0 else self.alerts[:max_alerts]
+        return {
+            "version": "4",
+            "groupKey": self.group_key,
+            "truncatedAlerts": len(self.alerts) - len(alerts),
+            "status": self.status,
+            "receiver": self.receiver,
+            "groupLabels": self.group_labels,
+            "commonLabels": common_items([a["labels"] for a in self.alerts]),
+            "commonAnnotations": common_items([a["annotations"] for a in self.alerts]),
+            "externalURL": external_url,
+            "alerts": alerts,
+        }

@@ -1,0 +1,96 @@
+"""A Kafka writer for the HTTP side: a request is answered only once Kafka acknowledged all its records."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from pipeline.config import KafkaSettings
+from pipeline.kafka import producer_options
+from pipeline.metrics import KAFKA_WRITE_SECONDS
+
+log = logging.getLogger(__name__)
+
+
+class BrokerUnavailable(Exception):
+    """Kafka did not acknowledge in time; the client should retry (HTTP 503)."""
+
+
+class KafkaWriter:
+    """An idempotent-enough, always-acks=all producer that reconnects in the background.
+
+    It starts even when the broker is down (the ingest must answer 503, not crash), and keeps
+    trying to connect until it succeeds.
+    """
+
+    def __init__(self, settings: KafkaSettings, timeout: float):
+        self._settings = settings
+        self._timeout = timeout
+        self._producer: AIOKafkaProducer | None = None
+        self._connecting: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._connecting = asyncio.create_task(self._connect())
+        try:
+            await asyncio.wait_for(asyncio.shield(self._connecting), timeout=self._timeout)
+        except TimeoutError:
+            log.warning("Kafka at %s is not reachable yet; retrying in the background",
+                        self._settings.bootstrap_servers)
+
+    async def _connect(self) -> None:
+        delay = 0.2
+        while True:
+            producer = AIOKafkaProducer(**producer_options(self._settings))
+            try:
+                await producer.start()
+            except (KafkaError, OSError) as exc:
+                await producer.stop()
+                log.info("connecting to Kafka failed (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self._producer = producer
+            log.info("connected to Kafka at %s", self._settings.bootstrap_servers)
+            return
+
+    async def stop(self) -> None:
+        if self._connecting is not None and not self._connecting.done():
+            self._connecting.cancel()
+        if self._producer is not None:
+            await self._producer.stop()
+
+    @property
+    def connected(self) -> bool:
+        return self._producer is not None
+
+    async def write(self, topic: str, records: Iterable[tuple[bytes | None, bytes]]) -> int:
+        """Send the records and wait until Kafka acknowledged every one; returns how many."""
+        producer = self._producer
+        if producer is None:
+            raise BrokerUnavailable("not connected to Kafka yet")
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._timeout):
+                pending = [await producer.send(topic, value=value, key=key) for key, value in records]
+                if pending:
+                    await asyncio.gather(*pending)
+        except (TimeoutError, KafkaError) as exc:
+            raise BrokerUnavailable(f"Kafka did not acknowledge the write: {exc or 'timed out'}") from None
+        KAFKA_WRITE_SECONDS.observe(time.perf_counter() - started)
+        return len(pending)
+
+    async def ping(self, timeout: float = 2.0) -> bool:
+        """Whether the broker answers a metadata request now (readiness)."""
+        producer = self._producer
+        if producer is None:
+            return False
+        try:
+            async with asyncio.timeout(timeout):
+                return bool(await producer.client.fetch_all_metadata())
+        except (TimeoutError, KafkaError, OSError):
+            return False

@@ -1,0 +1,95 @@
+"""Topic names and their creation.
+
+Every topic the pipeline uses is named here, once, with the configured prefix; ``docs/architecture.md``
+describes each one's key and record. Topics are created explicitly at start-up (broker auto-creation
+would give them one partition and the wrong cleanup policy).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from pipeline.config import Config
+from pipeline.kafka import client_options
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Topics:
+    prefix: str
+
+    @property
+    def alerts(self) -> str:
+        """Normalised alerts from every source, keyed by fingerprint."""
+        return f"{self.prefix}alerts"
+
+    @property
+    def alerts_deduped(self) -> str:
+        """Alerts whose state changed (new, updated, resolved, refreshed), keyed by fingerprint."""
+        return f"{self.prefix}alerts.deduped"
+
+    @property
+    def alerts_routed(self) -> str:
+        """One record per (alert, matched route), keyed by the aggregation group."""
+        return f"{self.prefix}alerts.routed"
+
+    @property
+    def alerts_dlq(self) -> str:
+        """Records that could not be read as alerts, with the reason."""
+        return f"{self.prefix}alerts.dlq"
+
+    def notifications(self, tenant: str) -> str:
+        """Grouped notifications for one tenant (``global`` for the platform admins' route)."""
+        return f"{self.prefix}notifications.{tenant}"
+
+    @property
+    def notifications_dlq(self) -> str:
+        return f"{self.prefix}notifications.dlq"
+
+    @property
+    def notifications_history(self) -> str:
+        return f"{self.prefix}notifications.history"
+
+    def all_topics(self, config: Config) -> list[str]:
+        return [
+            self.alerts,
+            self.alerts_deduped,
+            self.alerts_routed,
+            self.alerts_dlq,
+            *(self.notifications(t) for t in config.tenant_names()),
+            self.notifications_dlq,
+            self.notifications_history,
+        ]
+
+
+def topics_for(config: Config) -> Topics:
+    return Topics(config.kafka.topic_prefix)
+
+
+async def ensure_topics(config: Config, names: list[str] | None = None) -> list[str]:
+    """Create the missing topics with the configured partitions; returns the ones created."""
+    names = names or topics_for(config).all_topics(config)
+    admin = AIOKafkaAdminClient(**client_options(config.kafka))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [name for name in names if name not in existing]
+        if not missing:
+            return []
+        new = [
+            NewTopic(name, config.kafka.partitions, config.kafka.replication_factor) for name in missing
+        ]
+        response = await admin.create_topics(new)
+        for topic, code, *rest in response.topic_errors:
+            # 36: another process created it first (several replicas starting at once).
+            if code not in (0, TopicAlreadyExistsError.errno):
+                raise RuntimeError(f"cannot create topic {topic}: error {code} {rest[0] if rest else ''}")
+        log.info("created topics %s", ", ".join(missing))
+        return missing
+    finally:
+        await admin.close()

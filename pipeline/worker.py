@@ -1,0 +1,42 @@
+"""``alert-pipeline worker``: the faust worker running every stream agent and sender agent.
+
+Several workers with the same ``worker.app_id`` form one consumer group and share the partitions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import faust
+from prometheus_client import start_http_server
+
+from pipeline.app import create_app
+from pipeline.config import Config
+from pipeline.metrics import CONSUMER_LAG
+from pipeline.topics import ensure_topics, topics_for
+
+log = logging.getLogger(__name__)
+
+
+def _split_listen(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    return host or "0.0.0.0", int(port)
+
+
+def run_worker(config: Config, loglevel: str = "INFO", logfile: str | None = None) -> None:
+    asyncio.run(ensure_topics(config, topics_for(config).all_topics(config)))
+    app, _ = create_app(config)
+
+    @app.timer(interval=5.0, name="consumer-lag")
+    async def report_lag() -> None:
+        monitor = app.monitor
+        for tp, end in list(monitor.tp_end_offsets.items()):
+            committed = monitor.tp_committed_offsets.get(tp, 0)
+            CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, end - committed))
+
+    host, port = _split_listen(config.worker.metrics_listen)
+    start_http_server(port, addr=host)
+    log.info("worker metrics on http://%s:%d/metrics", host, port)
+    worker = faust.Worker(app, loglevel=loglevel, logfile=logfile, quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()

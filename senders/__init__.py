@@ -1,0 +1,1 @@
+"""Senders: one module per channel, each behind the :class:`senders.base.Sender` interface."""

@@ -1,0 +1,52 @@
+"""File/console: one line per notification, to a file or standard output (demos, debugging, audit)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import orjson
+
+from pipeline.channels import FileConfig
+from pipeline.models import Notification
+from senders.base import DeliveryError, Sender, sender_for
+
+
+def text_line(notification: Notification) -> str:
+    """``[tenant/receiver] FIRING 2 alerts group={...}: alertname ns summary; ...``"""
+    parts = []
+    for alert in notification.alerts:
+        labels, annotations = alert["labels"], alert["annotations"]
+        summary = annotations.get("summary") or annotations.get("message") or annotations.get("description", "")
+        where = labels.get("namespace", "cluster")
+        parts.append(f"{alert['status']}:{labels.get('alertname', '?')}@{where}" + (f" {summary}" if summary else ""))
+    return (f"[{notification.tenant}/{notification.receiver}] {notification.status.upper()} "
+            f"{len(notification.alerts)} alert(s) {notification.group_key} ({notification.reason}): "
+            + "; ".join(parts))
+
+
+@sender_for(FileConfig)
+class FileSender(Sender):
+    config: FileConfig
+
+    def _line(self, notification: Notification) -> str:
+        if self.config.format == "json":
+            payload = notification.webhook_payload(self.context.external_url)
+            payload["tenant"] = notification.tenant
+            return orjson.dumps(payload).decode()
+        return text_line(notification)
+
+    async def send(self, notification: Notification) -> None:
+        line = self._line(notification) + "\n"
+        if self.config.path == "-":
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            return
+        try:
+            await asyncio.to_thread(self._append, line)
+        except OSError as exc:
+            raise DeliveryError(f"cannot write {self.config.path}: {exc.strerror}") from None
+
+    def _append(self, line: str) -> None:
+        with open(self.config.path, "a", encoding="utf-8") as out:
+            out.write(line)
