@@ -72,3 +72,7 @@ CONSUMER_LAG = Gauge(
     "Records not yet processed (highwater minus committed offset) per topic partition.",
     ["topic", "partition"],
 )
+WORKER_READY = Gauge(
+    "alert_pipeline_worker_ready",
+    "1 when the worker has its partitions assigned and its tables recovered, else 0.",
+)

@@ -13,7 +13,7 @@ from prometheus_client import start_http_server
 
 from pipeline.app import create_app
 from pipeline.config import Config
-from pipeline.metrics import CONSUMER_LAG
+from pipeline.metrics import CONSUMER_LAG, WORKER_READY
 from pipeline.topics import ensure_topics, topics_for
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,11 @@ def run_worker(config: Config, loglevel: str = "INFO", logfile: str | None = Non
         for tp, end in list(monitor.tp_end_offsets.items()):
             committed = monitor.tp_committed_offsets.get(tp, 0)
             CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, end - committed))
+
+    @app.timer(interval=0.5, name="readiness")
+    async def report_ready() -> None:
+        recovered = app.tables.recovery.completed.is_set()
+        WORKER_READY.set(int(recovered and not app.rebalancing and bool(app.consumer.assignment())))
 
     host, port = _split_listen(config.worker.metrics_listen)
     start_http_server(port, addr=host)

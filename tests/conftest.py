@@ -1,0 +1,56 @@
+"""Fixtures: one embedded broker for the session, a loopback receiver, and pipeline processes per test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.broker import EmbeddedBroker
+from tests.harness import PipelineProcesses, Receiver, base_config
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    instance = EmbeddedBroker(tmp_path_factory.mktemp("broker")).start()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    server = await Receiver().start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+def make_config(broker: EmbeddedBroker, tmp_path: Path) -> Callable[..., dict[str, Any]]:
+    return lambda **overrides: base_config(broker, tmp_path, **overrides)
+
+
+@pytest.fixture
+async def start_pipeline(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Callable[..., Any]]:
+    """Start ingest + worker for a config; stopped (and their logs shown on failure) after the test."""
+    started: list[PipelineProcesses] = []
+
+    async def start(config: dict[str, Any]) -> PipelineProcesses:
+        processes = PipelineProcesses(config, tmp_path)
+        started.append(processes)
+        return await processes.start()
+
+    yield start
+    for processes in started:
+        processes.stop()
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            print(processes.logs())
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

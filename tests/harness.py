@@ -1,0 +1,195 @@
+"""Test harness: the real broker, the pipeline's processes, and loopback receivers that record what they get.
+
+Nothing here mocks Kafka: every end-to-end test runs the ``ingest`` and ``worker`` commands as
+child processes against an embedded broker on loopback, with a topic prefix and app id of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from pipeline.broker import EmbeddedBroker, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
+    """Poll until ``check()`` returns a truthy value (returned) or raise AssertionError at the timeout."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
+
+
+class Receiver:
+    """An HTTP server on loopback that records every request body by path, and answers ``status``."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.requests: list[tuple[str, dict[str, str], bytes]] = []
+        self.status_by_path: dict[str, int] = {}
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        status = self.status_by_path.get(request.path, 200)
+        body = await request.read()
+        if status < 300:
+            self.requests.append((request.path, dict(request.headers), body))
+        return web.Response(status=status, text="ok" if status < 300 else "unavailable")
+
+    async def start(self) -> Receiver:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def payloads(self, path: str | None = None) -> list[dict[str, Any]]:
+        import orjson
+
+        return [orjson.loads(body) for p, _, body in self.requests if path is None or p == path]
+
+    def alerts(self, path: str | None = None) -> list[dict[str, Any]]:
+        return [alert for payload in self.payloads(path) for alert in payload["alerts"]]
+
+
+def base_config(broker: EmbeddedBroker, tmp: Path, **overrides: Any) -> dict[str, Any]:
+    """A config with a unique topic prefix and app id, short timers and fast retries."""
+    unique = uuid.uuid4().hex[:8]
+    config: dict[str, Any] = {
+        "global": {"resolve_timeout": "5m", "external_url": "http://alert-pipeline.test"},
+        "route": {"receiver": "admins", "group_by": ["alertname", "namespace"], "group_wait": "1s",
+                  "group_interval": "2s", "repeat_interval": "1h"},
+        "receivers": [],
+        "tenants": [],
+        "kafka": {"bootstrap_servers": broker.bootstrap_servers, "topic_prefix": f"t{unique}.",
+                  "partitions": 2, "session_timeout": "6s", "heartbeat_interval": "1s"},
+        "ingest": {"listen": f"127.0.0.1:{free_port()}", "kafka_timeout": "3s"},
+        "worker": {"app_id": f"ap-test-{unique}", "metrics_listen": f"127.0.0.1:{free_port()}",
+                   "data_dir": str(tmp / f"worker-{unique}"), "tick_interval": "50ms"},
+        "delivery": {"max_attempts": 3, "initial_backoff": "100ms", "max_backoff": "1s"},
+    }
+    for key, value in overrides.items():
+        config[key] = value
+    return config
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+    except OSError:
+        return 0, ""
+
+
+class PipelineProcesses:
+    """``alert-pipeline ingest`` and ``alert-pipeline worker`` as child processes for one test."""
+
+    def __init__(self, config: dict[str, Any], tmp: Path):
+        self.config = config
+        self.tmp = tmp
+        self.path = tmp / f"config-{config['worker']['app_id']}.yml"
+        self.path.write_text(yaml.safe_dump(config))
+        self.ingest: subprocess.Popen[bytes] | None = None
+        self.worker: subprocess.Popen[bytes] | None = None
+
+    @property
+    def ingest_url(self) -> str:
+        return f"http://{self.config['ingest']['listen']}"
+
+    @property
+    def worker_metrics_url(self) -> str:
+        return f"http://{self.config['worker']['metrics_listen']}/metrics"
+
+    def _spawn(self, *args: str, log: str) -> subprocess.Popen[bytes]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")}
+        with open(self.tmp / log, "ab") as out:
+            return subprocess.Popen(
+                [sys.executable, "-m", "pipeline.cli", *args, "--config", str(self.path)],
+                stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env, start_new_session=True,
+            )
+
+    def start_ingest(self) -> None:
+        self.ingest = self._spawn("ingest", log="ingest.log")
+
+    def start_worker(self) -> None:
+        self.worker = self._spawn("worker", "--log-level", "WARNING", log="worker.log")
+
+    async def wait_ingest_ready(self, timeout: float = 30.0) -> None:
+        await eventually(lambda: _get(f"{self.ingest_url}/-/ready")[0] == 200, timeout, 0.2)
+
+    async def wait_worker_ready(self, timeout: float = 60.0) -> None:
+        def ready() -> bool:
+            status, text = _get(self.worker_metrics_url)
+            return status == 200 and "alert_pipeline_worker_ready 1.0" in text
+
+        await eventually(ready, timeout, 0.25)
+
+    async def start(self) -> PipelineProcesses:
+        self.start_ingest()
+        self.start_worker()
+        await self.wait_ingest_ready()
+        await self.wait_worker_ready()
+        return self
+
+    def metric(self, name: str, url: str | None = None) -> float:
+        """Sum of a metric's samples on the worker (or ``url``)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        _, text = _get(url or self.worker_metrics_url)
+        return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name)
+
+    @staticmethod
+    def _end(process: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def kill_worker(self) -> None:
+        """SIGKILL: no shutdown, no final commit."""
+        self._end(self.worker, signal.SIGKILL)
+
+    def stop_worker(self) -> None:
+        self._end(self.worker)
+
+    def stop(self) -> None:
+        self._end(self.worker)
+        self._end(self.ingest)
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in self.tmp.glob("*.log")
+        )

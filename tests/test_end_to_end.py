@@ -1,0 +1,83 @@
+"""End to end over HTTP: ingest -> Kafka -> agents -> per-tenant topics -> webhook receiver."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import aiohttp
+import orjson
+
+from pipeline.models import fingerprint
+from tests.harness import eventually
+
+
+def alert(name: str, namespace: str, **labels: str) -> dict:
+    return {"labels": {"alertname": name, "namespace": namespace, **labels},
+            "annotations": {"summary": f"{name} in {namespace}"}}
+
+
+async def post(url: str, body: object) -> tuple[int, dict]:
+    async with aiohttp.ClientSession() as http, http.post(f"{url}/api/v2/alerts", data=orjson.dumps(body)) as r:
+        return r.status, await r.json(content_type=None)
+
+
+async def test_grouping_repeats_and_resolves(make_config, start_pipeline, receiver):
+    config = make_config(receivers=[{"name": "admins", "webhook_configs": [{"url": f"{receiver.url}/admins"}]}])
+    pipeline = await start_pipeline(config)
+    alerts = [alert("PodCrash", "ns1", pod="a"), alert("PodCrash", "ns1", pod="b"),
+              alert("PodCrash", "ns2", pod="a"), alert("DiskFull", "ns1")]
+    status, body = await post(pipeline.ingest_url, alerts)
+    assert (status, body["accepted"]) == (200, 4)
+
+    await eventually(lambda: len(receiver.payloads()) >= 3, timeout=30)
+    by_key = {p["groupKey"]: p for p in receiver.payloads()}
+    assert set(by_key) == {
+        '{}:{alertname="PodCrash", namespace="ns1"}',
+        '{}:{alertname="PodCrash", namespace="ns2"}',
+        '{}:{alertname="DiskFull", namespace="ns1"}',
+    }
+    crash = by_key['{}:{alertname="PodCrash", namespace="ns1"}']
+    assert crash["version"] == "4" and crash["receiver"] == "admins" and crash["status"] == "firing"
+    assert crash["externalURL"] == "http://alert-pipeline.test"
+    assert crash["groupLabels"] == {"alertname": "PodCrash", "namespace": "ns1"}
+    assert crash["commonLabels"] == {"alertname": "PodCrash", "namespace": "ns1"}
+    assert crash["truncatedAlerts"] == 0
+    assert sorted(a["labels"]["pod"] for a in crash["alerts"]) == ["a", "b"]
+    assert {a["fingerprint"] for a in crash["alerts"]} == {
+        fingerprint(alerts[0]["labels"]), fingerprint(alerts[1]["labels"])}
+    assert all(a["endsAt"] == "0001-01-01T00:00:00Z" for a in crash["alerts"])
+
+    # Repeats (Prometheus re-sends every evaluation) are not notified again.
+    for _ in range(3):
+        assert (await post(pipeline.ingest_url, alerts))[0] == 200
+    time.sleep(5)  # two group intervals
+    assert len(receiver.payloads()) == 3
+    assert pipeline.metric("alert_pipeline_alerts_deduplicated_total") >= 12
+
+    # A resolve is notified (send_resolved defaults to true for webhooks) with the still-firing alert.
+    resolved = {**alerts[0], "endsAt": datetime.now(UTC).isoformat()}
+    assert (await post(pipeline.ingest_url, [resolved]))[0] == 200
+    await eventually(lambda: len(receiver.payloads()) == 4, timeout=15)
+    last = receiver.payloads()[-1]
+    assert last["groupKey"] == '{}:{alertname="PodCrash", namespace="ns1"}'
+    assert last["status"] == "firing"
+    statuses = {a["labels"]["pod"]: a["status"] for a in last["alerts"]}
+    assert statuses == {"a": "resolved", "b": "firing"}
+    assert next(a for a in last["alerts"] if a["labels"]["pod"] == "a")["endsAt"] != "0001-01-01T00:00:00Z"
+
+
+async def test_send_resolved_false_notifies_firing_only(make_config, start_pipeline, receiver):
+    config = make_config(receivers=[{"name": "admins", "webhook_configs": [
+        {"url": f"{receiver.url}/quiet", "send_resolved": False},
+        {"url": f"{receiver.url}/loud"},
+    ]}])
+    pipeline = await start_pipeline(config)
+    firing = alert("Load", "ns1")
+    assert (await post(pipeline.ingest_url, [firing]))[0] == 200
+    await eventually(lambda: len(receiver.payloads("/quiet")) == 1 and len(receiver.payloads("/loud")) == 1)
+    assert (await post(pipeline.ingest_url, [{**firing, "endsAt": datetime.now(UTC).isoformat()}]))[0] == 200
+    await eventually(lambda: len(receiver.payloads("/loud")) == 2, timeout=15)
+    assert receiver.payloads("/loud")[-1]["status"] == "resolved"
+    time.sleep(3)
+    assert len(receiver.payloads("/quiet")) == 1
