@@ -18,7 +18,8 @@ from tests.test_end_to_end import post
 
 
 async def test_kill_9_worker_loses_no_accepted_alert(own_broker, tmp_path, start_pipeline, receiver):
-    config = base_config(own_broker, tmp_path,receivers=[{"name": "admins", "webhook_configs": [{"url": f"{receiver.url}/all"}]}])
+    hook = {"url": f"{receiver.url}/all"}
+    config = base_config(own_broker, tmp_path, receivers=[{"name": "admins", "webhook_configs": [hook]}])
     config["route"]["group_by"] = ["alertname", "namespace"]
     pipeline = await start_pipeline(config)
 
