@@ -57,31 +57,27 @@ class DedupState:
 
 def decide(previous: DedupState | None, incoming: Alert, now: float) -> tuple[DedupState, str | None]:
     """The new state, and the kind of change to pass on (``None``: nothing to pass on)."""
-    if previous is None or not previous.alert.overlaps(incoming):
-        merged, change = incoming, "new"
-        if previous is not None and incoming.resolved(now) and previous.sent_resolved:
-            change = None  # a late repeat of a resolve we already passed on
+    if previous is None:
+        change: str | None = "resolved" if incoming.resolved(now) else "new"
+        return DedupState(incoming, incoming.ends_at, now, incoming.resolved(now)), change
+    old = previous.alert
+    # Alertmanager merges only overlapping activity; otherwise the update replaces the alert.
+    merged = old.merge(incoming, now) if old.overlaps(incoming) else incoming
+    if merged.resolved(now):
+        change = None if previous.sent_resolved else "resolved"
+    elif previous.sent_resolved:
+        change = "new"  # firing again after a resolve
+    elif (merged.annotations != old.annotations or merged.starts_at != old.starts_at
+          or merged.generator_url != old.generator_url):
+        change = "updated"
+    elif merged.ends_at > previous.sent_ends_at and (
+        previous.sent_ends_at - now < (previous.sent_ends_at - previous.sent_at) / 2
+    ):
+        change = "refresh"
     else:
-        old = previous.alert
-        merged = old.merge(incoming, now)
-        if merged.resolved(now):
-            change = None if previous.sent_resolved else "resolved"
-        elif previous.sent_resolved:
-            change = "new"
-        elif (merged.annotations != old.annotations or merged.starts_at != old.starts_at
-              or merged.generator_url != old.generator_url):
-            change = "updated"
-        elif merged.ends_at > previous.sent_ends_at and (
-            previous.sent_ends_at - now < (previous.sent_ends_at - previous.sent_at) / 2
-        ):
-            change = "refresh"
-        else:
-            change = None
+        change = None
     if change is None:
-        assert previous is not None
         return DedupState(merged, previous.sent_ends_at, previous.sent_at, previous.sent_resolved), None
-    if change == "new" and merged.resolved(now):
-        change = "resolved"
     return DedupState(merged, merged.ends_at, now, merged.resolved(now)), change
 
 

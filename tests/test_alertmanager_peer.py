@@ -39,7 +39,9 @@ async def test_alertmanager_webhook_reaches_our_receivers(make_config, start_pip
         # Identical ids across tools: prometheus/common's LabelSet.Fingerprint.
         assert theirs == {a["labels"]["namespace"]: fingerprint(a["labels"]) for a in alerts}
 
-        namespaces = lambda: {a["labels"]["namespace"] for a in receiver.alerts("/global")}  # noqa: E731
+        def namespaces() -> set[str]:
+            return {a["labels"]["namespace"] for a in receiver.alerts("/global")}
+
         await eventually(lambda: namespaces() == {"shop-prod", "billing"})
         await eventually(lambda: len(receiver.alerts("/shop")) >= 1)
         shop = receiver.alerts("/shop")

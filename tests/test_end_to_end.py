@@ -48,9 +48,13 @@ async def test_grouping_repeats_and_resolves(make_config, start_pipeline, receiv
         fingerprint(alerts[0]["labels"]), fingerprint(alerts[1]["labels"])}
     assert all(a["endsAt"] == "0001-01-01T00:00:00Z" for a in crash["alerts"])
 
-    # Repeats (Prometheus re-sends every evaluation) are not notified again.
+    # Repeats, as Prometheus sends them (same startsAt, endsAt pushed forward at every evaluation),
+    # are not notified again.
+    started = datetime.now(UTC)
     for _ in range(3):
-        assert (await post(pipeline.ingest_url, alerts))[0] == 200
+        ends = datetime.fromtimestamp(time.time() + 600, UTC).isoformat()
+        repeat = [{**a, "startsAt": started.isoformat(), "endsAt": ends} for a in alerts]
+        assert (await post(pipeline.ingest_url, repeat))[0] == 200
     time.sleep(5)  # two group intervals
     assert len(receiver.payloads()) == 3
     assert pipeline.metric("alert_pipeline_alerts_deduplicated_total") >= 12
