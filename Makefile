@@ -29,7 +29,7 @@ test: install test-deps
 	$(BIN)/pytest -q
 
 bench: install
-	$(BIN)/python -m tests.bench
+	$(BIN)/python -u -m tests.bench
 
 lint: install
 	$(BIN)/ruff check pipeline agents senders tests

@@ -230,3 +230,22 @@ class Alertmanager:
 
     def stop(self) -> None:
         PipelineProcesses._end(self.process)
+
+
+async def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+    """The first ``count`` JSON records of a topic (from the beginning), read with a group-less consumer."""
+    import orjson
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    records: list[dict[str, Any]] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while len(records) < count and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=200)
+            records += [orjson.loads(m.value) for messages in batches.values() for m in messages]
+    finally:
+        await consumer.stop()
+    return records
