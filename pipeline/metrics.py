@@ -76,3 +76,8 @@ WORKER_READY = Gauge(
     "alert_pipeline_worker_ready",
     "1 when the worker has its partitions assigned and its tables recovered, else 0.",
 )
+TEMPLATE_ERRORS = Counter(
+    "alert_pipeline_template_errors_total",
+    "Message templates that failed to render; the channel's default template was used instead.",
+    ["channel", "part", "template"],
+)
