@@ -135,7 +135,8 @@ class MailServer:
         if not tls:
             options["auth_require_tls"] = False
         elif implicit_tls:
-            options["ssl_context"] = context
+            # aiosmtpd offers AUTH "over TLS" only after STARTTLS; here the whole connection is TLS.
+            options.update(ssl_context=context, auth_require_tls=False)
         else:
             options.update(tls_context=context, require_starttls=True)
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port, **options)
@@ -143,13 +144,12 @@ class MailServer:
     def _authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:  # type: ignore[no-untyped-def]
         ok = (isinstance(auth_data, LoginPassword) and auth_data.login.decode() == self.user
               and auth_data.password.decode() == self.password)
-        return AuthResult(success=ok, handled=False)
+        return AuthResult(success=ok, handled=False, auth_data=auth_data.login.decode() if ok else None)
 
     async def handle_DATA(self, server, session, envelope) -> str:  # type: ignore[no-untyped-def]
         message = message_from_bytes(envelope.content, policy=policy.default)
-        login = session.auth_data.login.decode() if isinstance(session.auth_data, LoginPassword) else None
-        self.mails.append(Mail(envelope.mail_from, list(envelope.rcpt_tos), message, login,
-                               session.ssl is not None))
+        self.mails.append(Mail(envelope.mail_from, list(envelope.rcpt_tos), message, session.auth_data,
+                               session.ssl is not None or server.transport.get_extra_info("ssl_object") is not None))
         return "250 OK"
 
     def start(self) -> MailServer:
