@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
@@ -21,6 +21,7 @@ from pipeline.channels import IntegrationConfig
 from pipeline.models import Notification
 from senders.ratelimit import RateLimiter
 from senders.templates import MessageTemplates
+from senders.text import Measure, chars, split
 
 
 class DeliveryError(Exception):
@@ -43,7 +44,7 @@ class SenderContext:
 
 class Sender(ABC):
     """One integration of one receiver. Besides ``send``, it offers its channel module the shared
-    pieces: the rate limiter, the message templates and the posting of a message split in pieces."""
+    pieces: the rate limiter, the message templates and the sending of a message split in pieces."""
 
     config_type: ClassVar[type[IntegrationConfig]]
     #: The channel's default template for each part (names in ``senders/templates``).
@@ -78,13 +79,15 @@ class Sender(ABC):
         await self.throttle()
         return await post_json(self.context.http, url, payload, self.config.timeout, headers, form=form)
 
-    async def send_pieces(self, notification: Notification, pieces: Sequence[Any],
-                          send_one: Callable[[Any], Awaitable[None]]) -> None:
-        """Send a message split in several, in order; a retry after a failure skips the pieces that
-        were already delivered, so a reader sees each piece once."""
+    async def send_split(self, notification: Notification, text: str, limit: int,
+                         post: Callable[[str], Awaitable[None]], footer: str = "", measure: Measure = chars) -> None:
+        """Send ``text`` as one message or, over ``limit``, as several (cut at line ends), each ending
+        with ``footer``; in order. A retry after a failure skips the pieces already delivered, so a
+        reader sees each piece once."""
+        pieces = split(text, limit - measure(footer), measure)
         done = self._delivered_pieces.get(notification.id, 0)
         for index in range(done, len(pieces)):
-            await send_one(pieces[index])
+            await post(pieces[index] + footer)
             self._delivered_pieces[notification.id] = index + 1
         self._delivered_pieces.pop(notification.id, None)
 

@@ -15,7 +15,7 @@ from pipeline.channels import DingTalkConfig
 from pipeline.models import Notification
 from senders.base import Sender, json_body, sender_for
 from senders.chatbot import check_errcode, hmac_sha256_base64, keyword_footer
-from senders.text import split, utf8_bytes
+from senders.text import utf8_bytes
 
 #: Markdown text limit of a DingTalk bot message, in bytes.
 MAX_TEXT_BYTES = 20000
@@ -37,12 +37,11 @@ class DingTalkSender(Sender):
         parts = self.render(notification)
         mentions = " ".join(f"@{who}" for who in [*self.config.at_mobiles, *self.config.at_users])
         footer = (f"\n\n{mentions}" if mentions else "") + keyword_footer(self.config.keywords)
-        pieces = split(parts["text"], MAX_TEXT_BYTES - utf8_bytes(footer), utf8_bytes)
 
-        async def post(piece: str) -> None:
-            await self._post(parts["title"], piece + footer)
+        async def post(text: str) -> None:
+            await self._post(parts["title"], text)
 
-        await self.send_pieces(notification, pieces, post)
+        await self.send_split(notification, parts["text"], MAX_TEXT_BYTES, post, footer, utf8_bytes)
 
     async def _post(self, title: str, text: str) -> None:
         config = self.config

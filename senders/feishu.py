@@ -14,7 +14,7 @@ from pipeline.channels import FeishuConfig
 from pipeline.models import Notification
 from senders.base import Sender, json_body, sender_for
 from senders.chatbot import check_errcode, hmac_sha256_base64, keyword_footer
-from senders.text import split, utf8_bytes
+from senders.text import utf8_bytes
 
 #: Feishu refuses request bodies over 20 KB; this leaves room for the card around the text.
 MAX_TEXT_BYTES = 18000
@@ -33,14 +33,13 @@ class FeishuSender(Sender):
 
     async def send(self, notification: Notification) -> None:
         parts = self.render(notification)
-        footer = keyword_footer(self.config.keywords)
-        pieces = split(parts["text"], MAX_TEXT_BYTES - utf8_bytes(footer), utf8_bytes)
         color = "red" if notification.status == "firing" else "green"
 
-        async def post(piece: str) -> None:
-            await self._post(self._card(parts["title"], piece + footer, color))
+        async def post(text: str) -> None:
+            await self._post(self._card(parts["title"], text, color))
 
-        await self.send_pieces(notification, pieces, post)
+        await self.send_split(notification, parts["text"], MAX_TEXT_BYTES, post,
+                              keyword_footer(self.config.keywords), utf8_bytes)
 
     @staticmethod
     def _card(title: str, text: str, color: str) -> dict[str, Any]:

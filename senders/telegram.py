@@ -8,7 +8,6 @@ from typing import Any
 from pipeline.channels import TelegramConfig
 from pipeline.models import Notification
 from senders.base import DeliveryError, Sender, json_body, sender_for
-from senders.text import split
 
 MAX_MESSAGE_CHARS = 4096
 
@@ -19,8 +18,7 @@ class TelegramSender(Sender):
     default_templates = {"message": "telegram.html.j2"}
 
     async def send(self, notification: Notification) -> None:
-        pieces = split(self.render(notification)["message"], MAX_MESSAGE_CHARS)
-        await self.send_pieces(notification, pieces, self._post)
+        await self.send_split(notification, self.render(notification)["message"], MAX_MESSAGE_CHARS, self._post)
 
     async def _post(self, text: str) -> None:
         config = self.config

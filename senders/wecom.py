@@ -6,7 +6,7 @@ from pipeline.channels import WeComConfig
 from pipeline.models import Notification
 from senders.base import Sender, json_body, sender_for
 from senders.chatbot import check_errcode
-from senders.text import split, utf8_bytes
+from senders.text import utf8_bytes
 
 #: WeCom's markdown ``content`` limit, in bytes.
 MAX_CONTENT_BYTES = 4096
@@ -23,10 +23,9 @@ class WeComSender(Sender):
         text = self.render(notification)["text"]
         mentions = "".join(f"<@{user}>" for user in self.config.at_users)
         footer = f"\n{mentions}" if mentions else ""
-        pieces = split(text, MAX_CONTENT_BYTES - utf8_bytes(footer), utf8_bytes)
 
-        async def post(piece: str) -> None:
-            payload = {"msgtype": "markdown", "markdown": {"content": piece + footer}}
+        async def post(content: str) -> None:
+            payload = {"msgtype": "markdown", "markdown": {"content": content}}
             check_errcode(json_body(await self.post(self.config.reveal("webhook"), payload)), "WeCom", RATE_LIMITED)
 
-        await self.send_pieces(notification, pieces, post)
+        await self.send_split(notification, text, MAX_CONTENT_BYTES, post, footer, utf8_bytes)

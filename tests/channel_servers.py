@@ -25,6 +25,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from pipeline.broker import free_port
+from tests.harness import Receiver
 
 
 @dataclass
@@ -44,21 +45,16 @@ class Request:
 Handler = Callable[[Request], tuple[int, Any]]
 
 
-class ChannelServer:
-    """An aiohttp server on 127.0.0.1. ``accepted`` holds requests a handler answered with a 2xx and
-    ``requests`` every request, in arrival order."""
+class ChannelServer(Receiver):
+    """The harness's loopback server with per-route handlers. ``accepted`` holds the requests answered
+    with a 2xx and ``received`` every request, in arrival order."""
 
     def __init__(self) -> None:
-        self.port = free_port()
+        super().__init__()
         self.handlers: dict[str, Handler] = {}
         self.script: dict[str, deque[tuple[int, dict[str, str], Any]]] = defaultdict(deque)
-        self.requests: list[Request] = []
+        self.received: list[Request] = []
         self.accepted: list[Request] = []
-        self._runner: web.AppRunner | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def route(self, path: str, handler: Handler) -> None:
         self.handlers[path] = handler
@@ -73,7 +69,7 @@ class ChannelServer:
     async def _handle(self, request: web.Request) -> web.Response:
         recorded = Request(request.method, request.path, dict(request.query), dict(request.headers),
                            await request.read())
-        self.requests.append(recorded)
+        self.received.append(recorded)
         if self.script[request.path]:
             status, headers, body = self.script[request.path].popleft()
         elif request.path in self.handlers:
@@ -86,18 +82,6 @@ class ChannelServer:
         if isinstance(body, str):
             return web.Response(status=status, text=body, headers=headers)
         return web.Response(status=status, body=orjson.dumps(body), headers=headers, content_type="application/json")
-
-    async def start(self) -> ChannelServer:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-        return self
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
 
 def self_signed_certificate(directory: Path) -> tuple[Path, Path]:

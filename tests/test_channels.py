@@ -192,7 +192,7 @@ async def test_dingtalk_long_message_is_split_and_a_retry_resumes(server, contex
         await ding.send(many)
     assert limited.value.retryable and limited.value.retry_after == 60.0
     await ding.send(many)  # the retry: from the second piece on
-    texts = [r.json()["markdown"]["text"] for r in server.requests]
+    texts = [r.json()["markdown"]["text"] for r in server.received]
     assert len(texts) >= 4 and texts[2] == texts[1]  # the refused piece again, not the first one
     pieces = [texts[0], *texts[2:]]
     assert all(len(p.encode()) <= 20000 and p.endswith("\n\nalert") for p in pieces)

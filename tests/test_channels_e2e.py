@@ -106,7 +106,7 @@ async def _every_channel(api, mail, cert, make_config, start_pipeline, tmp_path,
     assert discord["embeds"][0]["title"] == "[FIRING:1] PodCrash (shop, critical)"
     assert pipeline.metric("alert_pipeline_template_errors_total") >= 1
     # Slack answered 429 with Retry-After: 1 first: the retry waited for it (the backoff alone is 100 ms).
-    first_slack = next(r for r in api.requests if r.path == "/slack")
+    first_slack = next(r for r in api.received if r.path == "/slack")
     retried = next(r for r in api.on("/slack") if "PodCrash" in r.body.decode())
     assert retried.at - first_slack.at >= 0.9
     # Tenant isolation: the shop tenant's WeCom bot got the shop alert only, never other-team's.
