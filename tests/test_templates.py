@@ -118,3 +118,23 @@ def test_secrets_from_env_and_files_never_shown(tmp_path, monkeypatch):
         parse_config({"route": {"receiver": "r"}, "receivers": [{"name": "r", "pagerduty_configs": [
             {"routing_key": "a", "routing_key_file": str(tmp_path / "key")}]}]})
     assert "at most one of routing_key and routing_key_file" in str(both.value)
+
+
+def test_the_channels_example_is_a_valid_config(tmp_path, monkeypatch):
+    from pipeline.config import load_config
+    from tests.harness import ROOT
+
+    text = (ROOT / "examples" / "channels.yml").read_text()
+    for name in ("SLACK_BOT_TOKEN", "OPSGENIE_API_KEY", "PUSHOVER_USER", "PUSHOVER_TOKEN", "DISCORD_WEBHOOK",
+                 "DINGTALK_WEBHOOK", "DINGTALK_SECRET", "FEISHU_WEBHOOK", "FEISHU_SECRET", "WECOM_WEBHOOK",
+                 "TELEGRAM_BOT_TOKEN"):
+        monkeypatch.setenv(name, f"value-of-{name}")
+    for secret in ("smtp-password", "slack-webhook", "pagerduty-routing-key"):
+        (tmp_path / secret).write_text(f"https://example.com/{secret}")
+    (tmp_path / "channels.yml").write_text(text.replace("/run/secrets", str(tmp_path)))
+    config = load_config(tmp_path / "channels.yml")
+    kinds = {key.split("/")[0] for receiver in [*config.receivers, *(r for t in config.tenants for r in t.receivers)]
+             for key, _ in receiver.integrations()}
+    assert kinds == {"email", "slack", "pagerduty", "opsgenie", "pushover", "discord", "dingtalk", "feishu", "wecom",
+                     "telegram"}
+    assert config.tenant("team-cn").receivers[0].dingtalk_configs[0].reveal("secret") == "value-of-DINGTALK_SECRET"
