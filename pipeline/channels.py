@@ -163,7 +163,6 @@ class TLSConfig(StrictModel):
     ca_file: str | None = None
     cert_file: str | None = None
     key_file: str | None = None
-    server_name: str | None = None
     insecure_skip_verify: bool = False
 
 

@@ -21,7 +21,7 @@ from pipeline.channels import IntegrationConfig
 from pipeline.models import Notification
 from senders.ratelimit import RateLimiter
 from senders.templates import MessageTemplates
-from senders.text import Measure, chars, split
+from senders.text import ELLIPSIS, Measure, chars, split, truncate
 
 
 class DeliveryError(Exception):
@@ -49,6 +49,10 @@ class Sender(ABC):
     config_type: ClassVar[type[IntegrationConfig]]
     #: The channel's default template for each part (names in ``senders/templates``).
     default_templates: ClassVar[dict[str, str]] = {}
+    #: At most this many messages for one notification split by size: beyond, the last one ends with an
+    #: ellipsis (a chat flooded with dozens of messages, at the bots' 20 a minute, helps no one; the
+    #: full list is behind the external URL).
+    max_pieces: ClassVar[int] = 10
 
     def __init__(self, config: IntegrationConfig, context: SenderContext):
         self.config = config
@@ -81,10 +85,15 @@ class Sender(ABC):
 
     async def send_split(self, notification: Notification, text: str, limit: int,
                          post: Callable[[str], Awaitable[None]], footer: str = "", measure: Measure = chars) -> None:
-        """Send ``text`` as one message or, over ``limit``, as several (cut at line ends), each ending
-        with ``footer``; in order. A retry after a failure skips the pieces already delivered, so a
-        reader sees each piece once."""
-        pieces = split(text, limit - measure(footer), measure)
+        """Send ``text`` as one message or, over ``limit``, as several (cut at line ends, at most
+        ``max_pieces``), each ending with ``footer``; in order. A retry after a failure skips the pieces
+        already delivered, so a reader sees each piece once."""
+        room = limit - measure(footer)
+        pieces = split(text, room, measure)
+        if len(pieces) > self.max_pieces:
+            elided = "\n" + ELLIPSIS
+            pieces = [*pieces[:self.max_pieces - 1], truncate(pieces[self.max_pieces - 1], room - measure(elided),
+                                                              measure) + elided]
         done = self._delivered_pieces.get(notification.id, 0)
         for index in range(done, len(pieces)):
             await post(pieces[index] + footer)

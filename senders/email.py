@@ -15,7 +15,7 @@ import aiosmtplib
 
 from pipeline.channels import EmailConfig
 from pipeline.models import Notification
-from senders.base import DeliveryError, Sender, sender_for
+from senders.base import DeliveryError, Sender, SenderContext, sender_for
 
 IMPLICIT_TLS_PORT = 465
 #: RFC 5322 allows 998 characters per header line.
@@ -38,9 +38,9 @@ class EmailSender(Sender):
     config: EmailConfig
     default_templates = {"subject": "title.j2", "text": "text.j2", "html": "email.html.j2"}
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
-        self.tls = tls_context(self.config)  # built once: reading CA files is not free
+    def __init__(self, config: EmailConfig, context: SenderContext):
+        super().__init__(config, context)
+        self.tls = tls_context(config)  # built once: reading CA files is not free
 
     def message(self, notification: Notification) -> EmailMessage:
         config = self.config

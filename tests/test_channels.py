@@ -292,11 +292,15 @@ async def test_telegram_html_split_and_retry_after_in_body(server, context, tmp_
     assert len(texts) >= 3 and all(len(t) <= 4096 for t in texts)
     assert sum(t.count("<b>FIRING PodCrash</b>") for t in texts) == 60
 
+    await telegram.send(notification(*(alert(f"pod-{i}", summary="z" * 200) for i in range(400)), seq=3))
+    flood = [r.json()["text"] for r in server.on("/bot123:ABC/sendMessage")[1 + len(texts):]]
+    assert len(flood) == 10 and flood[-1].endswith("\n…") and all(len(t) <= 4096 for t in flood)
+
     server.fail_next("/bot123:ABC/sendMessage", 429,
                      {"ok": False, "error_code": 429, "description": "Too Many Requests: retry after 5",
                       "parameters": {"retry_after": 5}})
     with pytest.raises(DeliveryError) as limited:
-        await telegram.send(notification(seq=3))
+        await telegram.send(notification(seq=4))
     assert limited.value.retryable and limited.value.retry_after == 5.0
 
 
