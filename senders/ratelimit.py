@@ -43,4 +43,10 @@ class RateLimiter:
     async def acquire(self) -> None:
         delay = self.reserve()
         if delay > 0:
-            await asyncio.sleep(delay)
+            try:
+                await asyncio.sleep(delay)
+            except asyncio.CancelledError:
+                # Cancelled (a timeout around the send): the slot was not used; give it back so that
+                # later callers do not wait for requests that never happened.
+                self.tokens = min(self.capacity, self.tokens + 1.0)
+                raise

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
+
 from senders.ratelimit import RateLimiter
 from senders.text import split, truncate, utf8_bytes
 
@@ -44,3 +48,15 @@ def test_rate_limiter_allows_a_burst_then_spaces_requests():
     clock.now += 10.0  # 5 tokens refilled, 2 owed: 3 available (the bucket holds at most 3)
     assert [limiter.reserve() for _ in range(3)] == [0.0, 0.0, 0.0]
     assert limiter.reserve() == 2.0
+
+
+async def test_a_cancelled_wait_gives_its_slot_back():
+    clock = FakeClock()
+    limiter = RateLimiter(messages=1, per=10.0, clock=clock)
+    await limiter.acquire()  # the only token
+    waiting = asyncio.create_task(limiter.acquire())  # reserved the next one, 10 s away
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert limiter.reserve() == 10.0  # not 20: the cancelled reservation was returned
