@@ -121,3 +121,7 @@ async def _every_channel(api, mail, cert, make_config, start_pipeline, tmp_path,
                      and api.on(f"/v2/alerts/{alias}/close"), timeout=30)
     resolve = next(r.json() for r in api.on("/v2/enqueue") if r.json()["event_action"] == "resolve")
     assert resolve["dedup_key"] == alias
+    # The worker logged the 429 and the template error, and no secret with them.
+    logs = pipeline.logs()
+    assert "HTTP 429" in logs and "template error in the custom title template" in logs
+    assert not any(secret in logs for secret in ("ding-secret", "fs-secret", "R0UT1NG", "access_token=tok", "botT:1"))
