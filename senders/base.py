@@ -42,6 +42,10 @@ class SenderContext:
     external_url: str
 
 
+#: Partly delivered split notifications remembered per sender (oldest forgotten first).
+MAX_PARTIAL_DELIVERIES = 1000
+
+
 class Sender(ABC):
     """One integration of one receiver. Besides ``send``, it offers its channel module the shared
     pieces: the rate limiter, the message templates and the sending of a message split in pieces."""
@@ -98,6 +102,8 @@ class Sender(ABC):
         for index in range(done, len(pieces)):
             await post(pieces[index] + footer)
             self._delivered_pieces[notification.id] = index + 1
+            if len(self._delivered_pieces) > MAX_PARTIAL_DELIVERIES:  # given up on (dead-lettered) long ago
+                del self._delivered_pieces[next(iter(self._delivered_pieces))]
         self._delivered_pieces.pop(notification.id, None)
 
 
