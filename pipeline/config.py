@@ -15,7 +15,23 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 
-from pipeline.channels import INTEGRATION_FIELDS, FileConfig, IntegrationConfig, StrictModel, WebhookConfig
+from pipeline.channels import (
+    INTEGRATION_FIELDS,
+    DingTalkConfig,
+    DiscordConfig,
+    EmailConfig,
+    FeishuConfig,
+    FileConfig,
+    IntegrationConfig,
+    OpsgenieConfig,
+    PagerDutyConfig,
+    PushoverConfig,
+    SlackConfig,
+    StrictModel,
+    TelegramConfig,
+    WebhookConfig,
+    WeComConfig,
+)
 from pipeline.durations import Duration
 from pipeline.matchers import Matcher, parse_matchers
 
@@ -99,6 +115,16 @@ class ReceiverConfig(StrictModel):
     name: str = Field(min_length=1)
     webhook_configs: list[WebhookConfig] = Field(default_factory=list)
     file_configs: list[FileConfig] = Field(default_factory=list)
+    email_configs: list[EmailConfig] = Field(default_factory=list)
+    slack_configs: list[SlackConfig] = Field(default_factory=list)
+    dingtalk_configs: list[DingTalkConfig] = Field(default_factory=list)
+    wecom_configs: list[WeComConfig] = Field(default_factory=list)
+    feishu_configs: list[FeishuConfig] = Field(default_factory=list)
+    telegram_configs: list[TelegramConfig] = Field(default_factory=list)
+    discord_configs: list[DiscordConfig] = Field(default_factory=list)
+    pagerduty_configs: list[PagerDutyConfig] = Field(default_factory=list)
+    opsgenie_configs: list[OpsgenieConfig] = Field(default_factory=list)
+    pushover_configs: list[PushoverConfig] = Field(default_factory=list)
 
     def integrations(self) -> list[tuple[str, IntegrationConfig]]:
         """``(integration id, config)`` pairs, the id being ``<kind>/<index>`` as in Alertmanager's logs."""

@@ -67,6 +67,11 @@ DELIVERY_LATENCY = Histogram(
     ["tenant", "integration"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
 )
+TEMPLATE_ERRORS = Counter(
+    "alert_pipeline_template_errors_total",
+    "Message templates that failed to render; the channel's default template was used instead.",
+    ["channel", "part", "template"],
+)
 CONSUMER_LAG = Gauge(
     "alert_pipeline_consumer_lag",
     "Records not yet processed (highwater minus committed offset) per topic partition.",

@@ -7,15 +7,21 @@ delivery agent applies the retry policy, the dead-letter topic and the history f
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 
 import aiohttp
+import orjson
 
 from pipeline.channels import IntegrationConfig
 from pipeline.models import Notification
+from senders.ratelimit import RateLimiter
+from senders.templates import MessageTemplates
+from senders.text import ELLIPSIS, Measure, chars, split, truncate
 
 
 class DeliveryError(Exception):
@@ -36,16 +42,69 @@ class SenderContext:
     external_url: str
 
 
+#: Partly delivered split notifications remembered per sender (oldest forgotten first).
+MAX_PARTIAL_DELIVERIES = 1000
+
+
 class Sender(ABC):
+    """One integration of one receiver. Besides ``send``, it offers its channel module the shared
+    pieces: the rate limiter, the message templates and the sending of a message split in pieces."""
+
     config_type: ClassVar[type[IntegrationConfig]]
+    #: The channel's default template for each part (names in ``senders/templates``).
+    default_templates: ClassVar[dict[str, str]] = {}
+    #: At most this many messages for one notification split by size: beyond, the last one ends with an
+    #: ellipsis (a chat flooded with dozens of messages, at the bots' 20 a minute, helps no one; the
+    #: full list is behind the external URL).
+    max_pieces: ClassVar[int] = 10
 
     def __init__(self, config: IntegrationConfig, context: SenderContext):
         self.config = config
         self.context = context
+        self.limiter = RateLimiter.from_config(config.rate_limit)
+        self.templates = MessageTemplates(config.kind, self.default_templates, config.template_overrides(),
+                                          config.language)
+        #: Pieces of a split notification already delivered, by notification id: a retry resumes
+        #: after them instead of repeating them.
+        self._delivered_pieces: dict[str, int] = {}
 
     @abstractmethod
     async def send(self, notification: Notification) -> None:
         """Deliver once; raise :class:`DeliveryError` on failure."""
+
+    def render(self, notification: Notification) -> dict[str, str]:
+        """Every part of the message, from the receiver's templates or the channel's defaults."""
+        return self.templates.render(notification, self.context.external_url)
+
+    async def throttle(self) -> None:
+        """Wait for the rate limit (if any); call once before each request to the channel."""
+        if self.limiter is not None:
+            await self.limiter.acquire()
+
+    async def post(self, url: str, payload: Any, headers: dict[str, str] | None = None,
+                   form: dict[str, str] | None = None) -> str:
+        """:func:`post_json` with this integration's rate limit and timeout."""
+        await self.throttle()
+        return await post_json(self.context.http, url, payload, self.config.timeout, headers, form=form)
+
+    async def send_split(self, notification: Notification, text: str, limit: int,
+                         post: Callable[[str], Awaitable[None]], footer: str = "", measure: Measure = chars) -> None:
+        """Send ``text`` as one message or, over ``limit``, as several (cut at line ends, at most
+        ``max_pieces``), each ending with ``footer``; in order. A retry after a failure skips the pieces
+        already delivered, so a reader sees each piece once."""
+        room = limit - measure(footer)
+        pieces = split(text, room, measure)
+        if len(pieces) > self.max_pieces:
+            elided = "\n" + ELLIPSIS
+            pieces = [*pieces[:self.max_pieces - 1], truncate(pieces[self.max_pieces - 1], room - measure(elided),
+                                                              measure) + elided]
+        done = self._delivered_pieces.get(notification.id, 0)
+        for index in range(done, len(pieces)):
+            await post(pieces[index] + footer)
+            self._delivered_pieces[notification.id] = index + 1
+            if len(self._delivered_pieces) > MAX_PARTIAL_DELIVERIES:  # given up on (dead-lettered) long ago
+                del self._delivered_pieces[next(iter(self._delivered_pieces))]
+        self._delivered_pieces.pop(notification.id, None)
 
 
 SENDERS: dict[type[IntegrationConfig], type[Sender]] = {}
@@ -63,29 +122,52 @@ def sender_for(config_type: type[IntegrationConfig]) -> Callable[[type[Sender]],
 
 
 def create_sender(config: IntegrationConfig, context: SenderContext) -> Sender:
+    # The catalog imports every channel module (which imports this one): importing it here, on first
+    # use, registers every channel whatever module the caller imported.
+    import senders.catalog  # noqa: F401
+
     return SENDERS[type(config)](config, context)
 
 
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
+def _retry_after(header: str | None, body: str) -> float | None:
+    """Seconds to wait from a 429/503: the Retry-After header (seconds or an HTTP date), else the
+    ``retry_after`` some chat APIs put in the JSON body instead (Telegram, Discord)."""
+    if header:
+        try:
+            return max(0.0, float(header))
+        except ValueError:
+            try:
+                return max(0.0, parsedate_to_datetime(header).timestamp() - time.time())
+            except (TypeError, ValueError):
+                pass
     try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # an HTTP date; the backoff applies
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(parsed, dict):
+        return None
+    value = parsed.get("retry_after", (parsed.get("parameters") or {}).get("retry_after"))
+    return max(0.0, float(value)) if isinstance(value, int | float) else None
 
 
 async def post_json(http: aiohttp.ClientSession, url: str, payload: Any, timeout: float,
-                    headers: dict[str, str] | None = None, data: bytes | None = None) -> str:
+                    headers: dict[str, str] | None = None, data: bytes | None = None,
+                    form: dict[str, str] | None = None) -> str:
     """POST and classify the outcome as HTTP channels need: 2xx is success; 429, 5xx and network
-    errors are retryable (honouring Retry-After); other statuses are not. Returns the body."""
-    import orjson
+    errors are retryable (honouring Retry-After); other statuses are not. Returns the body.
 
-    body = data if data is not None else orjson.dumps(payload)
+    The body is ``payload`` as JSON, or ``data`` as given, or ``form`` form-encoded (Pushover).
+    """
+    if form is not None:
+        body: Any = aiohttp.FormData(form)
+        content_type: dict[str, str] = {}
+    else:
+        body = data if data is not None else orjson.dumps(payload)
+        content_type = {"Content-Type": "application/json"}
     try:
         async with http.post(
             url, data=body, timeout=aiohttp.ClientTimeout(total=timeout),
-            headers={"Content-Type": "application/json", **(headers or {})},
+            headers={**content_type, **(headers or {})},
         ) as response:
             text = await response.text()
             if response.status < 300:
@@ -93,7 +175,18 @@ async def post_json(http: aiohttp.ClientSession, url: str, payload: Any, timeout
             retryable = response.status == 429 or response.status >= 500
             raise DeliveryError(
                 f"HTTP {response.status}: {text[:200]}", retryable,
-                _retry_after(response.headers.get("Retry-After")),
+                _retry_after(response.headers.get("Retry-After"), text) if retryable else None,
             )
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise DeliveryError(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from None
+
+
+def json_body(text: str) -> dict[str, Any]:
+    """The JSON object a chat API answered with, for the APIs that report errors inside a 200."""
+    try:
+        parsed = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise DeliveryError(f"the response is not JSON: {text[:200]}", retryable=False) from None
+    if not isinstance(parsed, dict):
+        raise DeliveryError(f"unexpected response: {text[:200]}", retryable=False)
+    return parsed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pipeline.channels import WebhookConfig
 from pipeline.models import Notification
-from senders.base import Sender, post_json, sender_for
+from senders.base import Sender, sender_for
 
 
 @sender_for(WebhookConfig)
@@ -13,4 +13,4 @@ class WebhookSender(Sender):
 
     async def send(self, notification: Notification) -> None:
         payload = notification.webhook_payload(self.context.external_url, self.config.max_alerts)
-        await post_json(self.context.http, self.config.target, payload, self.config.timeout)
+        await self.post(self.config.target, payload)

@@ -1,0 +1,39 @@
+"""Discord: an embed posted to a channel webhook, truncated to Discord's field limits (as Alertmanager
+does: the title to 256 characters, the description to 4096, the content to 2000)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.channels import DiscordConfig
+from pipeline.models import Notification
+from senders.base import Sender, sender_for
+from senders.text import truncate
+
+MAX_TITLE_CHARS = 256
+MAX_DESCRIPTION_CHARS = 4096
+MAX_CONTENT_CHARS = 2000
+COLOR_FIRING = 0x992D22
+COLOR_RESOLVED = 0x2ECC71
+
+
+@sender_for(DiscordConfig)
+class DiscordSender(Sender):
+    config: DiscordConfig
+    default_templates = {"title": "title.j2", "message": "markdown.j2"}
+
+    async def send(self, notification: Notification) -> None:
+        parts = self.render(notification)
+        config = self.config
+        payload: dict[str, Any] = {"embeds": [{
+            "title": truncate(parts["title"], MAX_TITLE_CHARS),
+            "description": truncate(parts["message"], MAX_DESCRIPTION_CHARS),
+            "color": COLOR_FIRING if notification.status == "firing" else COLOR_RESOLVED,
+        }]}
+        if config.content:
+            payload["content"] = truncate(config.content, MAX_CONTENT_CHARS)
+        if config.username:
+            payload["username"] = config.username
+        if config.avatar_url:
+            payload["avatar_url"] = config.avatar_url
+        await self.post(config.reveal("webhook_url"), payload)

@@ -1,0 +1,173 @@
+"""Message templates: Jinja2 in a sandbox, a default per channel, per-receiver overrides, language packs.
+
+Each channel renders named parts (``title``, ``text``, ``html``, ...). A part comes from the receiver's
+override (a Jinja string in the integration config, or a file in ``template_files``) or else from the
+channel's default template in ``senders/templates``. Templates are written by tenants, so they run in
+Jinja's sandbox (no attribute access to internals, bounded ``range``), and an override that fails to
+render falls back to the default for that part: the failure is logged and counted in
+``alert_pipeline_template_errors_total``, and the notification still goes out.
+
+The context is Alertmanager's webhook v4 data (``status``, ``alerts``, ``groupLabels``,
+``commonLabels``, ``commonAnnotations``, ``externalURL``, ``receiver``, ``groupKey``), plus ``tenant``,
+``firing`` and ``resolved`` (the alerts by status), ``language`` and ``t(word, **values)``, which
+translates a word of the language pack (``senders/templates/i18n/<language>.yaml``). The helpers of
+the default templates are there for overrides too: ``summary(a)``, ``where(a)``, ``when(a)``,
+``icon(a)``, ``counts()``, ``title()`` and the ``time`` filter.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jinja2 import FileSystemLoader, Template, pass_context, select_autoescape
+from jinja2.runtime import Context
+from jinja2.sandbox import SandboxedEnvironment
+
+from pipeline.metrics import TEMPLATE_ERRORS
+from pipeline.models import Notification
+
+log = logging.getLogger(__name__)
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+DEFAULT_LANGUAGE = "en"
+
+
+def _format_time(value: str) -> str:
+    """RFC 3339 (as in the payload) to ``2026-01-02 15:04:05 UTC``: readable in every language."""
+    try:
+        return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _summary(alert: dict[str, Any]) -> str:
+    annotations = alert["annotations"]
+    return (annotations.get("summary") or annotations.get("message") or annotations.get("description")
+            or alert["labels"].get("alertname", ""))
+
+
+@pass_context
+def _where(context: Context, alert: dict[str, Any]) -> str:
+    return alert["labels"].get("namespace") or context["t"]("cluster")
+
+
+def _icon(alert: dict[str, Any]) -> str:
+    return "🔴" if alert["status"] == "firing" else "🟢"
+
+
+@pass_context
+def _when(context: Context, alert: dict[str, Any]) -> str:
+    t = context["t"]
+    out = f"{t('started')}: {_format_time(alert['startsAt'])}"
+    if alert["status"] == "resolved":
+        out += f", {t('ended')}: {_format_time(alert['endsAt'])}"
+    return out
+
+
+@pass_context
+def _counts(context: Context) -> str:
+    t, firing, resolved = context["t"], context["firing"], context["resolved"]
+    return ", ".join(([t("alerts_firing", n=len(firing))] if firing else [])
+                     + ([t("alerts_resolved", n=len(resolved))] if resolved else []))
+
+
+@pass_context
+def _title(context: Context) -> str:
+    """The default one-line title, for templates that show it: text that the caller escapes if it
+    writes HTML (an ``{% include %}`` would keep the included template's own escaping, none)."""
+    return ENVIRONMENT.get_template("title.j2").render(context.get_all()).strip()
+
+
+def _environment() -> SandboxedEnvironment:
+    env = SandboxedEnvironment(
+        loader=FileSystemLoader(TEMPLATE_DIR),
+        # Templates named *.html.j2 produce HTML: label values are escaped there, nowhere else.
+        autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False, default=False),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    # Helpers of the default templates, as functions (not Jinja macros) so that what they return is
+    # plain text, escaped like any value in HTML templates.
+    env.filters["time"] = _format_time
+    env.globals.update(title=_title, summary=_summary, where=_where, icon=_icon, when=_when, counts=_counts)
+    return env
+
+
+ENVIRONMENT = _environment()
+
+
+@cache
+def language_pack(language: str) -> dict[str, str]:
+    """The words of a language; a word missing from it falls back to English."""
+    words = yaml.safe_load((TEMPLATE_DIR / "i18n" / f"{language}.yaml").read_text())
+    return words if language == DEFAULT_LANGUAGE else {**language_pack(DEFAULT_LANGUAGE), **words}
+
+
+def languages() -> list[str]:
+    return sorted(path.stem for path in (TEMPLATE_DIR / "i18n").glob("*.yaml"))
+
+
+def template_context(notification: Notification, external_url: str, language: str) -> dict[str, Any]:
+    words = language_pack(language)
+
+    def translate(word: str, **values: Any) -> str:
+        return words.get(word, word).format(**values)
+
+    context = notification.webhook_payload(external_url)
+    context.update(
+        tenant=notification.tenant,
+        firing=[a for a in notification.alerts if a["status"] == "firing"],
+        resolved=[a for a in notification.alerts if a["status"] == "resolved"],
+        language=language,
+        t=translate,
+    )
+    return context
+
+
+def _compile(source: str, html: bool) -> Template:
+    if html:
+        source = "{% autoescape true %}" + source + "{% endautoescape %}"
+    return ENVIRONMENT.from_string(source)
+
+
+class MessageTemplates:
+    """The templates of one integration: ``defaults`` maps each part to a default template name,
+    ``overrides`` maps some parts to the receiver's own Jinja source."""
+
+    def __init__(self, channel: str, defaults: dict[str, str], overrides: dict[str, str], language: str):
+        self.channel = channel
+        self.language = language
+        self.defaults = {part: ENVIRONMENT.get_template(name) for part, name in defaults.items()}
+        # Overrides were syntax-checked when the config was loaded.
+        self.overrides = {part: _compile(source, defaults[part].endswith(".html.j2"))
+                          for part, source in overrides.items()}
+
+    def render(self, notification: Notification, external_url: str) -> dict[str, str]:
+        context = template_context(notification, external_url, self.language)
+        return {part: self._render_part(part, context, notification) for part in self.defaults}
+
+    def _render_part(self, part: str, context: dict[str, Any], notification: Notification) -> str:
+        override = self.overrides.get(part)
+        if override is not None:
+            try:
+                return override.render(context).strip()
+            except Exception as exc:  # any error of a tenant's template; the default takes over
+                self._failed(part, "custom", notification, exc)
+        try:
+            return self.defaults[part].render(context).strip()
+        except Exception as exc:  # a bug of ours; still send something readable
+            self._failed(part, "default", notification, exc)
+            from senders.file import text_line
+
+            return text_line(notification)
+
+    def _failed(self, part: str, which: str, notification: Notification, exc: Exception) -> None:
+        TEMPLATE_ERRORS.labels(self.channel, part, which).inc()
+        log.warning("template error in the %s %s template of %s/%s %s (%s: %s); using the default",
+                    which, part, notification.tenant, notification.receiver, notification.integration,
+                    type(exc).__name__, exc)

@@ -1,0 +1,31 @@
+"""WeCom (WeChat Work) group bot: markdown messages to the bot's webhook, split at its size limit."""
+
+from __future__ import annotations
+
+from pipeline.channels import WeComConfig
+from pipeline.models import Notification
+from senders.base import Sender, json_body, sender_for
+from senders.chatbot import check_errcode
+from senders.text import utf8_bytes
+
+#: WeCom's markdown ``content`` limit, in bytes.
+MAX_CONTENT_BYTES = 4096
+#: "API frequency out of limit" (more than 20 messages a minute).
+RATE_LIMITED = frozenset({45009})
+
+
+@sender_for(WeComConfig)
+class WeComSender(Sender):
+    config: WeComConfig
+    default_templates = {"text": "markdown_titled.j2"}
+
+    async def send(self, notification: Notification) -> None:
+        text = self.render(notification)["text"]
+        mentions = "".join(f"<@{user}>" for user in self.config.at_users)
+        footer = f"\n{mentions}" if mentions else ""
+
+        async def post(content: str) -> None:
+            payload = {"msgtype": "markdown", "markdown": {"content": content}}
+            check_errcode(json_body(await self.post(self.config.reveal("webhook"), payload)), "WeCom", RATE_LIMITED)
+
+        await self.send_split(notification, text, MAX_CONTENT_BYTES, post, footer, utf8_bytes)
