@@ -92,7 +92,10 @@ def register(pipeline: Pipeline) -> None:
     async def dedup(stream):  # type: ignore[no-untyped-def]
         async for events in stream.take_events(settings.batch_size, within=0.05):
             now = time.time()
-            pending: dict[str, tuple[DedupState, int]] = {}
+            # Only changed states are written back: a repeat that changes nothing costs no write,
+            # which is most of the traffic (Prometheus re-sends every alert every evaluation).
+            states: dict[str, DedupState | None] = {}
+            changed: dict[str, int] = {}
             for event in events:
                 try:
                     incoming = Alert.from_record(orjson.loads(event.value))
@@ -105,21 +108,19 @@ def register(pipeline: Pipeline) -> None:
                     }))
                     continue
                 fp = incoming.fingerprint
-                cached = pending.get(fp)
-                if cached is not None:
-                    previous: DedupState | None = cached[0]
-                else:
+                if fp not in states:
                     value = table.get(fp)
-                    previous = DedupState.from_value(value) if value else None
-                state, change = decide(previous, incoming, now)
-                pending[fp] = (state, event.message.partition)
+                    states[fp] = DedupState.from_value(value) if value else None
+                state, change = decide(states[fp], incoming, now)
+                states[fp] = state
                 if change is None:
                     ALERTS_DEDUPLICATED.inc()
                     continue
+                changed[fp] = event.message.partition
                 ALERTS_CHANGED.labels(change).inc()
                 changes.send_soon(key=fp, value=orjson.dumps(state.alert.to_record()))
-            for fp, (state, partition) in pending.items():
-                table[fp] = state.to_value(partition)
+            for fp, partition in changed.items():
+                table[fp] = states[fp].to_value(partition)  # type: ignore[union-attr]
 
     @app.timer(interval=60.0, name="dedup-gc")
     async def forget_resolved() -> None:

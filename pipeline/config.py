@@ -194,6 +194,8 @@ class KafkaSettings(StrictModel):
     ssl_keyfile: str | None = None
     compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = None
     linger_ms: int = Field(default=5, ge=0)
+    #: Producer batch size per partition; keep it under the broker's message.max.bytes.
+    max_batch_bytes: int = Field(default=512 * 1024, ge=16 * 1024)
     #: Consumer group session timeout; the embedded broker needs at least 6 s.
     session_timeout: Duration = Field(default=10.0, ge=1.0)
     heartbeat_interval: Duration = Field(default=3.0, gt=0)

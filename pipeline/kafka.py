@@ -45,7 +45,7 @@ def producer_options(settings: KafkaSettings) -> dict[str, Any]:
         "acks": "all",
         "linger_ms": settings.linger_ms,
         "compression_type": settings.compression_type,
-        "max_batch_size": 256 * 1024,
+        "max_batch_size": settings.max_batch_bytes,
     }
 
 
@@ -61,6 +61,9 @@ def faust_options(settings: KafkaSettings) -> dict[str, Any]:
         "broker_heartbeat_interval": settings.heartbeat_interval,
         "producer_acks": -1,
         "producer_linger_ms": settings.linger_ms,
+        # aiokafka holds one batch per partition and blocks the next send until a full batch is
+        # drained: small batches make every table write wait for a broker round trip.
+        "producer_max_batch_size": settings.max_batch_bytes,
         "producer_compression_type": settings.compression_type,
     }
     context = ssl_context(settings)
