@@ -196,7 +196,7 @@ class _Compiler:
             raise ValueError(f"macro ${{{entry['name']}}} has no condition")
         self._enter(resource, entry)
         try:
-            predicate = compile_condition(text.strip(), _Scope(self, resource), audit_field_names)
+            predicate = compile_condition(text, _Scope(self, resource), audit_field_names)
         except ConditionError as exc:
             raise ValueError(f"in macro ${{{entry['name']}}}: {exc}") from None
         finally:
@@ -267,7 +267,7 @@ class _Compiler:
         rank = priority_rank(priority)
         scope = _Scope(self, resource)
         try:
-            predicate = compile_condition(condition.strip(), scope, audit_field_names)
+            predicate = compile_condition(condition, scope, audit_field_names)
         except ConditionError as exc:
             raise ValueError(f"condition: {exc}") from None
         description = str(entry.get("desc") or "")

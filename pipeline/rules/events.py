@@ -175,7 +175,7 @@ def _compile_rule(entry: Any) -> tuple[EventRule, bool]:
         raise ValueError("condition: required (a string)")
     rule = EventRule(
         name=name,
-        condition=compile_condition(condition.strip(), field_names=event_field_names),
+        condition=compile_condition(condition, field_names=event_field_names),
         labels=_string_map(entry.get("labels"), "labels"),
         annotations={k: compile_template(v) for k, v in _string_map(entry.get("annotations"), "annotations").items()},
     )
