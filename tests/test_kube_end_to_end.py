@@ -85,7 +85,8 @@ async def test_events_and_audit_events_over_http(make_config, start_pipeline, re
         ("POST /api/v1/events", "line 3", "invalid JSON: unexpected end of data: line 1 column 38 (char 37)")]
     assert dead[0]["record"] == '{"kind": "Event", "reason": "BackOff"'
     dead = [orjson.loads(v) for v in kcat_consume(bootstrap, f"{prefix}kube-auditing.dlq")]
-    assert [(d["where"], d["reason"]) for d in dead] == [("body item 9", "event.auditID: required (a non-empty string)")]
+    assert [(d["where"], d["reason"]) for d in dead] == [
+        ("body item 9", "event.auditID: required (a non-empty string)")]
 
     # A body with nothing usable is refused.
     status, answer = await post(f"{pipeline.ingest_url}/api/v1/events", b"not json\n[1, 2]\n")
@@ -95,7 +96,7 @@ async def test_events_and_audit_events_over_http(make_config, start_pipeline, re
 
 async def test_exporters_publishing_straight_to_the_raw_topics(make_config, start_pipeline, receiver):
     config = tenant_config(make_config, receiver)
-    pipeline = await start_pipeline(config)
+    await start_pipeline(config)
     prefix, bootstrap = config["kafka"]["topic_prefix"], config["kafka"]["bootstrap_servers"]
 
     nested = (FIXTURES / "events-nested.ndjson").read_bytes().splitlines()
