@@ -97,3 +97,40 @@ def test_parentheses_make_mixed_and_or_explicit() -> None:
     assert compile_condition('(type = "Normal" and reason = "X") or count > 3')(EVENT)
     assert compile_condition('type = "Warning" and reason = "BackOff" and count > 3')(EVENT)
     assert compile_condition('type = "Normal" or reason = "Failed" or count > 3')(EVENT)
+
+
+@pytest.mark.parametrize(("condition", "requires"), [
+    ('reason = "BackOff"', {("reason",): {"BackOff"}}),
+    ('type = "Warning" and reason in ("A", "B") and count > 3',
+     {("type",): {"Warning"}, ("reason",): {"A", "B"}}),
+    ('reason in ("A", "B") and (reason = "B" and x = "1")', {("reason",): {"B"}, ("x",): {"1"}}),
+    ('reason = "A" or reason = "B"', {}),
+    ('not reason = "A"', {}),
+    ('reason not in ("A")', {}),
+    ('reason in ("A", 3)', {}),
+    ('reason != "A"', {}),
+    ('event.reason = "A"', {("reason",): {"A"}}),
+])
+def test_requirements_are_only_what_every_match_needs(condition: str, requires: dict) -> None:
+    from pipeline.rules.events import event_field_names
+
+    compiled = compile_condition(condition, field_names=event_field_names)
+    assert {path: set(values) for path, values in compiled.requires.items()} == requires
+
+
+def test_the_index_keeps_rule_order_and_falls_back_for_other_types() -> None:
+    from pipeline.rules.index import RuleIndex
+
+    rules = [(name, compile_condition(text)) for name, text in [
+        ("warning", 'type = "Warning"'), ("backoff", 'reason = "BackOff"'), ("seven", 'reason = "7"'),
+        ("either", 'reason in ("BackOff", "Failed")')]]
+    index = RuleIndex(rules, lambda rule: rule[1].requires)
+
+    def matching(event: dict) -> list[str]:
+        return [name for name, condition in index.candidates(event) if condition(event)]
+
+    assert matching({"type": "Warning", "reason": "BackOff"}) == ["warning", "backoff", "either"]
+    assert matching({"type": "Normal", "reason": "Failed"}) == ["either"]
+    assert [name for name, _ in index.candidates({"reason": "Pulled"})] == ["warning"]
+    assert [name for name, _ in index.candidates({})] == ["warning"]
+    assert matching({"reason": 7}) == ["seven"]  # a number is compared as text, so every rule is tried

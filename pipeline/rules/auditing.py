@@ -31,7 +31,17 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.models import Alert
-from pipeline.rules.condition import ConditionError, Getter, Predicate, as_text, compile_condition, compile_path
+from pipeline.rules.alerts import rule_alert
+from pipeline.rules.condition import (
+    ConditionError,
+    Getter,
+    Predicate,
+    Requirements,
+    as_text,
+    compile_condition,
+    compile_path,
+)
+from pipeline.rules.index import RuleIndex
 from pipeline.rules.loader import Resource, RuleError, read_resources
 
 API_GROUP = "auditing.kubesphere.io"
@@ -72,6 +82,7 @@ def audit_field_names(segments: list[str]) -> list[str]:
 class AuditRule:
     name: str
     condition: Predicate
+    requires: Requirements
     priority: str
     output: Callable[[Any], str]
     description: str
@@ -80,6 +91,13 @@ class AuditRule:
 @dataclass
 class AuditRuleSet:
     rules: list[AuditRule] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.index()
+
+    def index(self) -> None:
+        """(Re)build the lookup; call after changing ``rules``."""
+        self._index = RuleIndex(self.rules, lambda rule: rule.requires)
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -94,7 +112,8 @@ class AuditRuleSet:
             workspaces = workspaces_of(namespace)
             if workspaces:
                 event["workspace"] = workspaces[0]
-        return [make_alert(rule, event, now, resolve_timeout) for rule in self.rules if rule.condition(event)]
+        return [make_alert(rule, event, now, resolve_timeout)
+                for rule in self._index.candidates(event) if rule.condition(event)]
 
 
 def make_alert(rule: AuditRule, event: dict[str, Any], now: float, resolve_timeout: float) -> Alert:
@@ -125,10 +144,7 @@ def make_alert(rule: AuditRule, event: dict[str, Any], now: float, resolve_timeo
         "sourceIPs": ", ".join(map(str, event.get("sourceIPs") or ())),
         "responseCode": as_text(status.get("code")) if status.get("code") is not None else "",
     }
-    return Alert(labels={k: v for k, v in labels.items() if v},
-                 annotations={k: v for k, v in annotations.items() if v},
-                 starts_at=now, ends_at=now + resolve_timeout, updated_at=now, timeout=True,
-                 source="kube-auditing", received_at=now)
+    return rule_alert(labels, annotations, now, resolve_timeout, "kube-auditing")
 
 
 class _Scope:
@@ -196,7 +212,7 @@ class _Compiler:
             raise ValueError(f"macro ${{{entry['name']}}} has no condition")
         self._enter(resource, entry)
         try:
-            predicate = compile_condition(text, _Scope(self, resource), audit_field_names)
+            predicate = compile_condition(text, _Scope(self, resource), audit_field_names).predicate
         except ConditionError as exc:
             raise ValueError(f"in macro ${{{entry['name']}}}: {exc}") from None
         finally:
@@ -267,13 +283,14 @@ class _Compiler:
         rank = priority_rank(priority)
         scope = _Scope(self, resource)
         try:
-            predicate = compile_condition(condition, scope, audit_field_names)
+            compiled = compile_condition(condition, scope, audit_field_names)
         except ConditionError as exc:
             raise ValueError(f"condition: {exc}") from None
         description = str(entry.get("desc") or "")
         return AuditRule(
             name=entry["name"],
-            condition=predicate,
+            condition=compiled.predicate,
+            requires=compiled.requires,
             priority=PRIORITIES[rank],
             output=self.output(str(entry.get("output") or description or entry["name"]), scope),
             description=description,
@@ -311,6 +328,7 @@ def compile_audit_rules(resources: list[Resource], min_priority: str = "WARNING"
                 problems.append(f"{resource.where(name)}: {exc}")
     if problems:
         raise RuleError(problems)
+    rules.index()
     return rules
 
 

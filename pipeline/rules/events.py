@@ -31,7 +31,17 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.models import Alert
-from pipeline.rules.condition import ConditionError, Getter, Predicate, as_text, compile_condition, compile_path
+from pipeline.rules.alerts import rule_alert
+from pipeline.rules.condition import (
+    ConditionError,
+    Getter,
+    Predicate,
+    Requirements,
+    as_text,
+    compile_condition,
+    compile_path,
+)
+from pipeline.rules.index import RuleIndex
 from pipeline.rules.loader import Resource, RuleError, read_resources
 
 API_GROUP = "events.kubesphere.io"
@@ -83,8 +93,21 @@ def compile_template(text: str) -> Template:
 class EventRule:
     name: str
     condition: Predicate
+    requires: Requirements
     labels: dict[str, str]
     annotations: dict[str, Template]
+
+
+def _index(rules: list[EventRule]) -> RuleIndex[EventRule]:
+    return RuleIndex(rules, lambda rule: rule.requires)
+
+
+def _first(index: RuleIndex[EventRule] | None, event: dict[str, Any]) -> EventRule | None:
+    if index is not None:
+        for rule in index.candidates(event):
+            if rule.condition(event):
+                return rule
+    return None
 
 
 @dataclass
@@ -95,28 +118,34 @@ class EventRuleSet:
     namespaces: dict[str, list[EventRule]] = field(default_factory=dict)
     workspaces: dict[str, list[EventRule]] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.index()
+
+    def index(self) -> None:
+        """(Re)build the lookups; call after changing the lists."""
+        self._cluster = _index(self.cluster)
+        self._namespaces = {ns: _index(rules) for ns, rules in self.namespaces.items()}
+        self._workspaces = {ws: _index(rules) for ws, rules in self.workspaces.items()}
+
     def __len__(self) -> int:
         return (len(self.cluster) + sum(map(len, self.namespaces.values()))
                 + sum(map(len, self.workspaces.values())))
 
     def match(self, event: dict[str, Any], workspaces_of: Callable[[str], tuple[str, ...]]) -> EventRule | None:
         """The first enabled alert rule whose scope covers the event and whose condition holds."""
-        for rule in self.cluster:
-            if rule.condition(event):
-                return rule
+        rule = _first(self._cluster, event)
+        if rule is not None:
+            return rule
         involved = event.get("involvedObject")
         namespace = involved.get("namespace") if type(involved) is dict else None
         if not namespace:
             return None
-        if self.workspaces:
+        if self._workspaces:
             for workspace in workspaces_of(namespace):
-                for rule in self.workspaces.get(workspace, ()):
-                    if rule.condition(event):
-                        return rule
-        for rule in self.namespaces.get(namespace, ()):
-            if rule.condition(event):
-                return rule
-        return None
+                rule = _first(self._workspaces.get(workspace), event)
+                if rule is not None:
+                    return rule
+        return _first(self._namespaces.get(namespace), event)
 
     def alert(self, event: dict[str, Any], now: float, resolve_timeout: float,
               workspaces_of: Callable[[str], tuple[str, ...]]) -> Alert | None:
@@ -146,10 +175,8 @@ def make_alert(rule: EventRule, event: dict[str, Any], now: float, resolve_timeo
     if event.get("cluster"):
         labels["cluster"] = str(event["cluster"])
     labels.update(rule.labels)
-    labels = {k: v for k, v in labels.items() if v}
     annotations = {key: render(event) for key, render in rule.annotations.items()}
-    return Alert(labels=labels, annotations=annotations, starts_at=now, ends_at=now + resolve_timeout,
-                 updated_at=now, timeout=True, source="kube-events", received_at=now)
+    return rule_alert(labels, annotations, now, resolve_timeout, "kube-events")
 
 
 def _string_map(value: Any, what: str) -> dict[str, str]:
@@ -173,9 +200,11 @@ def _compile_rule(entry: Any) -> tuple[EventRule, bool]:
     condition = entry.get("condition")
     if not isinstance(condition, str):
         raise ValueError("condition: required (a string)")
+    compiled = compile_condition(condition, field_names=event_field_names)
     rule = EventRule(
         name=name,
-        condition=compile_condition(condition, field_names=event_field_names),
+        condition=compiled.predicate,
+        requires=compiled.requires,
         labels=_string_map(entry.get("labels"), "labels"),
         annotations={k: compile_template(v) for k, v in _string_map(entry.get("annotations"), "annotations").items()},
     )
@@ -222,6 +251,7 @@ def compile_event_rules(resources: list[Resource]) -> EventRuleSet:
                 target.append(rule)
     if problems:
         raise RuleError(problems)
+    rules.index()
     return rules
 
 
