@@ -37,9 +37,11 @@ from pipeline.rules.condition import (
     Getter,
     Predicate,
     Requirements,
+    Template,
     as_text,
     compile_condition,
     compile_path,
+    template,
 )
 from pipeline.rules.index import RuleIndex
 from pipeline.rules.loader import Resource, RuleError, read_resources
@@ -84,7 +86,7 @@ class AuditRule:
     condition: Predicate
     requires: Requirements
     priority: str
-    output: Callable[[Any], str]
+    output: Template
     description: str
 
 
@@ -241,7 +243,7 @@ class _Compiler:
         finally:
             self.expanding.pop()
 
-    def output(self, text: str, scope: _Scope) -> Callable[[Any], str]:
+    def output(self, text: str, scope: _Scope) -> Template:
         parts: list[str | Getter] = []
         last = 0
         for match in _REF.finditer(text):
@@ -257,21 +259,7 @@ class _Compiler:
                 parts.append(", ".join(map(as_text, items)))
             last = match.end()
         parts.append(text[last:])
-
-        def render(event: Any) -> str:
-            out = []
-            for part in parts:
-                if isinstance(part, str):
-                    out.append(part)
-                else:
-                    value = part(event)
-                    if type(value) is list:
-                        out.append(", ".join(map(as_text, value)))
-                    elif value is not None:
-                        out.append(as_text(value))
-            return "".join(out)
-
-        return render
+        return template(parts)
 
     def rule(self, resource: Resource, entry: dict[str, Any]) -> AuditRule:
         condition = entry.get("condition")

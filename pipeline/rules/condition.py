@@ -188,6 +188,31 @@ def compile_path(segments: Sequence[str]) -> Getter:
     return get_indexed
 
 
+Template = Callable[[Any], str]
+
+
+def template(parts: list[str | Getter]) -> Template:
+    """Text with fields filled in (annotations, audit ``output``): absent -> "", lists joined by ", "."""
+    if all(isinstance(part, str) for part in parts):
+        constant = "".join(parts)  # type: ignore[arg-type]
+        return lambda event: constant
+
+    def render(event: Any) -> str:
+        out = []
+        for part in parts:
+            if isinstance(part, str):
+                out.append(part)
+                continue
+            value = part(event)
+            if type(value) is list:
+                out.append(", ".join(as_text(v) for v in value if v is not None))
+            elif value is not None:
+                out.append(as_text(value))
+        return "".join(out)
+
+    return render
+
+
 # --- predicates ---------------------------------------------------------------------------------
 
 Test = Callable[[Any], bool]

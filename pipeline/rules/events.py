@@ -37,9 +37,10 @@ from pipeline.rules.condition import (
     Getter,
     Predicate,
     Requirements,
-    as_text,
+    Template,
     compile_condition,
     compile_path,
+    template,
 )
 from pipeline.rules.index import RuleIndex
 from pipeline.rules.loader import Resource, RuleError, read_resources
@@ -56,9 +57,6 @@ def event_field_names(segments: list[str]) -> list[str]:
     return segments[1:] if len(segments) > 1 and segments[0] == "event" else segments
 
 
-Template = Callable[[Any], str]
-
-
 def compile_template(text: str) -> Template:
     """``%field`` interpolation (kube-events' ``FormatMap``); absent fields become empty text.
 
@@ -72,21 +70,7 @@ def compile_template(text: str) -> Template:
         parts.append(compile_path(event_field_names(match.group(1).split("."))))
         last = match.end()
     parts.append(text[last:])
-    if len(parts) == 1:
-        constant = text
-        return lambda event: constant
-
-    def render(event: Any) -> str:
-        out = []
-        for part in parts:
-            if isinstance(part, str):
-                out.append(part)
-            else:
-                value = part(event)
-                out.append("" if value is None else as_text(value))
-        return "".join(out)
-
-    return render
+    return template(parts)
 
 
 @dataclass(slots=True)
