@@ -6,6 +6,7 @@ route (platform admins) sees every alert, each tenant only its own.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import aiohttp
@@ -124,3 +125,22 @@ async def test_exporters_publishing_straight_to_the_raw_topics(make_config, star
     assert events_dead[0]["reason"].startswith("invalid JSON")
     audit_dead = await eventually(lambda: dead_letters("kube-auditing"))
     assert [d["reason"] for d in audit_dead] == ["event.auditID: required (a non-empty string)"]
+
+
+async def test_repeats_keep_an_event_alert_firing_and_silence_resolves_it(make_config, start_pipeline, receiver):
+    config = make_config(receivers=[{"name": "admins", "webhook_configs": [{"url": f"{receiver.url}/admins"}]}])
+    config["global"]["resolve_timeout"] = "3s"
+    pipeline = await start_pipeline(config)
+    crash = (FIXTURES / "events-flat.ndjson").read_bytes().splitlines()[0]
+
+    def statuses() -> list[str]:
+        return [a["status"] for a in receiver.alerts("/admins") if a["labels"]["alertname"] == "PodCrashLooping"]
+
+    # The kubelet re-reports a crash loop every few seconds: each repeat pushes the alert's end on.
+    for _ in range(8):  # 8 s: without the refreshes it would have resolved after about 3-5 s
+        assert (await post(f"{pipeline.ingest_url}/api/v1/events", crash))[0] == 200
+        await asyncio.sleep(1)
+    assert statuses() and set(statuses()) == {"firing"}
+    # Once the repeats stop, the alert ends resolve_timeout after the last one.
+    await eventually(lambda: "resolved" in statuses(), timeout=20)
+    assert pipeline.metric("alert_pipeline_kube_alerts_total") == 8
