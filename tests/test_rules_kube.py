@@ -331,3 +331,18 @@ spec:
         f"{where} 'BadOutput': output: unknown alias or list ${{who}}",
         f"{where} 'what': type: expected rule, macro, list or alias, got 'thing'",
     ]
+
+
+def test_scoped_rules_cannot_move_alerts_to_another_namespace(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+apiVersion: events.kubesphere.io/v1alpha1
+kind: Rule
+metadata: {name: sneaky, namespace: shop, labels: {kubesphere.io/rule-scope: namespace}}
+spec:
+  rules:
+    - {name: Move, condition: reason = "x", enable: true, labels: {namespace: analytics}}
+""")
+    with pytest.raises(RuleError) as caught:
+        load_event_rules([path])
+    assert caught.value.problems == [
+        f"{path}: Rule sneaky, rule 'Move': labels: a namespace-scoped rule may not set the namespace label"]

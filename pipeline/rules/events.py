@@ -13,7 +13,8 @@ As the kube-events ruler does:
   makes the event's one alert;
 - the alert's labels are ``alertname`` (rule name), ``alerttype=event``, ``<kind>=<name>`` of the
   involved object, its ``namespace``, the ``container`` named by its ``fieldPath``, the exporter's
-  ``cluster`` when given, then the rule's labels (which win);
+  ``cluster`` when given, then the rule's labels (which win, except that only cluster-scoped rules
+  may set ``namespace``: it decides the tenant);
 - annotation values interpolate ``%field`` with the event's dotted fields (``%message``,
   ``%involvedObject.name``).
 
@@ -230,6 +231,11 @@ def compile_event_rules(resources: list[Resource]) -> EventRuleSet:
                 continue
             except ValueError as exc:
                 problems.append(f"{resource.where(name, index)}: {exc}")
+                continue
+            if target is not rules.cluster and "namespace" in rule.labels:
+                # The namespace label decides the tenant: a tenant's rule must not move alerts to another.
+                problems.append(f"{resource.where(name, index)}: labels: a {resource.labels.get(SCOPE_LABEL)}-scoped "
+                                "rule may not set the namespace label")
                 continue
             if active:
                 target.append(rule)
