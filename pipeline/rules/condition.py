@@ -37,8 +37,6 @@ Getter = Callable[[Any], Any]
 #: For a field path, the only text values with which a condition can hold.
 Requirements = dict[tuple[str, ...], frozenset[str]]
 
-_MISSING = None
-
 
 class ConditionError(ValueError):
     """A condition that does not parse; ``position`` is the 0-based offset of the problem."""
@@ -494,6 +492,8 @@ class _Parser:
             op = token.text
             if op in ("=", "!="):
                 if isinstance(literal, str) and op == "=":
+                    test = _equals(literal)
+
                     # The commonest test of all, kept to one closure for speed.
                     def equal(event: Any) -> bool:
                         value = getter(event)
@@ -503,7 +503,6 @@ class _Parser:
                             return False
                         return test(value) if type(value) is not list else any(test(v) for v in value)
 
-                    test = _equals(literal)
                     self.requires[id(equal)] = {segments: frozenset({literal})}
                     return equal
                 return _predicate(getter, _equals(literal), negate=op == "!=")
