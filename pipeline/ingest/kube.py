@@ -25,7 +25,7 @@ import orjson
 from aiohttp import web
 
 from pipeline.metrics import KUBE_RECORDS_RECEIVED, KUBE_RECORDS_REJECTED
-from pipeline.topics import topics_for
+from pipeline.topics import Topics, topics_for
 
 #: How much of a rejected record the dead-letter topic keeps (enough to see what was wrong).
 MAX_DEAD_LETTER_TEXT = 64 * 1024
@@ -174,8 +174,8 @@ class Source:
     name: str
     normalise: Callable[[Any], dict[str, Any]]
     key: Callable[[dict[str, Any]], bytes]
-    topic: Callable[[Any], str]
-    dead_letters: Callable[[Any], str]
+    topic: Callable[[Topics], str]
+    dead_letters: Callable[[Topics], str]
 
 
 EVENTS = Source("kube-events", normalise_event, event_key, lambda t: t.kube_events, lambda t: t.kube_events_dlq)
@@ -184,6 +184,7 @@ AUDITING = Source("kube-auditing", normalise_audit_event, audit_key,
 
 
 def _handler(source: Source) -> Callable[[web.Request], Any]:
+    # server.py imports this module to add the routes; its helpers are taken when the routes are made.
     from pipeline.ingest.server import CONFIG, error, read_body, write_or_503
 
     async def handle(request: web.Request) -> web.Response:
