@@ -79,6 +79,9 @@ async def test_events_and_audit_events_over_http(make_config, start_pipeline, re
     await eventually(lambda: pipeline.metric("alert_pipeline_kube_alerts_total") == made_before + 1)
     secret_reads = {a["fingerprint"] for a in receiver.alerts() if a["labels"]["alertname"] == "SecretReadByHuman"}
     assert len(secret_reads) == 1
+    # Still nothing crossed from one tenant to the other.
+    assert alert_names(receiver, "/shop") == expected_shop
+    assert alert_names(receiver, "/analytics") == expected_analytics
 
     # Every rejected item is on its dead-letter topic with the reason.
     dead = [orjson.loads(v) for v in kcat_consume(bootstrap, f"{prefix}kube-events.dlq")]
