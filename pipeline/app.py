@@ -78,9 +78,9 @@ def create_app(config: Config) -> tuple[faust.App, Pipeline]:
     )
     pipeline = Pipeline(app, config, topics_for(config))
 
-    from agents import dedup, dispatch, route
+    from agents import auditing, dedup, dispatch, events, route
     from senders import delivery
 
-    for module in (dedup, route, dispatch, delivery):
+    for module in (dedup, route, dispatch, delivery, events, auditing):
         module.register(pipeline)
     return app, pipeline

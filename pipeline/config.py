@@ -237,6 +237,32 @@ class DeliverySettings(StrictModel):
 
 
 
+class RulesSettings(StrictModel):
+    """Rule files turning Kubernetes Events and audit events into alerts (see pipeline/rules)."""
+
+    #: Files of ``events.kubesphere.io/v1alpha1`` Rule resources.
+    events: list[str] = Field(default_factory=list)
+    #: Files of ``auditing.kubesphere.io/v1alpha1`` Rule resources.
+    auditing: list[str] = Field(default_factory=list)
+    #: Load the rule sets shipped in ``pipeline/rules/defaults`` before the files above.
+    defaults: bool = True
+    #: kube-auditing's ``alertingPriority``: audit rules below it make no alert.
+    audit_alerting_priority: str = "WARNING"
+
+    @field_validator("audit_alerting_priority")
+    @classmethod
+    def _known_priority(cls, value: str) -> str:
+        from pipeline.rules.auditing import priority_rank
+
+        priority_rank(value)
+        return value
+
+    def files(self, kind: Literal["events", "auditing"]) -> list[str | Path]:
+        from pipeline.rules.loader import default_files
+
+        return [*(default_files(kind) if self.defaults else []), *getattr(self, kind)]
+
+
 class Config(StrictModel):
     global_: GlobalConfig = Field(default_factory=GlobalConfig, alias="global")
     route: RouteConfig
@@ -246,6 +272,7 @@ class Config(StrictModel):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    rules: RulesSettings = Field(default_factory=RulesSettings)
     # Accepted for compatibility with Alertmanager files; templates are set per receiver here.
     templates: list[str] = Field(default_factory=list)
 
@@ -324,7 +351,27 @@ def parse_config(raw: Any, source: str = "config") -> Config:
             )
         except ValueError as exc:
             raise ConfigError([("kafka.sasl_password", str(exc))]) from None
+    _check_rules(config)
     return config
+
+
+def _check_rules(config: Config) -> None:
+    """Compile the rule files now, so that a bad rule is refused with the config (name and position)."""
+    from pipeline.rules.auditing import load_audit_rules
+    from pipeline.rules.events import load_event_rules
+    from pipeline.rules.loader import RuleError
+
+    errors: list[tuple[str, str]] = []
+    try:
+        load_event_rules(config.rules.files("events"))
+    except RuleError as exc:
+        errors += [("rules.events", problem) for problem in exc.problems]
+    try:
+        load_audit_rules(config.rules.files("auditing"), config.rules.audit_alerting_priority)
+    except RuleError as exc:
+        errors += [("rules.auditing", problem) for problem in exc.problems]
+    if errors:
+        raise ConfigError(errors)
 
 
 def load_config(path: str | Path) -> Config:

@@ -81,3 +81,23 @@ WORKER_READY = Gauge(
     "alert_pipeline_worker_ready",
     "1 when the worker has its partitions assigned and its tables recovered, else 0.",
 )
+KUBE_RECORDS_RECEIVED = Counter(
+    "alert_pipeline_kube_records_received_total",
+    "Kubernetes Events and audit events accepted by the ingest and written to their raw topic.",
+    ["source", "endpoint"],
+)
+KUBE_RECORDS_REJECTED = Counter(
+    "alert_pipeline_kube_records_rejected_total",
+    "Kubernetes Events and audit events refused by the ingest (dead-lettered or empty body).",
+    ["source", "reason"],
+)
+KUBE_RECORDS_EVALUATED = Counter(
+    "alert_pipeline_kube_records_evaluated_total",
+    "Kubernetes Events and audit events evaluated against the rules by the workers.",
+    ["source"],
+)
+KUBE_ALERTS_MADE = Counter(
+    "alert_pipeline_kube_alerts_total",
+    "Alerts made from Kubernetes Events and audit events, by rule.",
+    ["source", "rule"],
+)

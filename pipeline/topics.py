@@ -55,6 +55,26 @@ class Topics:
     def notifications_history(self) -> str:
         return f"{self.prefix}notifications.history"
 
+    @property
+    def kube_events(self) -> str:
+        """Raw Kubernetes Events (core/v1 shape), from the ingest or straight from an exporter."""
+        return f"{self.prefix}kube-events"
+
+    @property
+    def kube_events_dlq(self) -> str:
+        """Event payload items that are not Kubernetes Events, with the reason."""
+        return f"{self.prefix}kube-events.dlq"
+
+    @property
+    def kube_auditing(self) -> str:
+        """Raw audit.k8s.io Events, from the ingest or straight from an exporter."""
+        return f"{self.prefix}kube-auditing"
+
+    @property
+    def kube_auditing_dlq(self) -> str:
+        """Audit payload items that are not audit Events, with the reason."""
+        return f"{self.prefix}kube-auditing.dlq"
+
     def all_topics(self, config: Config) -> list[str]:
         return [
             self.alerts,
@@ -64,6 +84,10 @@ class Topics:
             *(self.notifications(t) for t in config.tenant_names()),
             self.notifications_dlq,
             self.notifications_history,
+            self.kube_events,
+            self.kube_events_dlq,
+            self.kube_auditing,
+            self.kube_auditing_dlq,
         ]
 
 

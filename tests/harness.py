@@ -38,6 +38,21 @@ async def eventually(check: Callable[[], Any], timeout: float = 30.0, interval: 
     raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
 
 
+def kcat_produce(bootstrap_servers: str, topic: str, values: list[bytes]) -> None:
+    """Publish each value as one record with Debian's ``kcat``, as an exporter writing to Kafka would."""
+    if any(b"\n" in value for value in values):
+        raise ValueError("kcat reads one record per line: values must be single lines")
+    subprocess.run(["kcat", "-P", "-b", bootstrap_servers, "-t", topic], input=b"\n".join(values) + b"\n",
+                   check=True, timeout=30, capture_output=True)
+
+
+def kcat_consume(bootstrap_servers: str, topic: str) -> list[bytes]:
+    """Every record value of a topic so far (``kcat -C ... -e``), in partition order."""
+    done = subprocess.run(["kcat", "-C", "-b", bootstrap_servers, "-t", topic, "-o", "beginning", "-e", "-q",
+                           "-f", "%s\\n"], check=True, timeout=30, capture_output=True)
+    return [line for line in done.stdout.split(b"\n") if line]
+
+
 class Receiver:
     """An HTTP server on loopback that records every request body by path, and answers ``status``."""
 

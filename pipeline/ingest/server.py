@@ -19,6 +19,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeline.config import Config
+from pipeline.ingest import kube
 from pipeline.ingest.alertmanager import parse_alerts_body
 from pipeline.metrics import ALERTS_RECEIVED, ALERTS_REJECTED
 from pipeline.producer import BrokerUnavailable, KafkaWriter
@@ -37,10 +38,10 @@ def error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status, dumps=lambda v: orjson.dumps(v).decode())
 
 
-async def read_json(request: web.Request, source: str) -> Any:
-    """The request body as JSON; raises the 400/413 answer when it is not."""
+async def read_body(request: web.Request, source: str) -> bytes:
+    """The request body; raises the 413 answer when it is over the limit."""
     try:
-        body = await request.read()
+        return await request.read()
     except web.HTTPRequestEntityTooLarge:
         ALERTS_REJECTED.labels(source, "too_large").inc()
         limit = request.app[CONFIG].ingest.max_body_bytes
@@ -50,6 +51,11 @@ async def read_json(request: web.Request, source: str) -> Any:
             text=orjson.dumps({"error": f"request body exceeds the limit of {limit} bytes"}).decode(),
             content_type="application/json",
         ) from None
+
+
+async def read_json(request: web.Request, source: str) -> Any:
+    """The request body as JSON; raises the 400/413 answer when it is not."""
+    body = await read_body(request, source)
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -120,6 +126,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     app.router.add_get("/metrics", metrics)
+    kube.add_routes(app)
 
     async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
         try:

@@ -1,0 +1,224 @@
+"""Kubernetes Events and audit events as their exporters send them, and the HTTP endpoints that take them.
+
+- ``POST /api/v1/events``: the kube-events exporter's webhook sink. Its body is newline-delimited
+  JSON, one core/v1 Event per line, flat or nested as ``{"Event": {...}, "cluster": "..."}``
+  (releases differ); a JSON array, a ``{"kubeEvents": [...]}`` wrapper or an ``EventList`` are
+  read too. ``events.k8s.io/v1`` Events are given the core/v1 field names as well (``regarding`` ->
+  ``involvedObject``, ``note`` -> ``message``, ``series.count`` -> ``count``), so one rule set
+  serves both.
+- ``POST /api/v1/auditing`` and ``POST /audit/webhook/event``: an ``audit.k8s.io/v1`` EventList, as
+  the kube-apiserver audit webhook backend posts it (arrays and JSON lines of a log file too).
+
+Each good item goes to the raw topic (``kube-events`` / ``kube-auditing``); each bad one (not
+JSON, not an event) goes to that topic's dead-letter topic with the reason, and never holds back
+the others. The answer says how many were accepted and rejected; it is 400 only when nothing in
+the body could be used. The same parsing serves records published straight to the raw topics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from pipeline.metrics import KUBE_RECORDS_RECEIVED, KUBE_RECORDS_REJECTED
+from pipeline.topics import Topics, topics_for
+
+#: How much of a rejected record the dead-letter topic keeps (enough to see what was wrong).
+MAX_DEAD_LETTER_TEXT = 64 * 1024
+_WRAPPERS = ("kubeEvents", "items")
+
+
+@dataclass(slots=True)
+class Rejected:
+    where: str
+    reason: str
+    text: str
+
+    def dead_letter(self, source: str) -> bytes:
+        return orjson.dumps({"source": source, "where": self.where, "reason": self.reason,
+                             "record": self.text[:MAX_DEAD_LETTER_TEXT]})
+
+
+@dataclass
+class KubeBatch:
+    """The usable items of one payload (normalised) and the rejected ones."""
+
+    items: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+def _documents(body: bytes) -> Iterator[tuple[str, Any, bytes]]:
+    """``(where, parsed JSON or an exception, raw text)`` for a JSON document or each JSON line."""
+    try:
+        yield "body", orjson.loads(body), body
+        return
+    except orjson.JSONDecodeError:
+        pass
+    for number, line in enumerate(body.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield f"line {number}", orjson.loads(line), line
+        except orjson.JSONDecodeError as exc:
+            yield f"line {number}", exc, line
+
+
+def _items(where: str, value: Any, raw: bytes) -> Iterator[tuple[str, Any, bytes | None]]:
+    """Unwrap arrays and list wrappers; single items keep their raw text for the dead-letter topic."""
+    if isinstance(value, dict):
+        for key in _WRAPPERS:
+            if isinstance(value.get(key), list):
+                value = value[key]
+                break
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            yield f"{where} item {index}", item, None
+    else:
+        yield where, value, raw
+
+
+def parse_payload(body: bytes, normalise: Callable[[Any], dict[str, Any]]) -> KubeBatch:
+    batch = KubeBatch()
+    for where, value, raw in _documents(body):
+        if isinstance(value, Exception):
+            batch.rejected.append(Rejected(where, f"invalid JSON: {value}", raw.decode(errors="replace")))
+            continue
+        for item_where, item, item_raw in _items(where, value, raw):
+            try:
+                batch.items.append(normalise(item))
+            except ValueError as exc:
+                text = item_raw.decode(errors="replace") if item_raw is not None else orjson.dumps(item).decode()
+                batch.rejected.append(Rejected(item_where, str(exc), text))
+    return batch
+
+
+def _require_string(obj: dict[str, Any], key: str, what: str) -> str:
+    value = obj.get(key)
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{what}.{key}: required (a non-empty string)")
+    return value
+
+
+def _from_events_v1(event: dict[str, Any]) -> dict[str, Any]:
+    """Add the core/v1 names to an ``events.k8s.io/v1`` Event (its own names stay)."""
+    out = dict(event)
+    out["involvedObject"] = event.get("regarding")
+    if "note" in event:
+        out["message"] = event["note"]
+    series = event.get("series") if isinstance(event.get("series"), dict) else {}
+    out["count"] = series.get("count") or event.get("deprecatedCount") or 1
+    first = event.get("deprecatedFirstTimestamp") or event.get("eventTime")
+    last = series.get("lastObservedTime") or event.get("deprecatedLastTimestamp") or event.get("eventTime")
+    out["firstTimestamp"], out["lastTimestamp"] = first, last
+    out["source"] = event.get("deprecatedSource") or {"component": event.get("reportingController") or ""}
+    return out
+
+
+def normalise_event(item: Any) -> dict[str, Any]:
+    """One Kubernetes Event as a core/v1 dict (``cluster`` added when the exporter gave one)."""
+    if not isinstance(item, dict):
+        raise ValueError(f"expected an Event object, got {type(item).__name__}")
+    event, cluster = item, None
+    if isinstance(item.get("Event"), dict):
+        event, cluster = item["Event"], item.get("cluster")
+    elif "Event" in item:
+        raise ValueError("Event: expected an object")
+    if event.get("kind") not in (None, "Event"):
+        raise ValueError(f"kind: expected Event, got {event.get('kind')!r}")
+    if str(event.get("apiVersion", "")).startswith("events.k8s.io/") or (
+            "regarding" in event and "involvedObject" not in event):
+        event = _from_events_v1(event)
+    elif cluster:
+        event = dict(event)
+    involved = event.get("involvedObject")
+    if not isinstance(involved, dict):
+        raise ValueError("involvedObject (or regarding): required (an object reference)")
+    _require_string(involved, "kind", "involvedObject")
+    _require_string(event, "reason", "event")
+    if cluster:
+        event["cluster"] = str(cluster)
+    return event
+
+
+def normalise_audit_event(item: Any) -> dict[str, Any]:
+    """One ``audit.k8s.io`` Event; checks the fields the rules and alerts rely on."""
+    if not isinstance(item, dict):
+        raise ValueError(f"expected an audit Event object, got {type(item).__name__}")
+    if item.get("kind") not in (None, "Event"):
+        raise ValueError(f"kind: expected Event, got {item.get('kind')!r}")
+    for key in ("auditID", "stage", "verb", "requestURI"):
+        _require_string(item, key, "event")
+    if not isinstance(item.get("user"), dict):
+        raise ValueError("event.user: required (an object)")
+    return item
+
+
+def event_key(event: dict[str, Any]) -> bytes:
+    """Events of one object share a partition, so their order is kept."""
+    involved = event["involvedObject"]
+    return f"{involved.get('namespace') or ''}/{involved['kind']}/{involved.get('name') or ''}".encode()
+
+
+def audit_key(event: dict[str, Any]) -> bytes:
+    return str(event["auditID"]).encode()
+
+
+@dataclass(frozen=True)
+class Source:
+    """One kind of Kubernetes payload: how to read it and where it goes."""
+
+    name: str
+    normalise: Callable[[Any], dict[str, Any]]
+    key: Callable[[dict[str, Any]], bytes]
+    topic: Callable[[Topics], str]
+    dead_letters: Callable[[Topics], str]
+
+
+EVENTS = Source("kube-events", normalise_event, event_key, lambda t: t.kube_events, lambda t: t.kube_events_dlq)
+AUDITING = Source("kube-auditing", normalise_audit_event, audit_key,
+                  lambda t: t.kube_auditing, lambda t: t.kube_auditing_dlq)
+
+
+def _handler(source: Source) -> Callable[[web.Request], Any]:
+    # server.py imports this module to add the routes; its helpers are taken when the routes are made.
+    from pipeline.ingest.server import CONFIG, error, read_body, write_or_503
+
+    async def handle(request: web.Request) -> web.Response:
+        body = await read_body(request, source.name)
+        if not body.strip():
+            KUBE_RECORDS_REJECTED.labels(source.name, "empty").inc()
+            return error(400, "empty body: expected JSON lines, a JSON array or a list object")
+        batch = parse_payload(body, source.normalise)
+        topics = topics_for(request.app[CONFIG])
+        origin = f"{request.method} {request.path}"
+        if batch.rejected:
+            dead = [(None, r.dead_letter(origin)) for r in batch.rejected]
+            await write_or_503(request, source.dead_letters(topics), dead, source.name)
+            KUBE_RECORDS_REJECTED.labels(source.name, "invalid").inc(len(batch.rejected))
+        if batch.items:
+            records = [(source.key(item), orjson.dumps(item)) for item in batch.items]
+            await write_or_503(request, source.topic(topics), records, source.name)
+            KUBE_RECORDS_RECEIVED.labels(source.name, request.path).inc(len(records))
+        answer = {
+            "status": "success" if batch.items else "error",
+            "accepted": len(batch.items),
+            "rejected": len(batch.rejected),
+            "errors": [f"{r.where}: {r.reason}" for r in batch.rejected[:20]],
+        }
+        if not batch.items:
+            answer["error"] = "no usable item; " + "; ".join(answer["errors"])
+        return web.json_response(answer, status=200 if batch.items else 400,
+                                 dumps=lambda v: orjson.dumps(v).decode())
+
+    return handle
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/v1/events", _handler(EVENTS))
+    audit = _handler(AUDITING)
+    app.router.add_post("/api/v1/auditing", audit)
+    app.router.add_post("/audit/webhook/event", audit)

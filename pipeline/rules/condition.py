@@ -1,0 +1,550 @@
+"""The condition language of kube-events and kube-auditing rules, compiled once into closures.
+
+Both projects filter with the same SQL-``where``-like language (kubesphere/event-rule-engine):
+
+- comparisons ``field = "x"``, ``!=``, ``<``, ``<=``, ``>``, ``>=`` against a string, number or boolean;
+- ``field contains "x"``, ``field in ("a", "b")``, ``field like "glob*"``, ``field regexp "re"``
+  (also spelled ``regex``), each with a ``not`` form (``not in``, ``not like``...);
+- ``field exists``, ``field not exists``, a bare boolean ``field``;
+- ``and``, ``or``, ``not`` (or ``!``) and parentheses.
+
+Semantics follow the engine: a field that is absent makes every comparison false, negated ones
+included (``x != "a"`` is false when ``x`` is missing; ``not x = "a"`` is true). Numbers compare as
+numbers, other values as text (RFC 3339 timestamps thus compare in time order). ``like`` is a glob
+(``*`` any run, ``?`` one character) matched against the whole value, as the kube-auditing docs
+describe (``like "test*"``: starts with ``test``); ``regexp`` searches anywhere, as Go's
+``regexp.Match``. A field holding a list (``user.groups``, ``sourceIPs``) matches when any element
+does.
+
+The engine gives ``and`` and ``or`` the same precedence and evaluates them left to right; SQL
+readers expect ``and`` to bind tighter. Rather than pick one silently, a condition that mixes them
+without parentheses is refused, so every accepted rule means the same thing here and in kube-events.
+
+``${name}`` references (kube-auditing macros, lists and aliases) are resolved by a
+:class:`References` given to the compiler. Conditions are parsed once; evaluation is plain Python
+closures over the nested event, never ``eval``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+Predicate = Callable[[Any], bool]
+Getter = Callable[[Any], Any]
+#: For a field path, the only text values with which a condition can hold.
+Requirements = dict[tuple[str, ...], frozenset[str]]
+
+
+class ConditionError(ValueError):
+    """A condition that does not parse; ``position`` is the 0-based offset of the problem."""
+
+    def __init__(self, message: str, text: str, position: int):
+        self.message = message
+        self.text = text
+        self.position = position
+        line = text.count("\n", 0, position) + 1
+        column = position - (text.rfind("\n", 0, position) + 1) + 1
+        self.line, self.column = line, column
+        super().__init__(f"{message} at line {line}, column {column}")
+
+
+# --- tokens -------------------------------------------------------------------------------------
+
+_SEGMENT = r"[A-Za-z_][A-Za-z0-9_\-/]*(?:\[(?:\*|\d+)\])?"
+_TOKEN = re.compile(
+    r"""
+    (?P<ws>\s+)
+  | (?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
+  | (?P<ref>\$\{[A-Za-z0-9_.\-]+\})
+  | (?P<number>-?\d+(?:\.\d+)?(?![A-Za-z_]))
+  | (?P<op>!=|>=|<=|=|>|<|!|\(|\)|,)
+  | (?P<word>""" + _SEGMENT + r"(?:\." + _SEGMENT + r""")*)
+    """,
+    re.VERBOSE,
+)
+_KEYWORDS = frozenset({"and", "or", "not", "contains", "in", "like", "regexp", "regex", "exists",
+                       "true", "false"})
+_ESCAPES = {"n": "\n", "t": "\t"}
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    kind: str  # string, number, ref, op, word, keyword, end
+    text: str
+    position: int
+
+    @property
+    def value(self) -> Any:
+        if self.kind == "string":
+            return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(1)), self.text[1:-1])
+        if self.kind == "number":
+            return float(self.text) if "." in self.text else int(self.text)
+        if self.kind == "ref":
+            return self.text[2:-1]
+        return self.text
+
+
+def tokenize(text: str) -> list[Token]:
+    tokens: list[Token] = []
+    position = 0
+    while position < len(text):
+        match = _TOKEN.match(text, position)
+        if match is None:
+            if text[position] in "\"'":
+                raise ConditionError("unterminated string", text, position)
+            raise ConditionError(f"unexpected character {text[position]!r}", text, position)
+        kind = match.lastgroup
+        assert kind is not None
+        if kind != "ws":
+            word = match.group()
+            if kind == "word" and word.lower() in _KEYWORDS:
+                tokens.append(Token("keyword", word.lower(), position))
+            else:
+                tokens.append(Token(kind, word, position))
+        position = match.end()
+    tokens.append(Token("end", "", len(text)))
+    return tokens
+
+
+# --- values -------------------------------------------------------------------------------------
+
+
+def as_text(value: Any) -> str:
+    """A value as text, as Go's ``fmt.Sprint`` writes JSON scalars (``true``, ``3``, ``1.5``)."""
+    if isinstance(value, str):
+        return value
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _as_number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def compile_path(segments: Sequence[str]) -> Getter:
+    """A getter for a dotted path in nested JSON; ``name[3]`` indexes, ``name[*]`` maps a list."""
+    steps: list[tuple[str, int | str | None]] = []
+    for segment in segments:
+        name, _, index = segment.partition("[")
+        steps.append((name, None if not index else ("*" if index == "*]" else int(index[:-1]))))
+    if all(index is None for _, index in steps):
+        keys = [name for name, _ in steps]
+        if len(keys) == 1:
+            (key,) = keys
+
+            def get1(event: Any) -> Any:
+                return event.get(key)
+
+            return get1
+        if len(keys) == 2:
+            first, second = keys
+
+            def get2(event: Any) -> Any:
+                inner = event.get(first)
+                return inner.get(second) if type(inner) is dict else None
+
+            return get2
+
+        def get_n(event: Any) -> Any:
+            for key in keys:
+                if type(event) is not dict:
+                    return None
+                event = event.get(key)
+            return event
+
+        return get_n
+
+    def get_indexed(event: Any) -> Any:
+        values, many = [event], False
+        for key, index in steps:
+            values = [v.get(key) for v in values if type(v) is dict]
+            if index == "*":
+                values, many = [item for v in values if type(v) is list for item in v], True
+            elif index is not None:
+                values = [v[index] for v in values if type(v) is list and -len(v) <= index < len(v)]
+        if many:
+            return values
+        return values[0] if values else None
+
+    return get_indexed
+
+
+Template = Callable[[Any], str]
+
+
+def template(parts: list[str | Getter]) -> Template:
+    """Text with fields filled in (annotations, audit ``output``): absent -> "", lists joined by ", "."""
+    if all(isinstance(part, str) for part in parts):
+        constant = "".join(parts)  # type: ignore[arg-type]
+        return lambda event: constant
+
+    def render(event: Any) -> str:
+        out = []
+        for part in parts:
+            if isinstance(part, str):
+                out.append(part)
+                continue
+            value = part(event)
+            if type(value) is list:
+                out.append(", ".join(as_text(v) for v in value if v is not None))
+            elif value is not None:
+                out.append(as_text(value))
+        return "".join(out)
+
+    return render
+
+
+# --- predicates ---------------------------------------------------------------------------------
+
+Test = Callable[[Any], bool]
+
+
+def _equals(literal: Any) -> Test:
+    if isinstance(literal, bool):
+        text = as_text(literal)
+        return lambda v: v is literal if isinstance(v, bool) else as_text(v).lower() == text
+    if isinstance(literal, (int, float)):
+        return lambda v: _as_number(v) == literal
+    return lambda v: v == literal if type(v) is str else as_text(v) == literal
+
+
+def _ordering(op: str, literal: Any) -> Test:
+    compare: Callable[[Any, Any], bool] = {
+        "<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
+        ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
+    }[op]
+    if isinstance(literal, (int, float)) and not isinstance(literal, bool):
+        def numeric(v: Any) -> bool:
+            number = _as_number(v)
+            return number is not None and compare(number, literal)
+
+        return numeric
+    text = as_text(literal)
+    return lambda v: compare(as_text(v), text)
+
+
+def _glob(pattern: str) -> re.Pattern[str]:
+    parts = (".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.compile("".join(parts), re.DOTALL)
+
+
+def _predicate(getter: Getter, test: Test, negate: bool) -> Predicate:
+    """Apply ``test`` to the field: false when absent, any element for lists, then negate."""
+    if negate:
+        def negated(event: Any) -> bool:
+            value = getter(event)
+            if value is None:
+                return False
+            if type(value) is list:
+                return not any(test(item) for item in value if item is not None)
+            return not test(value)
+
+        return negated
+
+    def positive(event: Any) -> bool:
+        value = getter(event)
+        if value is None:
+            return False
+        if type(value) is list:
+            return any(test(item) for item in value if item is not None)
+        return test(value)
+
+    return positive
+
+
+def _and(left: Predicate, right: Predicate) -> Predicate:
+    return lambda event: left(event) and right(event)
+
+
+def _or(left: Predicate, right: Predicate) -> Predicate:
+    return lambda event: left(event) or right(event)
+
+
+def _not(inner: Predicate) -> Predicate:
+    return lambda event: not inner(event)
+
+
+# --- references ---------------------------------------------------------------------------------
+
+
+class References(Protocol):
+    """How ``${name}`` resolves (kube-auditing); event rules have none."""
+
+    def macro(self, name: str) -> Predicate | None: ...
+
+    def list(self, name: str) -> list[Any] | None: ...
+
+    def alias(self, name: str) -> str | None: ...
+
+
+class NoReferences:
+    def macro(self, name: str) -> Predicate | None:
+        return None
+
+    def list(self, name: str) -> list[Any] | None:
+        return None
+
+    def alias(self, name: str) -> str | None:
+        return None
+
+
+FieldNames = Callable[[list[str]], list[str]]
+
+
+def _identity(segments: list[str]) -> list[str]:
+    return segments
+
+
+# --- parser -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """A compiled condition, and what it requires of a field (``reason = "BackOff" and ...``).
+
+    ``requires`` lets a rule set skip, by one dictionary lookup, the rules that cannot match an
+    event: it lists only top-level conjuncts of the form ``field = "text"`` or ``field in ("a", ...)``.
+    """
+
+    predicate: Predicate
+    requires: Requirements
+
+    def __call__(self, event: Any) -> bool:
+        return self.predicate(event)
+
+
+def _merge(into: Requirements, other: Requirements | None) -> None:
+    for path, values in (other or {}).items():
+        into[path] = into[path] & values if path in into else values
+
+
+_COMPARISONS = frozenset({"=", "!=", "<", "<=", ">", ">="})
+
+
+class _Parser:
+    """Recursive descent: ``or_expr := and_expr (("and"|"or") and_expr)*`` without mixing, etc."""
+
+    def __init__(self, text: str, references: References, field_names: FieldNames):
+        self.text = text
+        self.tokens = tokenize(text)
+        self.index = 0
+        self.references = references
+        self.field_names = field_names
+        self.getters: dict[tuple[str, ...], Getter] = {}
+        self.requires: dict[int, Requirements] = {}
+
+    def error(self, message: str, token: Token | None = None) -> ConditionError:
+        token = token or self.peek()
+        return ConditionError(message, self.text, token.position)
+
+    def peek(self) -> Token:
+        return self.tokens[self.index]
+
+    def next(self) -> Token:
+        token = self.tokens[self.index]
+        self.index += 1
+        return token
+
+    def accept(self, kind: str, text: str | None = None) -> Token | None:
+        token = self.peek()
+        if token.kind == kind and (text is None or token.text == text):
+            self.index += 1
+            return token
+        return None
+
+    def parse(self) -> Condition:
+        if self.peek().kind == "end":
+            raise self.error("empty condition")
+        predicate = self.expression()
+        token = self.peek()
+        if token.kind != "end":
+            raise self.error(f"unexpected {self.describe(token)}; expected 'and', 'or' or the end")
+        return Condition(predicate, self.requires.get(id(predicate), {}))
+
+    @staticmethod
+    def describe(token: Token) -> str:
+        return "end of condition" if token.kind == "end" else repr(token.text)
+
+    def expression(self) -> Predicate:
+        result = self.unary()
+        requires: Requirements = dict(self.requires.get(id(result), {}))
+        joiner: Token | None = None
+        while self.peek().kind == "keyword" and self.peek().text in ("and", "or"):
+            token = self.next()
+            if joiner is not None and token.text != joiner.text:
+                raise self.error(
+                    f"'{token.text}' after '{joiner.text}' without parentheses (kube-events evaluates them "
+                    "left to right, SQL does not); add parentheses", token)
+            joiner = token
+            right = self.unary()
+            result = _and(result, right) if token.text == "and" else _or(result, right)
+            _merge(requires, self.requires.get(id(right)))
+        if requires and (joiner is None or joiner.text == "and"):
+            self.requires[id(result)] = requires
+        return result
+
+    def unary(self) -> Predicate:
+        token = self.peek()
+        if (token.kind == "keyword" and token.text == "not") or (token.kind == "op" and token.text == "!"):
+            self.next()
+            return _not(self.unary())
+        if self.accept("op", "("):
+            inner = self.expression()
+            if not self.accept("op", ")"):
+                raise self.error(f"expected ')' but found {self.describe(self.peek())}")
+            return inner
+        if token.kind == "ref":
+            return self.reference_condition()
+        if token.kind == "word":
+            return self.comparison()
+        raise self.error(f"expected a field, 'not' or '(' but found {self.describe(token)}")
+
+    def reference_condition(self) -> Predicate:
+        token = self.next()
+        name = token.value
+        macro = self.references.macro(name)
+        if macro is not None:
+            return macro
+        if self.references.alias(name) is not None:
+            self.index -= 1
+            return self.comparison()
+        raise self.error(f"unknown macro or alias ${{{name}}}", token)
+
+    def field(self) -> tuple[tuple[str, ...], Getter]:
+        token = self.next()
+        if token.kind == "ref":
+            target = self.references.alias(token.value)
+            if target is None:
+                raise self.error(f"unknown alias ${{{token.value}}}", token)
+            path = target
+        else:
+            path = token.text
+        segments = tuple(self.field_names(path.split(".")))
+        getter = self.getters.get(segments)
+        if getter is None:
+            getter = self.getters[segments] = compile_path(segments)
+        return segments, getter
+
+    def literal(self, after: str) -> Any:
+        token = self.peek()
+        if token.kind in ("string", "number"):
+            self.next()
+            return token.value
+        if token.kind == "keyword" and token.text in ("true", "false"):
+            self.next()
+            return token.text == "true"
+        raise self.error(f"expected a string, number or boolean after '{after}' but found {self.describe(token)}")
+
+    def string(self, after: str) -> str:
+        token = self.peek()
+        if token.kind != "string":
+            raise self.error(f"expected a quoted string after '{after}' but found {self.describe(token)}")
+        self.next()
+        return token.value
+
+    def values(self) -> list[Any]:
+        ref = self.accept("ref")
+        if ref is not None:
+            items = self.references.list(ref.value)
+            if items is None:
+                raise self.error(f"unknown list ${{{ref.value}}}", ref)
+            return items
+        if not self.accept("op", "("):
+            raise self.error(f"expected '(' or a ${{list}} after 'in' but found {self.describe(self.peek())}")
+        items = [self.literal("(")]
+        while self.accept("op", ","):
+            items.append(self.literal(","))
+        if not self.accept("op", ")"):
+            raise self.error(f"expected ',' or ')' but found {self.describe(self.peek())}")
+        return items
+
+    def comparison(self) -> Predicate:
+        segments, getter = self.field()
+        token = self.peek()
+        negate = False
+        if token.kind == "keyword" and token.text == "not":
+            self.next()
+            token = self.peek()
+            negate = True
+            if token.kind != "keyword" or token.text not in ("contains", "in", "like", "regexp", "regex", "exists"):
+                raise self.error(f"expected contains, in, like, regexp or exists after 'not' but found "
+                                 f"{self.describe(token)}")
+        if token.kind == "op" and token.text in _COMPARISONS:
+            self.next()
+            literal = self.literal(token.text)
+            op = token.text
+            if op in ("=", "!="):
+                if isinstance(literal, str) and op == "=":
+                    test = _equals(literal)
+
+                    # The commonest test of all, kept to one closure for speed.
+                    def equal(event: Any) -> bool:
+                        value = getter(event)
+                        if type(value) is str:
+                            return value == literal
+                        if value is None:
+                            return False
+                        return test(value) if type(value) is not list else any(test(v) for v in value)
+
+                    self.requires[id(equal)] = {segments: frozenset({literal})}
+                    return equal
+                return _predicate(getter, _equals(literal), negate=op == "!=")
+            return _predicate(getter, _ordering(op, literal), negate=False)
+        if token.kind == "keyword":
+            self.next()
+            if token.text == "exists":
+                return (lambda event: getter(event) is None) if negate else (lambda event: getter(event) is not None)
+            if token.text == "contains":
+                text = as_text(self.literal("contains"))
+                return _predicate(getter, lambda v: text in as_text(v), negate)
+            if token.text == "in":
+                items = self.values()
+                tests = [_equals(item) for item in items]
+                strings = frozenset(item for item in items if isinstance(item, str))
+
+                def member(v: Any) -> bool:
+                    if type(v) is str and v in strings:
+                        return True
+                    return any(t(v) for t in tests)
+
+                predicate = _predicate(getter, member, negate)
+                if not negate and len(strings) == len(items):
+                    self.requires[id(predicate)] = {segments: strings}
+                return predicate
+            if token.text in ("like", "regexp", "regex"):
+                pattern_token = self.peek()
+                pattern = self.string(token.text)
+                try:
+                    regex = _glob(pattern) if token.text == "like" else re.compile(pattern)
+                except re.error as exc:
+                    raise self.error(f"invalid regular expression: {exc}", pattern_token) from None
+                if token.text == "like":
+                    return _predicate(getter, lambda v: regex.fullmatch(as_text(v)) is not None, negate)
+                return _predicate(getter, lambda v: regex.search(as_text(v)) is not None, negate)
+        if negate:
+            raise self.error("unexpected 'not'", token)
+        # A bare field: true when it holds boolean true.
+        return lambda event: getter(event) is True
+
+
+def compile_condition(text: str, references: References | None = None,
+                      field_names: FieldNames = _identity) -> Condition:
+    """Parse a condition once into a predicate over a (nested JSON) event; raises ConditionError."""
+    return _Parser(text, references or NoReferences(), field_names).parse()
