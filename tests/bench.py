@@ -27,7 +27,6 @@ from pipeline.routing import RoutingTable
 from pipeline.tenancy import TenantResolver
 from tests.harness import PipelineProcesses, base_config
 
-
 Row = tuple[str, float, str]
 FIXTURES = Path(__file__).parent / "fixtures" / "kube"
 
