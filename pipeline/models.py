@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -26,11 +27,17 @@ def fingerprint(labels: dict[str, str]) -> str:
     """Alertmanager's alert id: prometheus/common ``LabelSet.Fingerprint`` as 16 hex digits.
 
     FNV-1a 64 over the sorted label names and values, each followed by the 0xff separator, so
-    ids are identical to the ones Alertmanager and amtool show for the same label set.
+    ids are identical to the ones Alertmanager and amtool show for the same label set. Cached:
+    the same label sets come back at every evaluation, and the byte loop is the costly part.
     """
+    return _fingerprint(tuple(sorted(labels.items())))
+
+
+@lru_cache(maxsize=262144)
+def _fingerprint(items: tuple[tuple[str, str], ...]) -> str:
     h = _FNV_OFFSET
-    for name in sorted(labels):
-        for part in (name, labels[name]):
+    for pair in items:
+        for part in pair:
             for byte in part.encode():
                 h = ((h ^ byte) * _FNV_PRIME) & _MASK
             h = ((h ^ 0xFF) * _FNV_PRIME) & _MASK
