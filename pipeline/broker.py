@@ -51,12 +51,15 @@ class EmbeddedBroker:
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def command(self) -> list[str]:
+        return [str(broker_binary()), "start", "--only", "kafka", "--kafka-port", str(self.port),
+                "--data-dir", str(self.data_dir)]
+
     def start(self, timeout: float = 20.0) -> EmbeddedBroker:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.data_dir / "broker.log", "ab")  # noqa: SIM115 - owned by the child process
         self.process = subprocess.Popen(
-            [str(broker_binary()), "start", "--only", "kafka", "--kafka-port", str(self.port),
-             "--data-dir", str(self.data_dir)],
+            self.command(),
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True, env={**os.environ},
         )
