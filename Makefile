@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-deps bench lint check-config clean
+.PHONY: install run test test-deps test-rebalance bench lint check-config clean
 
 install: $(STAMP)
 
@@ -39,3 +39,7 @@ check-config: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .alert-pipeline-data
+
+# Multi-worker rebalancing on Tansu (not in `make test`: see tests/test_workers.py).
+test-rebalance: install
+	AP_REBALANCE_TESTS=1 $(BIN)/pytest -q -s tests/test_workers.py
