@@ -20,7 +20,6 @@ from pipeline.broker import free_port
 from tests.harness import PipelineProcesses, TansuBroker, base_config, eventually
 from tests.test_end_to_end import post
 
-
 pytestmark = pytest.mark.skipif(os.environ.get("AP_REBALANCE_TESTS") != "1",
                                 reason="multi-worker rebalance test: make test-rebalance")
 
