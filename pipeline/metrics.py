@@ -76,3 +76,8 @@ WORKER_READY = Gauge(
     "alert_pipeline_worker_ready",
     "1 when the worker has its partitions assigned and its tables recovered, else 0.",
 )
+CONFIG_RELOADS = Counter(
+    "alert_pipeline_config_reloads_total",
+    "Config reloads (SIGHUP or POST /-/reload), by result: success, or failure (the running config kept).",
+    ["result"],
+)

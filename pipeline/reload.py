@@ -18,6 +18,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from pipeline.config import Config, ConfigError
+from pipeline.metrics import CONFIG_RELOADS
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class Reloader:
             new = self.load()
         except ConfigError as exc:
             log.error("config reload refused, keeping the running config:\n%s", exc)
+            CONFIG_RELOADS.labels("failure").inc()
             return str(exc)
         old = self.current()
         kept = {name: getattr(old, name) for name in RESTART_ONLY}
@@ -46,6 +48,7 @@ class Reloader:
             log.warning("config reload: changes to %s take effect only after a restart", ", ".join(changed))
         self.apply(new.model_copy(update=kept))
         log.info("config reloaded")
+        CONFIG_RELOADS.labels("success").inc()
         return None
 
     def on_sighup(self, loop: asyncio.AbstractEventLoop) -> None:
