@@ -15,17 +15,19 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import yaml
 from aiohttp import web
 
 from pipeline.api import STATE as STATE_KEY
-from pipeline.api import ApiState, answer, failure, state
+from pipeline.api import ApiState, answer, state
 from pipeline.api.filters import BadQuery, filter_matchers, flag, matches_filter
 from pipeline.config import Config
 from pipeline.durations import format_duration
 from pipeline.ingest.server import CONFIG
 from pipeline.matchers import Matcher
 from pipeline.models import format_time, parse_time
+from pipeline.routing import format_labels
 
 VERSION_INFO = {"version": "0.1.0", "revision": "", "branch": "", "buildUser": "", "buildDate": "",
                 "goVersion": "python"}
@@ -64,8 +66,20 @@ class AlertQuery:
         return matches_filter(self.matchers, alert["labels"])
 
 
-def gettable_alerts(current: ApiState, now: float) -> list[tuple[dict[str, Any], list[tuple[dict[str, str], str]]]]:
-    """Every unresolved alert in the API's shape, with its groups as ``(group labels, receiver)``."""
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """An aggregation group an alert is in: its route (``tenant|route id``), labels and receiver."""
+
+    route: str
+    labels: dict[str, str]
+    receiver: str
+
+    def key(self) -> tuple[str, str, str]:
+        return format_labels(self.labels), self.receiver, self.route
+
+
+def gettable_alerts(current: ApiState, now: float) -> list[tuple[dict[str, Any], list[Membership]]]:
+    """Every unresolved alert in the API's shape, with the groups it is in."""
     out = []
     for record in current.muter.alert_view.items.values():
         ends_at = parse_time(record.get("endsAt"), "endsAt")
@@ -74,8 +88,8 @@ def gettable_alerts(current: ApiState, now: float) -> list[tuple[dict[str, Any],
         labels = record["labels"]
         scopes = current.muter.scopes(labels)
         silenced, inhibited = current.muter.status(labels, scopes, now)
-        routes = [route for tenant in scopes for route in current.routing.match(tenant, labels)]
-        receivers = list(dict.fromkeys(route.options.receiver for route in routes))
+        routes = [(tenant, route) for tenant in scopes for route in current.routing.match(tenant, labels)]
+        receivers = list(dict.fromkeys(route.options.receiver for _, route in routes))
         alert = {
             "labels": labels,
             "annotations": record.get("annotations") or {},
@@ -88,35 +102,33 @@ def gettable_alerts(current: ApiState, now: float) -> list[tuple[dict[str, Any],
             "status": {"state": "suppressed" if silenced or inhibited else "active",
                        "silencedBy": silenced, "inhibitedBy": inhibited},
         }
-        out.append((alert, [(route.group_labels(labels), route.options.receiver) for route in routes]))
+        out.append((alert, [Membership(f"{tenant}|{route.id}", route.group_labels(labels), route.options.receiver)
+                            for tenant, route in routes]))
     return out
 
 
-async def get_alerts(request: web.Request) -> web.Response:
+def matching_alerts(request: web.Request) -> list[tuple[dict[str, Any], list[Membership]]]:
+    """The alerts that pass the request's filters (raises the 400 answer on a bad filter)."""
     current = state(request)
     try:
         query = AlertQuery.from_request(request)
     except BadQuery as exc:
-        return failure(400, str(exc))
-    found = [alert for alert, _ in gettable_alerts(current, time.time()) if query.accepts(alert)]
+        raise web.HTTPBadRequest(body=orjson.dumps(str(exc)), content_type="application/json") from None
+    return [(alert, groups) for alert, groups in gettable_alerts(current, time.time()) if query.accepts(alert)]
+
+
+async def get_alerts(request: web.Request) -> web.Response:
+    found = [alert for alert, _ in matching_alerts(request)]
     return answer(sorted(found, key=lambda a: a["fingerprint"]))
 
 
 async def get_groups(request: web.Request) -> web.Response:
-    current = state(request)
-    try:
-        query = AlertQuery.from_request(request)
-    except BadQuery as exc:
-        return failure(400, str(exc))
-    groups: dict[tuple[str, str], dict[str, Any]] = {}
-    for alert, memberships in gettable_alerts(current, time.time()):
-        if not query.accepts(alert):
-            continue
-        for group_labels, receiver in memberships:
-            key = (repr(sorted(group_labels.items())), receiver)
-            group = groups.setdefault(key, {"labels": group_labels, "receiver": {"name": receiver}, "alerts": []})
-            if alert not in group["alerts"]:
-                group["alerts"].append(alert)
+    groups: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for alert, memberships in matching_alerts(request):
+        for member in memberships:
+            group = groups.setdefault(member.key(), {"labels": member.labels, "receiver": {"name": member.receiver},
+                                                     "alerts": []})
+            group["alerts"].append(alert)
     for group in groups.values():
         group["alerts"].sort(key=lambda a: a["fingerprint"])
     return answer([groups[key] for key in sorted(groups)])
