@@ -112,16 +112,34 @@ class Silence:
         )
 
 
-def validate_new(silence: Silence, now: float) -> Silence:
-    """Alertmanager's checks of a posted silence; returns it with a past start moved to now."""
-    if silence.ends_at < silence.starts_at:
-        raise ValueError("endsAt must not be before startsAt")
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _ms(epoch: float) -> int:
+    return round(epoch * 1000)
+
+
+def _to_ms(epoch: float) -> float:
+    """Times kept to the millisecond: the API (and amtool, which posts back what it read) has no finer."""
+    return _ms(epoch) / 1000
+
+
+def validate(silence: Silence, now: float) -> None:
+    """Alertmanager's checks of a posted silence; raises ValueError."""
+    if silence.ends_at <= silence.starts_at:
+        raise ValueError("startsAt must be before endsAt")
     if silence.ends_at < now:
         raise ValueError("endsAt must not be in the past")
     if all(m.matches({}) for m in silence.matchers):
         # Such a silence would mute every alert that lacks the label, i.e. nearly everything.
         raise ValueError("at least one matcher must not match the empty string")
-    return replace(silence, starts_at=max(silence.starts_at, now), updated_at=now)
+
+
+def create(silence: Silence, now: float) -> Silence:
+    """A posted silence as a new one: a new id, and a start in the past moved to now."""
+    now = _to_ms(now)
+    return replace(silence, id=new_id(), starts_at=max(silence.starts_at, now), updated_at=now)
 
 
 def can_update(old: Silence, new: Silence, now: float) -> bool:
@@ -132,7 +150,7 @@ def can_update(old: Silence, new: Silence, now: float) -> bool:
         return False
     state = old.state(now)
     if state == "active":
-        return new.starts_at == old.starts_at and new.ends_at >= now
+        return _ms(new.starts_at) == _ms(old.starts_at) and new.ends_at >= now
     if state == "pending":
         return new.starts_at >= now
     return False
@@ -143,12 +161,9 @@ def expire(silence: Silence, now: float) -> Silence:
     state = silence.state(now)
     if state == "expired":
         raise ValueError(f"silence {silence.id} already expired")
+    now = _to_ms(now)
     starts_at = now if state == "pending" else silence.starts_at
     return replace(silence, starts_at=starts_at, ends_at=now, updated_at=now)
-
-
-def new_id() -> str:
-    return str(uuid.uuid4())
 
 
 class SilenceIndex:

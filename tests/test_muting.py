@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agents.inhibit import Inhibitor, compile_rules
-from agents.silence import Silence, SilenceIndex, can_update, expire, validate_new
+from agents.silence import Silence, SilenceIndex, can_update, create, expire, validate
 from pipeline.api.filters import matches_filter
 from pipeline.config import ConfigError, parse_config
 from pipeline.matchers import parse_matchers
@@ -55,13 +55,15 @@ def test_bad_silences_are_refused_with_the_field(body: dict, message: str) -> No
 
 def test_validation_of_new_silences() -> None:
     with pytest.raises(ValueError, match="past"):
-        validate_new(silence("a=b", ends=NOW - 5, starts=NOW - 10), NOW)
-    with pytest.raises(ValueError, match="before startsAt"):
-        validate_new(silence("a=b", starts=NOW + 100, ends=NOW + 50), NOW)
+        validate(silence("a=b", ends=NOW - 5, starts=NOW - 10), NOW)
+    with pytest.raises(ValueError, match="before endsAt"):
+        validate(silence("a=b", starts=NOW + 100, ends=NOW + 50), NOW)
     with pytest.raises(ValueError, match="empty string"):
-        validate_new(silence('a=~".*"', "b="), NOW)
-    started = validate_new(silence("a=b", starts=NOW - 500), NOW)
-    assert started.starts_at == NOW  # a past start is moved to now, as Alertmanager does
+        validate(silence('a=~".*"', "b="), NOW)
+    validate(silence("a=b"), NOW)
+    created = create(silence("a=b", starts=NOW - 500), NOW + 0.0004)
+    assert created.starts_at == NOW  # a past start is moved to now (to the millisecond), as Alertmanager does
+    assert created.id != "s1"
 
 
 def test_update_in_place_only_keeps_the_past() -> None:

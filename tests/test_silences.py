@@ -68,7 +68,19 @@ async def test_amtool_silences_mute_notifications_until_expired(make_config, sta
     assert silenced[0]["fingerprint"] == fingerprint(alert("Muted", "ns1")["labels"])
     assert silenced[0]["receivers"] == [{"name": "admins"}]
 
+    # An update that keeps the silence's past (same matchers and start) keeps its id.
+    updated = orjson.loads(await amtool(url, "silence", "update", "-o", "json", silence_id, "--comment=longer",
+                                        "--duration=2h"))
+    assert [s["id"] for s in updated] == [silence_id]
+    status, body = await api("GET", f"{url}/api/v2/silence/{silence_id}")
+    assert status == 200 and body["comment"] == "longer"
+    assert (await api("GET", f"{url}/api/v2/silence/no-such-id"))[0] == 404
+    assert (await api("GET", f"{url}/api/v2/alerts?filter=alertname%3D~%22(%22"))[0] == 400
+    assert (await api("GET", f"{url}/api/v2/alerts?active=maybe"))[0] == 400
+
     await amtool(url, "silence", "expire", silence_id)
+    status, body = await api("DELETE", f"{url}/api/v2/silence/{silence_id}")
+    assert status == 400 and "already expired" in body
     assert (await amtool(url, "silence", "query", "-q")).strip() == ""
     expired = orjson.loads(await amtool(url, "silence", "query", "--expired", "-o", "json"))
     assert [(s["id"], s["status"]["state"]) for s in expired] == [(silence_id, "expired")]

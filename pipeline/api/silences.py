@@ -12,11 +12,12 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import replace
 
 import orjson
 from aiohttp import web
 
-from agents.silence import TENANT_LABEL, Silence, can_update, expire, new_id, validate_new
+from agents.silence import TENANT_LABEL, Silence, can_update, create, expire, validate
 from pipeline.api import STATE, answer, failure, state
 from pipeline.api.filters import BadQuery, filter_matchers, matches_filter
 from pipeline.ingest.server import CONFIG, WRITER
@@ -76,7 +77,8 @@ async def post_silence(request: web.Request) -> web.Response:
         body = orjson.loads(await request.read())
         if not isinstance(body, dict):
             raise ValueError("expected a silence object")
-        silence = validate_new(Silence.from_record(body), now)
+        silence = Silence.from_record(body)
+        validate(silence, now)
         _check_tenant(silence, request)
     except (ValueError, TypeError) as exc:  # orjson.JSONDecodeError is a ValueError
         return failure(400, f"invalid silence: {exc}")
@@ -84,11 +86,12 @@ async def post_silence(request: web.Request) -> web.Response:
     old = current.muter.silences.by_id.get(silence.id) if silence.id else None
     if silence.id and old is None:
         return failure(404, f"silence {silence.id} not found")
-    if old is None or not can_update(old, silence, now):
+    if old is not None and can_update(old, silence, now):
+        silence = replace(silence, updated_at=now)
+    else:
         if old is not None and old.state(now) != "expired":
             writes.append(expire(old, now))
-        silence = Silence(new_id(), silence.matchers, silence.starts_at, silence.ends_at,
-                          silence.created_by, silence.comment, now)
+        silence = create(silence, now)
     writes.append(silence)
     await _write(request, writes)
     log.info("silence %s set by %s: %s", silence.id, silence.created_by,
