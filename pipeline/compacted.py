@@ -55,7 +55,10 @@ class CompactedView:
         else:
             self.items[key] = value
         for listener in self._listeners:
-            listener(key, old, value)
+            try:
+                listener(key, old, value)
+            except Exception:  # one unreadable record must not stop the view
+                log.exception("%s: a listener failed on key %r", self.topic, key)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"view:{self.topic}")
@@ -82,8 +85,10 @@ class CompactedView:
             try:
                 await consumer.start()
                 await self._follow(consumer)
-            except (KafkaError, OSError) as exc:
-                log.warning("reading %s failed (%s); retrying in %.1fs", self.topic, exc, delay)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a broker error, or anything else: the view must keep following
+                log.warning("reading %s failed (%r); retrying in %.1fs", self.topic, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
             finally:

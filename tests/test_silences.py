@@ -135,7 +135,9 @@ async def test_inhibition_end_to_end(make_config, start_pipeline, receiver):
 async def test_tenant_silence_mutes_only_that_tenant(make_config, start_pipeline, receiver):
     tenants = [{"name": "team-a", "namespaces": ["team-a"], "receivers": [webhook(receiver, "team-a")]},
                {"name": "team-b", "namespaces": ["team-b"], "receivers": [webhook(receiver, "team-b")]}]
-    pipeline = await start_pipeline(make_config(receivers=[webhook(receiver, "admins")], tenants=tenants))
+    config = make_config(receivers=[webhook(receiver, "admins")], tenants=tenants)
+    config["ingest"]["silence_retention"] = "1s"
+    pipeline = await start_pipeline(config)
     url = pipeline.ingest_url
     status, body = await api("POST", f"{url}/api/v2/silences", {
         "matchers": [{"name": "alertname", "value": "Deploy", "isRegex": False},
@@ -152,6 +154,14 @@ async def test_tenant_silence_mutes_only_that_tenant(make_config, start_pipeline
     assert [a["labels"]["namespace"] for a in receiver.alerts("/team-b")] == ["team-b"]
     admins = sorted(a["labels"]["namespace"] for a in receiver.alerts("/admins"))
     assert admins == ["team-a", "team-b"]
+
+    # Expired silences are deleted after the retention (here 1s).
+    await amtool(url, "silence", "expire", *(await amtool(url, "silence", "query", "-q")).split())
+    for _ in range(50):
+        if (await api("GET", f"{url}/api/v2/silences"))[1] == []:
+            break
+        await asyncio.sleep(0.2)
+    assert (await api("GET", f"{url}/api/v2/silences"))[1] == []
 
 
 async def test_silences_survive_a_worker_restart(make_config, start_pipeline, receiver):

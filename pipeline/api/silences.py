@@ -120,12 +120,12 @@ async def delete_silence(request: web.Request) -> web.Response:
     return answer(None)
 
 
-async def forget_expired(app: web.Application, interval: float = 60.0) -> None:
+async def forget_expired(app: web.Application) -> None:
     """Delete (tombstone) silences expired longer than the retention. Every ingest replica may do
     it; deleting twice is harmless."""
     while True:
-        await asyncio.sleep(interval)
         config, muter = app[CONFIG], app[STATE].muter
+        await asyncio.sleep(min(60.0, config.ingest.silence_retention / 2))
         horizon = time.time() - config.ingest.silence_retention
         stale = [s.id for s in muter.silences.by_id.values() if s.ends_at < horizon]
         if not stale:
