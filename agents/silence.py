@@ -62,12 +62,12 @@ class Silence:
     updated_at: float
 
     def state(self, now: float) -> State:
-        """Alertmanager's silence state: expired once ``endsAt`` has passed, pending before ``startsAt``."""
-        if self.ends_at < now:
-            return "expired"
+        """Alertmanager's silence state: pending before ``startsAt``, active until ``endsAt``, then expired."""
         if now < self.starts_at:
             return "pending"
-        return "active"
+        if now < self.ends_at:
+            return "active"
+        return "expired"
 
     def mutes(self, labels: dict[str, str], now: float) -> bool:
         return self.state(now) == "active" and all(m.matches(labels) for m in self.matchers)
