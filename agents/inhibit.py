@@ -96,6 +96,10 @@ class Inhibitor:
     def _applies(self, rule: InhibitRule, labels: dict[str, str]) -> bool:
         return rule.tenant is None or rule.tenant in self.tenants_of(labels)
 
+    def is_source(self, labels: dict[str, str]) -> bool:
+        """Whether an alert with these labels is a source of any rule (the only alerts a worker keeps)."""
+        return any(self._applies(rule, labels) and matches_all(rule.sources, labels) for rule in self.rules)
+
     def on_change(self, fp: str, old: Any, new: Any) -> None:
         """A view listener: keep each rule's index equal to the current alert records."""
         if old is not None:

@@ -33,10 +33,19 @@ log = logging.getLogger(__name__)
 
 
 class Muter:
-    def __init__(self, config: Config):
+    """Answers what is muted, from the views of ``silences`` and ``alerts.state``.
+
+    With ``sources_only`` (the workers) the alert view keeps only the alerts that are a source of some
+    inhibit rule, so a worker's memory grows with those, not with every alert; the ingest keeps all
+    of them for the API.
+    """
+
+    def __init__(self, config: Config, sources_only: bool = False):
         topics = topics_for(config)
+        self.sources_only = sources_only
         self.silence_view = CompactedView(config.kafka, topics.silences)
-        self.alert_view = CompactedView(config.kafka, topics.alerts_state)
+        self.alert_view = CompactedView(config.kafka, topics.alerts_state,
+                                        keep=self._is_source if sources_only else None)
         self.silences = SilenceIndex()
         self.silence_view.listen(self.silences.on_change)
         self.inhibitor = Inhibitor([], lambda labels: ())
@@ -44,10 +53,19 @@ class Muter:
         self.reload(config)
 
     def reload(self, config: Config) -> None:
-        """Recompile the inhibit rules of a new config and re-index the source alerts for them."""
+        """Recompile the inhibit rules of a new config and re-index the source alerts for them (a view
+        that kept only the old rules' sources is read again)."""
         resolver = TenantResolver(config)
         self.tenants = resolver
-        self.inhibitor = Inhibitor(compile_rules(config), resolver.for_labels).load(self.alert_view.items)
+        self.inhibitor = Inhibitor(compile_rules(config), resolver.for_labels)
+        if self.sources_only and self.alert_view.started:
+            self.alert_view.restart()
+        else:
+            self.inhibitor.load(self.alert_view.items)
+
+    def _is_source(self, record: Any) -> bool:
+        labels = record.get("labels") if isinstance(record, dict) else None
+        return isinstance(labels, dict) and self.inhibitor.is_source(labels)
 
     async def start(self) -> None:
         await self.silence_view.start()
@@ -87,7 +105,7 @@ class Muter:
 
 def register(pipeline: Pipeline) -> None:
     """Give the worker its muter (``pipeline.muter``), following both views while the worker runs."""
-    muter = pipeline.muter = Muter(pipeline.config)
+    muter = pipeline.muter = Muter(pipeline.config, sources_only=True)
 
     @pipeline.app.task
     async def follow_silences_and_alerts() -> None:

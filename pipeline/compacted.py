@@ -35,9 +35,12 @@ ChangeListener = Callable[[str, Any, Any], None]
 class CompactedView:
     """The current ``{key: decoded value}`` of a compacted topic, kept up to date in the background."""
 
-    def __init__(self, settings: KafkaSettings, topic: str, poll_ms: int = 100):
+    def __init__(self, settings: KafkaSettings, topic: str, poll_ms: int = 100,
+                 keep: Callable[[Any], bool] | None = None):
         self.settings = settings
         self.topic = topic
+        #: Which values to hold (others are treated as deleted), for a reader that needs only a part.
+        self.keep = keep
         self.items: dict[str, Any] = {}
         self.caught_up = asyncio.Event()
         self._poll_ms = poll_ms
@@ -49,7 +52,11 @@ class CompactedView:
 
     def apply(self, key: str, value: Any) -> None:
         """Set (or, with ``None``, delete) a key; also used by a writer to see its own write at once."""
+        if value is not None and self.keep is not None and not self.keep(value):
+            value = None
         old = self.items.get(key)
+        if old is None and value is None:
+            return
         if value is None:
             self.items.pop(key, None)
         else:
@@ -61,6 +68,19 @@ class CompactedView:
                 log.exception("%s: a listener failed on key %r", self.topic, key)
 
     async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"view:{self.topic}")
+
+    @property
+    def started(self) -> bool:
+        return self._task is not None
+
+    def restart(self) -> None:
+        """Forget everything and read the topic again from the beginning (e.g. once ``keep`` changed);
+        ``caught_up`` is clear until the re-read is done. Listeners are not told of the forgetting."""
+        if self._task is not None:
+            self._task.cancel()
+        self.items.clear()
+        self.caught_up.clear()
         self._task = asyncio.create_task(self._run(), name=f"view:{self.topic}")
 
     async def stop(self) -> None:

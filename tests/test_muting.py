@@ -228,3 +228,14 @@ def test_reload_refuses_an_invalid_config_and_keeps_process_settings(tmp_path) -
     assert reloader.reload() is None
     assert applied[-1].route.receiver == "s"
     assert applied[-1].kafka.topic_prefix == "a."  # the broker settings need a restart
+
+
+def test_a_worker_muter_keeps_only_inhibition_sources() -> None:
+    from agents.mute import Muter
+
+    muter = Muter(config_with([RULE]), sources_only=True)
+    muter.alert_view.apply("src", record("src", severity="critical", cluster="c"))
+    muter.alert_view.apply("other", record("other", severity="warning", cluster="c"))
+    muter.alert_view.apply("bad", {"no": "labels"})
+    assert set(muter.alert_view.items) == {"src"}
+    assert muter.status({"severity": "warning", "cluster": "c"}, ["global"], NOW) == ([], ["src"])

@@ -194,13 +194,18 @@ async def test_reload_applies_a_valid_config_and_refuses_a_bad_one(make_config, 
     await eventually(lambda: names(receiver, "/admins") == ["Before"])  # the worker still runs the old config
 
     config["route"]["routes"] = [{"matchers": ['team="db"'], "receiver": "db"}]
+    # A new rule whose source fired before the reload: the worker re-reads its sources for it.
+    config["inhibit_rules"] = [{"source_matchers": ['alertname="Before"'], "target_matchers": ['alertname="Hidden"']}]
     pipeline.path.write_text(yaml.safe_dump(config))
     assert (await api("POST", f"{url}/-/reload"))[0] == 200
     pipeline.worker.send_signal(signal.SIGHUP)
     await eventually(lambda: pipeline.metric("alert_pipeline_config_reloads_total", result="success") == 1)
     status, groups = await api("GET", f"{url}/api/v2/alerts/groups")
     assert [g["receiver"]["name"] for g in groups] == ["db"]
-    assert (await post(url, [alert("After", "ns1", team="db")]))[0] == 200
+    assert (await post(url, [alert("After", "ns1", team="db"), alert("Hidden", "ns1")]))[0] == 200
     await eventually(lambda: names(receiver, "/db") == ["After"])
+    status, hidden = await api("GET", f"{url}/api/v2/alerts?filter=alertname%3DHidden")
+    assert [a["status"]["inhibitedBy"] for a in hidden] == [[fingerprint(alert("Before", "ns1", team="db")["labels"])]]
+    await asyncio.sleep(2.5)
     assert names(receiver, "/admins") == ["Before"]
     assert pipeline.worker.poll() is None
