@@ -14,7 +14,6 @@ not notify an alert whose silence it has not read yet.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -28,8 +27,6 @@ from pipeline.topics import topics_for
 
 if TYPE_CHECKING:
     from pipeline.app import Pipeline
-
-log = logging.getLogger(__name__)
 
 
 class Muter:
@@ -48,16 +45,14 @@ class Muter:
                                         keep=self._is_source if sources_only else None)
         self.silences = SilenceIndex()
         self.silence_view.listen(self.silences.on_change)
-        self.inhibitor = Inhibitor([], lambda labels: ())
         self.alert_view.listen(lambda fp, old, new: self.inhibitor.on_change(fp, old, new))
         self.reload(config)
 
     def reload(self, config: Config) -> None:
         """Recompile the inhibit rules of a new config and re-index the source alerts for them (a view
         that kept only the old rules' sources is read again)."""
-        resolver = TenantResolver(config)
-        self.tenants = resolver
-        self.inhibitor = Inhibitor(compile_rules(config), resolver.for_labels)
+        self.tenants = TenantResolver(config)
+        self.inhibitor = Inhibitor(compile_rules(config), self.tenants.for_labels)
         if self.sources_only and self.alert_view.started:
             self.alert_view.restart()
         else:
