@@ -33,8 +33,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from pipeline.ingest.server import create_app
-    from pipeline.reload import serve_ingest_reload
+    from pipeline.reload import ignore_sighup_until_ready, serve_ingest_reload
 
+    ignore_sighup_until_ready()
     config = _load(args.config, args.bootstrap_servers)
     if args.listen:
         config.ingest.listen = args.listen
@@ -47,8 +48,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from pipeline.reload import ignore_sighup_until_ready
     from pipeline.worker import run_worker
 
+    ignore_sighup_until_ready()
     config = _load(args.config, args.bootstrap_servers)
     if args.metrics_listen:
         config.worker.metrics_listen = args.metrics_listen

@@ -25,6 +25,12 @@ log = logging.getLogger(__name__)
 RESTART_ONLY = ("kafka", "ingest", "worker")
 
 
+def ignore_sighup_until_ready() -> None:
+    """SIGHUP's default action ends the process: ignore it until the reload handler is installed
+    (a config-reloader sidecar may signal while the process is still starting)."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
 class Reloader:
     """Reload from ``load`` and hand a valid config to ``apply``; ``current`` is the config in force."""
 

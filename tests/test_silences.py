@@ -53,6 +53,8 @@ async def test_amtool_silences_mute_notifications_until_expired(make_config, sta
         (silence_id, "ops", "maintenance", "active")]
     assert listed[0]["matchers"] == [{"name": "alertname", "value": "Muted", "isRegex": False, "isEqual": True}]
     assert (await amtool(url, "silence", "query", "-q", "alertname=Other")).strip() == ""
+    # /api/v2/status carries the global route as an Alertmanager config that amtool can parse.
+    assert "default-route  receiver: admins" in await amtool(url, "config", "routes")
 
     assert (await post(url, [alert("Muted", "ns1"), alert("Loud", "ns1")]))[0] == 200
     await eventually(lambda: "Loud" in names(receiver))
