@@ -134,8 +134,11 @@ async def test_inhibition_end_to_end(make_config, start_pipeline, receiver):
     await eventually(lambda: "Slow" in names(receiver), timeout=15)
 
 
-async def test_tenant_silence_mutes_only_that_tenant(make_config, start_pipeline, receiver):
-    tenants = [{"name": "team-a", "namespaces": ["team-a"], "receivers": [webhook(receiver, "team-a")]},
+async def test_tenant_silences_and_inhibit_rules_mute_only_that_tenant(make_config, start_pipeline, receiver):
+    tenant_rule = {"source_matchers": ['severity="critical"'], "target_matchers": ['severity="warning"'],
+                   "equal": ["app"]}
+    tenants = [{"name": "team-a", "namespaces": ["team-a"], "receivers": [webhook(receiver, "team-a")],
+                "inhibit_rules": [tenant_rule]},
                {"name": "team-b", "namespaces": ["team-b"], "receivers": [webhook(receiver, "team-b")]}]
     config = make_config(receivers=[webhook(receiver, "admins")], tenants=tenants)
     config["ingest"]["silence_retention"] = "1s"
@@ -149,13 +152,20 @@ async def test_tenant_silence_mutes_only_that_tenant(make_config, start_pipeline
     assert status == 400 and "unknown tenant 'team-c'" in body
     await amtool(url, "silence", "add", "alertname=Deploy", "__tenant__=team-a", "--comment=ours")
 
-    assert (await post(url, [alert("Deploy", "team-a"), alert("Deploy", "team-b")]))[0] == 200
-    await eventually(lambda: len(receiver.payloads("/admins")) == 2 and receiver.payloads("/team-b"))
+    alerts = [
+        alert("Deploy", "team-a"), alert("Deploy", "team-b"),
+        # team-b's critical alert is no source for team-a's rule: WarnA is notified to team-a.
+        alert("CritB", "team-b", severity="critical", app="x"), alert("WarnA", "team-a", severity="warning", app="x"),
+        # team-a's own critical alert inhibits WarnA2 for team-a only, not for the admins.
+        alert("CritA", "team-a", severity="critical", app="y"), alert("WarnA2", "team-a", severity="warning", app="y"),
+    ]
+    assert (await post(url, alerts))[0] == 200
+    await eventually(lambda: len(receiver.alerts("/admins")) == 6 and len(receiver.alerts("/team-b")) == 2
+                     and len(receiver.alerts("/team-a")) == 2)
     await asyncio.sleep(2.5)
-    assert receiver.payloads("/team-a") == []
-    assert [a["labels"]["namespace"] for a in receiver.alerts("/team-b")] == ["team-b"]
-    admins = sorted(a["labels"]["namespace"] for a in receiver.alerts("/admins"))
-    assert admins == ["team-a", "team-b"]
+    assert sorted(names(receiver, "/team-a")) == ["CritA", "WarnA"]
+    assert sorted(names(receiver, "/team-b")) == ["CritB", "Deploy"]
+    assert sorted(names(receiver, "/admins")) == ["CritA", "CritB", "Deploy", "Deploy", "WarnA", "WarnA2"]
 
     # Expired silences are deleted after the retention (here 1s).
     await amtool(url, "silence", "expire", *(await amtool(url, "silence", "query", "-q")).split())
