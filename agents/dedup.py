@@ -130,11 +130,12 @@ def register(pipeline: Pipeline) -> None:
 
     @app.timer(interval=60.0, name="dedup-gc")
     async def forget_resolved() -> None:
-        """Drop the state of alerts resolved longer ago than the retention, partition by partition."""
+        """Drop the state of alerts that ended longer ago than the retention, partition by partition:
+        resolved ones, and those whose ``endsAt`` passed without a resolve (their source stopped)."""
         horizon = time.time() - settings.dedup_retention
         stale = [
             fp for fp, value in list(table.items())
-            if value and value["sentResolved"] and pipeline.owns(topics.alerts, value["_p"])
+            if value and pipeline.owns(topics.alerts, value["_p"])
             and Alert.from_record(value["alert"]).ends_at < horizon
         ]
         for fp in stale:
