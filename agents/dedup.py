@@ -89,7 +89,7 @@ def register(pipeline: Pipeline) -> None:
     app, topics, settings = pipeline.app, pipeline.topics, pipeline.config.worker
     source = pipeline.topic(topics.alerts)
     changes = pipeline.topic(topics.alerts_deduped)
-    states = pipeline.topic(topics.alerts_state)  # compacted: read whole by inhibition and the API
+    state_topic = pipeline.topic(topics.alerts_state)  # compacted: read whole by inhibition and the API
     dead_letters = pipeline.topic(topics.alerts_dlq)
     table = pipeline.table("dedup-state", help="Merged alert state per fingerprint")
 
@@ -122,9 +122,8 @@ def register(pipeline: Pipeline) -> None:
                     ALERTS_DEDUPLICATED.inc()
                     continue
                 ALERTS_CHANGED.labels(change).inc()
-                record = orjson.dumps(state.alert.to_record())
-                changes.send_soon(key=fp, value=record)
-                states.send_soon(key=fp, value=record)
+                state_topic.send_soon(key=fp, value=orjson.dumps(state.alert.to_record()))
+                changes.send_soon(key=fp, value=orjson.dumps(state.alert.to_record()))
             for fp, (state, partition) in pending.items():
                 table[fp] = state.to_value(partition)
 
@@ -140,6 +139,6 @@ def register(pipeline: Pipeline) -> None:
         ]
         for fp in stale:
             del table[fp]
-            states.send_soon(key=fp, value=None)  # tombstone
+            state_topic.send_soon(key=fp, value=None)  # tombstone
         if stale:
             log.info("dedup: forgot %d alerts resolved before the retention", len(stale))

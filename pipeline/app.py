@@ -80,9 +80,12 @@ def create_app(config: Config) -> tuple[faust.App, Pipeline]:
     )
     pipeline = Pipeline(app, config, topics_for(config))
 
-    from agents import dedup, dispatch, mute, route
+    from agents import dedup, dispatch, route
     from senders import delivery
 
-    for module in (mute, dedup, route, dispatch, delivery):
+    for module in (dedup, route, dispatch, delivery):
         module.register(pipeline)
+    from agents import mute  # no agent: the views and the muter that dispatch asks at each flush
+
+    mute.register(pipeline)
     return app, pipeline

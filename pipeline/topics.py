@@ -43,18 +43,6 @@ class Topics:
         """Records that could not be read as alerts, with the reason."""
         return f"{self.prefix}alerts.dlq"
 
-    def notifications(self, tenant: str) -> str:
-        """Grouped notifications for one tenant (``global`` for the platform admins' route)."""
-        return f"{self.prefix}notifications.{tenant}"
-
-    @property
-    def notifications_dlq(self) -> str:
-        return f"{self.prefix}notifications.dlq"
-
-    @property
-    def notifications_history(self) -> str:
-        return f"{self.prefix}notifications.history"
-
     @property
     def silences(self) -> str:
         """Silences keyed by silence id (compacted: the latest version of each, tombstones delete)."""
@@ -69,17 +57,29 @@ class Topics:
         """Topics that hold current state rather than a stream: created with ``cleanup.policy=compact``."""
         return frozenset({self.silences, self.alerts_state})
 
+    def notifications(self, tenant: str) -> str:
+        """Grouped notifications for one tenant (``global`` for the platform admins' route)."""
+        return f"{self.prefix}notifications.{tenant}"
+
+    @property
+    def notifications_dlq(self) -> str:
+        return f"{self.prefix}notifications.dlq"
+
+    @property
+    def notifications_history(self) -> str:
+        return f"{self.prefix}notifications.history"
+
     def all_topics(self, config: Config) -> list[str]:
         return [
             self.alerts,
             self.alerts_deduped,
             self.alerts_routed,
             self.alerts_dlq,
+            self.alerts_state,
+            self.silences,
             *(self.notifications(t) for t in config.tenant_names()),
             self.notifications_dlq,
             self.notifications_history,
-            self.silences,
-            self.alerts_state,
         ]
 
 
