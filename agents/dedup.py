@@ -85,6 +85,7 @@ def register(pipeline: Pipeline) -> None:
     app, topics, settings = pipeline.app, pipeline.topics, pipeline.config.worker
     source = pipeline.topic(topics.alerts)
     changes = pipeline.topic(topics.alerts_deduped)
+    state_topic = pipeline.topic(topics.alerts_state)  # compacted: read whole by inhibition and the API
     dead_letters = pipeline.topic(topics.alerts_dlq)
     table = pipeline.table("dedup-state", help="Merged alert state per fingerprint")
 
@@ -118,20 +119,23 @@ def register(pipeline: Pipeline) -> None:
                     continue
                 changed[fp] = event.message.partition
                 ALERTS_CHANGED.labels(change).inc()
+                state_topic.send_soon(key=fp, value=orjson.dumps(state.alert.to_record()))
                 changes.send_soon(key=fp, value=orjson.dumps(state.alert.to_record()))
             for fp, partition in changed.items():
                 table[fp] = states[fp].to_value(partition)  # type: ignore[union-attr]
 
     @app.timer(interval=60.0, name="dedup-gc")
     async def forget_resolved() -> None:
-        """Drop the state of alerts resolved longer ago than the retention, partition by partition."""
+        """Drop the state of alerts that ended longer ago than the retention, partition by partition:
+        resolved ones, and those whose ``endsAt`` passed without a resolve (their source stopped)."""
         horizon = time.time() - settings.dedup_retention
         stale = [
             fp for fp, value in list(table.items())
-            if value and value["sentResolved"] and pipeline.owns(topics.alerts, value["_p"])
+            if value and pipeline.owns(topics.alerts, value["_p"])
             and Alert.from_record(value["alert"]).ends_at < horizon
         ]
         for fp in stale:
             del table[fp]
+            state_topic.send_soon(key=fp, value=None)  # tombstone
         if stale:
             log.info("dedup: forgot %d alerts resolved before the retention", len(stale))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -207,8 +207,8 @@ def register(pipeline: Pipeline) -> None:
             if value is not None and value["next"] <= now and pipeline.owns(source.get_topic_name(), value["_p"])
         ]
         GROUPS_ACTIVE.set(len(table))
-        if not due:
-            return
+        if not due or not pipeline.muter.ready:
+            return  # never notify before every silence and source alert is loaded (e.g. after a restart)
         flushes: list[tuple[str, Group, Flush]] = []
         pending = []
         for key, group in due:
@@ -219,7 +219,12 @@ def register(pipeline: Pipeline) -> None:
                 log.warning("deleting group %s: its route or receiver is not in the config any more", key)
                 del table[key]
                 continue
-            result = flush(group, receiver.integrations(), route.options, key, now)
+            # Alertmanager's MuteStage: silenced and inhibited alerts are left out before the dedup decision.
+            visible, muted_resolved = pipeline.muter.split(group.alerts, group.tenant, now)
+            result = flush(replace(group, alerts=visible), receiver.integrations(), route.options, key, now)
+            result.resolved_versions.update(muted_resolved)
+            if not visible:
+                result.log.clear()  # a flush whose alerts are all muted notifies and records nothing
             for notification in result.notifications:
                 pending.append(await output(group.tenant).send(
                     key=key, value=orjson.dumps(notification.to_record())))

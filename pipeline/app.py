@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faust
 from faust.types import TP
@@ -19,6 +19,9 @@ from pipeline.kafka import faust_options
 from pipeline.routing import RoutingTable
 from pipeline.tenancy import TenantResolver
 from pipeline.topics import Topics, topics_for
+
+if TYPE_CHECKING:
+    from agents.mute import Muter
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,8 @@ class Pipeline:
     topics: Topics
     routing: RoutingTable = field(init=False)
     tenants: TenantResolver = field(init=False)
+    #: Silences and inhibition, set by ``agents.mute.register``; the dispatch stage asks it at each flush.
+    muter: Muter = field(init=False)
 
     def __post_init__(self) -> None:
         self.reload(self.config)
@@ -83,4 +88,7 @@ def create_app(config: Config) -> tuple[faust.App, Pipeline]:
 
     for module in (dedup, route, dispatch, delivery, events, auditing):
         module.register(pipeline)
+    from agents import mute  # no agent: the views and the muter that dispatch asks at each flush
+
+    mute.register(pipeline)
     return app, pipeline

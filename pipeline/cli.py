@@ -33,26 +33,31 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from pipeline.ingest.server import create_app
+    from pipeline.reload import ignore_sighup_until_ready, serve_ingest_reload
 
+    ignore_sighup_until_ready()
     config = _load(args.config, args.bootstrap_servers)
     if args.listen:
         config.ingest.listen = args.listen
     host, _, port = config.ingest.listen.rpartition(":")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    web.run_app(create_app(config), host=host or "0.0.0.0", port=int(port), print=None,
-                access_log=None)
+    app = create_app(config)
+    serve_ingest_reload(app, lambda: load_config(args.config))
+    web.run_app(app, host=host or "0.0.0.0", port=int(port), print=None, access_log=None)
     return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from pipeline.reload import ignore_sighup_until_ready
     from pipeline.worker import run_worker
 
+    ignore_sighup_until_ready()
     config = _load(args.config, args.bootstrap_servers)
     if args.metrics_listen:
         config.worker.metrics_listen = args.metrics_listen
     if args.data_dir:
         config.worker.data_dir = args.data_dir
-    run_worker(config, loglevel=args.log_level, logfile=args.log_file)
+    run_worker(config, lambda: load_config(args.config), loglevel=args.log_level, logfile=args.log_file)
     return 0
 
 

@@ -99,16 +99,47 @@ class RouteConfig(StrictModel):
 
     def all_matchers(self) -> list[Matcher]:
         """``matchers`` plus the deprecated ``match`` and ``match_re``, as one list."""
-        out = [m for item in self.matchers for m in parse_matchers(item)]
-        out += [Matcher.create(name, "=", value) for name, value in sorted(self.match.items())]
-        out += [Matcher.create(name, "=~", value) for name, value in sorted(self.match_re.items())]
-        return out
+        return combined_matchers(self.matchers, self.match, self.match_re)
 
     def receivers(self) -> set[str]:
         names = {self.receiver} if self.receiver else set()
         for child in self.routes:
             names |= child.receivers()
         return names
+
+
+def combined_matchers(matchers: list[str], match: dict[str, str], match_re: dict[str, str]) -> list[Matcher]:
+    """``matchers`` plus the deprecated ``match`` (equality) and ``match_re`` (regex) maps, as one list."""
+    out = [m for item in matchers for m in parse_matchers(item)]
+    out += [Matcher.create(name, "=", value) for name, value in sorted(match.items())]
+    out += [Matcher.create(name, "=~", value) for name, value in sorted(match_re.items())]
+    return out
+
+
+class InhibitRuleConfig(StrictModel):
+    """Alertmanager's ``inhibit_rules`` entry: while an alert matching the source side fires, alerts
+    matching the target side with the same values of the ``equal`` labels are muted."""
+
+    name: str | None = None
+    source_matchers: list[str] = Field(default_factory=list)
+    target_matchers: list[str] = Field(default_factory=list)
+    source_match: dict[str, str] = Field(default_factory=dict)
+    source_match_re: dict[str, str] = Field(default_factory=dict)
+    target_match: dict[str, str] = Field(default_factory=dict)
+    target_match_re: dict[str, str] = Field(default_factory=dict)
+    equal: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _valid_matchers(self) -> InhibitRuleConfig:
+        self.sources()
+        self.targets()
+        return self
+
+    def sources(self) -> list[Matcher]:
+        return combined_matchers(self.source_matchers, self.source_match, self.source_match_re)
+
+    def targets(self) -> list[Matcher]:
+        return combined_matchers(self.target_matchers, self.target_match, self.target_match_re)
 
 
 class ReceiverConfig(StrictModel):
@@ -156,6 +187,8 @@ class TenantConfig(StrictModel):
     namespaces: list[str] = Field(default_factory=list)
     route: RouteConfig | None = None
     receivers: list[ReceiverConfig] = Field(default_factory=list)
+    #: Rules whose source alerts are this tenant's alerts only, and which mute only its notifications.
+    inhibit_rules: list[InhibitRuleConfig] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod
@@ -210,6 +243,9 @@ class IngestSettings(StrictModel):
     #: ``endsAt`` given to a firing alert received from an upstream Alertmanager's webhook, which
     #: re-sends it only every ``repeat_interval``: keep this longer than that interval.
     webhook_alert_timeout: Duration = 5 * 3600.0
+    #: How long an expired silence is kept (and listed by the API) before it is deleted, as
+    #: Alertmanager's ``--data.retention``.
+    silence_retention: Duration = 120 * 3600.0
 
 
 
@@ -267,6 +303,7 @@ class Config(StrictModel):
     global_: GlobalConfig = Field(default_factory=GlobalConfig, alias="global")
     route: RouteConfig
     receivers: list[ReceiverConfig] = Field(default_factory=list)
+    inhibit_rules: list[InhibitRuleConfig] = Field(default_factory=list)
     tenants: list[TenantConfig] = Field(default_factory=list)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)

@@ -42,6 +42,11 @@ ALERTS_DEAD_LETTERED = Counter(
     "Records of a stream topic that could not be read and went to a dead-letter topic.",
     ["topic"],
 )
+CONFIG_RELOADS = Counter(
+    "alert_pipeline_config_reloads_total",
+    "Config reloads (SIGHUP or POST /-/reload), by result: success, or failure (the running config kept).",
+    ["result"],
+)
 GROUPS_ACTIVE = Gauge(
     "alert_pipeline_aggregation_groups",
     "Aggregation groups held by this worker.",

@@ -103,7 +103,7 @@ def run_all(config_path: str, config: Config, listen: str | None, demo: bool, ex
     ]
     print(f"broker   {env.get('KAFKA_BOOTSTRAP_SERVERS', config.kafka.bootstrap_servers)}"
           + (" (embedded)" if broker else ""))
-    print(f"ingest   http://{listen}  (POST /api/v2/alerts, GET /metrics)")
+    print(f"ingest   http://{listen}  (POST /api/v2/alerts, GET /metrics, amtool --alertmanager.url=http://{listen})")
     print(f"worker   metrics on http://{metrics_listen}/metrics")
     print(f"logs     {workdir}")
     try:

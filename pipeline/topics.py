@@ -43,6 +43,20 @@ class Topics:
         """Records that could not be read as alerts, with the reason."""
         return f"{self.prefix}alerts.dlq"
 
+    @property
+    def silences(self) -> str:
+        """Silences keyed by silence id (compacted: the latest version of each, tombstones delete)."""
+        return f"{self.prefix}silences"
+
+    @property
+    def alerts_state(self) -> str:
+        """The latest record of every known alert, keyed by fingerprint (compacted; written by dedup)."""
+        return f"{self.prefix}alerts.state"
+
+    def compacted(self) -> frozenset[str]:
+        """Topics that hold current state rather than a stream: created with ``cleanup.policy=compact``."""
+        return frozenset({self.silences, self.alerts_state})
+
     def notifications(self, tenant: str) -> str:
         """Grouped notifications for one tenant (``global`` for the platform admins' route)."""
         return f"{self.prefix}notifications.{tenant}"
@@ -81,6 +95,8 @@ class Topics:
             self.alerts_deduped,
             self.alerts_routed,
             self.alerts_dlq,
+            self.alerts_state,
+            self.silences,
             *(self.notifications(t) for t in config.tenant_names()),
             self.notifications_dlq,
             self.notifications_history,
@@ -97,7 +113,8 @@ def topics_for(config: Config) -> Topics:
 
 async def ensure_topics(config: Config, names: list[str] | None = None) -> list[str]:
     """Create the missing topics with the configured partitions; returns the ones created."""
-    names = names or topics_for(config).all_topics(config)
+    topics = topics_for(config)
+    names = names or topics.all_topics(config)
     admin = AIOKafkaAdminClient(**client_options(config.kafka))
     await admin.start()
     try:
@@ -106,7 +123,9 @@ async def ensure_topics(config: Config, names: list[str] | None = None) -> list[
         if not missing:
             return []
         new = [
-            NewTopic(name, config.kafka.partitions, config.kafka.replication_factor) for name in missing
+            NewTopic(name, config.kafka.partitions, config.kafka.replication_factor,
+                     topic_configs={"cleanup.policy": "compact"} if name in topics.compacted() else None)
+            for name in missing
         ]
         response = await admin.create_topics(new)
         for topic, code, *rest in response.topic_errors:

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import faust
-from prometheus_client import start_http_server
+from aiohttp import web
 
 from pipeline.app import create_app
 from pipeline.config import Config
+from pipeline.ingest.server import metrics
 from pipeline.metrics import CONSUMER_LAG, WORKER_READY
+from pipeline.reload import Reloader
 from pipeline.topics import ensure_topics, topics_for
 
 log = logging.getLogger(__name__)
@@ -24,9 +27,9 @@ def _split_listen(listen: str) -> tuple[str, int]:
     return host or "0.0.0.0", int(port)
 
 
-def run_worker(config: Config, loglevel: str = "INFO", logfile: str | None = None) -> None:
+def run_worker(config: Config, load: Callable[[], Config], loglevel: str = "INFO", logfile: str | None = None) -> None:
     asyncio.run(ensure_topics(config, topics_for(config).all_topics(config)))
-    app, _ = create_app(config)
+    app, pipeline = create_app(config)
 
     @app.timer(interval=5.0, name="consumer-lag")
     async def report_lag() -> None:
@@ -38,10 +41,27 @@ def run_worker(config: Config, loglevel: str = "INFO", logfile: str | None = Non
     @app.timer(interval=0.5, name="readiness")
     async def report_ready() -> None:
         recovered = app.tables.recovery.completed.is_set()
-        WORKER_READY.set(int(recovered and not app.rebalancing and bool(app.consumer.assignment())))
+        assigned = not app.rebalancing and bool(app.consumer.assignment())
+        WORKER_READY.set(int(recovered and assigned and pipeline.muter.ready))
 
+    def apply(new: Config) -> None:
+        pipeline.reload(new)
+        pipeline.muter.reload(new)
+
+    reloader = Reloader(load, lambda: pipeline.config, apply)
     host, port = _split_listen(config.worker.metrics_listen)
-    start_http_server(port, addr=host)
-    log.info("worker metrics on http://%s:%d/metrics", host, port)
+
+    @app.task
+    async def serve_admin() -> None:
+        """``/metrics`` and ``POST /-/reload`` on the metrics address; SIGHUP reloads too."""
+        reloader.on_sighup(asyncio.get_running_loop())
+        admin = web.Application()
+        admin.router.add_get("/metrics", metrics)
+        admin.router.add_post("/-/reload", reloader.handle)
+        runner = web.AppRunner(admin, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        log.info("worker metrics on http://%s:%d/metrics", host, port)
+
     worker = faust.Worker(app, loglevel=loglevel, logfile=logfile, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()

@@ -177,12 +177,13 @@ class PipelineProcesses:
             await self.wait_worker_ready()
         return self
 
-    def metric(self, name: str, url: str | None = None) -> float:
-        """Sum of a metric's samples on the worker (or ``url``)."""
+    def metric(self, name: str, url: str | None = None, **labels: str) -> float:
+        """Sum of a metric's samples on the worker (or ``url``), of those with these label values."""
         from prometheus_client.parser import text_string_to_metric_families
 
         _, text = _get(url or self.worker_metrics_url)
-        return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name)
+        return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+                   if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
 
     @staticmethod
     def _end(process: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, timeout: float = 20) -> None:

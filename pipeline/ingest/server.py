@@ -138,4 +138,7 @@ def create_app(config: Config) -> web.Application:
         await app[WRITER].stop()
 
     app.cleanup_ctx.append(lifecycle)
+    from pipeline import api  # after the writer's lifecycle: the API's views need the topics
+
+    api.register(app)
     return app

@@ -1,0 +1,112 @@
+"""Muting: silences and inhibition together, as Alertmanager's notification pipeline applies them.
+
+Alertmanager mutes at notification time, not when an alert arrives: a silence created after an alert
+was grouped still mutes it at the group's next flush, and an alert comes back once its silence
+expires. The dispatch stage therefore asks the :class:`Muter` at each flush which alerts of the
+group are muted, for the group's tenant. The ingest asks the same object to report alerts as
+silenced or inhibited in the v2 API, so both always agree.
+
+A process holds two compacted-topic views: ``silences`` and ``alerts.state`` (the latest record of
+every alert, written by the dedup stage, the source alerts of inhibition). Until both are loaded
+the muter is not ``ready``, and the dispatch stage does not flush: a worker that just restarted must
+not notify an alert whose silence it has not read yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from agents.inhibit import Inhibitor, compile_rules
+from agents.silence import SilenceIndex
+from pipeline.compacted import CompactedView
+from pipeline.config import GLOBAL_TENANT, Config
+from pipeline.models import parse_time
+from pipeline.tenancy import TenantResolver
+from pipeline.topics import topics_for
+
+if TYPE_CHECKING:
+    from pipeline.app import Pipeline
+
+
+class Muter:
+    """Answers what is muted, from the views of ``silences`` and ``alerts.state``.
+
+    With ``sources_only`` (the workers) the alert view keeps only the alerts that are a source of some
+    inhibit rule, so a worker's memory grows with those, not with every alert; the ingest keeps all
+    of them for the API.
+    """
+
+    def __init__(self, config: Config, sources_only: bool = False):
+        topics = topics_for(config)
+        self.sources_only = sources_only
+        self.silence_view = CompactedView(config.kafka, topics.silences)
+        self.alert_view = CompactedView(config.kafka, topics.alerts_state,
+                                        keep=self._is_source if sources_only else None)
+        self.silences = SilenceIndex()
+        self.silence_view.listen(self.silences.on_change)
+        self.alert_view.listen(lambda fp, old, new: self.inhibitor.on_change(fp, old, new))
+        self.reload(config)
+
+    def reload(self, config: Config) -> None:
+        """Recompile the inhibit rules of a new config and re-index the source alerts for them (a view
+        that kept only the old rules' sources is read again)."""
+        self.tenants = TenantResolver(config)
+        self.inhibitor = Inhibitor(compile_rules(config), self.tenants.for_labels)
+        if self.sources_only and self.alert_view.started:
+            self.alert_view.restart()
+        else:
+            self.inhibitor.load(self.alert_view.items)
+
+    def _is_source(self, record: Any) -> bool:
+        labels = record.get("labels") if isinstance(record, dict) else None
+        return isinstance(labels, dict) and self.inhibitor.is_source(labels)
+
+    async def start(self) -> None:
+        await self.silence_view.start()
+        await self.alert_view.start()
+
+    async def stop(self) -> None:
+        await self.silence_view.stop()
+        await self.alert_view.stop()
+
+    @property
+    def ready(self) -> bool:
+        return self.silence_view.caught_up.is_set() and self.alert_view.caught_up.is_set()
+
+    def scopes(self, labels: dict[str, str]) -> list[str]:
+        """Every notification scope an alert reaches: the global route and each of its tenants."""
+        return [GLOBAL_TENANT, *self.tenants.for_labels(labels)]
+
+    def status(self, labels: dict[str, str], tenants: Iterable[str], now: float) -> tuple[list[str], list[str]]:
+        """``(silencedBy, inhibitedBy)``: the silence ids and inhibiting alert fingerprints."""
+        tenants = list(tenants)
+        return self.silences.muting(labels, tenants, now), self.inhibitor.inhibited_by(labels, tenants, now)
+
+    def split(self, alerts: dict[str, dict[str, Any]], tenant: str,
+              now: float) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+        """A group's alerts that are not muted for ``tenant``, and the ``updatedAt`` of the muted ones
+        that are resolved: those leave the group after the flush, as the notified resolved ones do."""
+        visible: dict[str, dict[str, Any]] = {}
+        removable: dict[str, str] = {}
+        for fp, record in alerts.items():
+            silenced, inhibited = self.status(record["labels"], (tenant,), now)
+            if not silenced and not inhibited:
+                visible[fp] = record
+            elif (parse_time(record.get("endsAt"), "endsAt") or 0.0) <= now:
+                removable[fp] = record["updatedAt"]
+        return visible, removable
+
+
+def register(pipeline: Pipeline) -> None:
+    """Give the worker its muter (``pipeline.muter``), following both views while the worker runs."""
+    muter = pipeline.muter = Muter(pipeline.config, sources_only=True)
+
+    @pipeline.app.task
+    async def follow_silences_and_alerts() -> None:
+        await muter.start()
+
+    async def stop(sender: Any, **kwargs: Any) -> None:
+        await muter.stop()
+
+    pipeline.app.on_before_shutdown.connect(stop)

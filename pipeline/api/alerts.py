@@ -1,0 +1,185 @@
+"""``/api/v2/alerts`` (GET), ``/api/v2/alerts/groups``, ``/api/v2/receivers`` and ``/api/v2/status``.
+
+Alerts come from the ``alerts.state`` view (what the dedup stage last passed on for each fingerprint);
+resolved ones are not listed, as in Alertmanager. Each alert's receivers are those of the routes it
+matches in the global tree and in its tenants' trees, and its groups are computed the same way the
+route stage computes them, so the API shows what the workers are grouping without asking them.
+An alert is ``suppressed`` when a silence or an inhibit rule mutes it in at least one of its
+notification scopes (the global route, its tenants); ``silencedBy``/``inhibitedBy`` list why.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import yaml
+from aiohttp import web
+
+from pipeline.api import STATE as STATE_KEY
+from pipeline.api import ApiState, answer, state
+from pipeline.api.filters import BadQuery, filter_matchers, flag, matches_filter
+from pipeline.config import Config
+from pipeline.durations import format_duration
+from pipeline.ingest.server import CONFIG
+from pipeline.matchers import Matcher
+from pipeline.models import format_time, parse_time
+from pipeline.routing import format_labels
+
+VERSION_INFO = {"version": "0.1.0", "revision": "", "branch": "", "buildUser": "", "buildDate": "",
+                "goVersion": "python"}
+
+
+@dataclass(slots=True)
+class AlertQuery:
+    """The filters common to ``/alerts`` and ``/alerts/groups``."""
+
+    matchers: list[Matcher]
+    active: bool
+    silenced: bool
+    inhibited: bool
+    receiver: re.Pattern[str] | None
+
+    @classmethod
+    def from_request(cls, request: web.Request) -> AlertQuery:
+        receiver = request.query.get("receiver")
+        try:
+            pattern = re.compile(f"^(?:{receiver})$") if receiver else None
+        except re.error as exc:
+            raise BadQuery(f"receiver: invalid regular expression: {exc}") from None
+        return cls(filter_matchers(request), flag(request, "active"), flag(request, "silenced"),
+                   flag(request, "inhibited"), pattern)
+
+    def accepts(self, alert: dict[str, Any]) -> bool:
+        status = alert["status"]
+        if not self.active and status["state"] == "active":
+            return False
+        if not self.silenced and status["silencedBy"]:
+            return False
+        if not self.inhibited and status["inhibitedBy"]:
+            return False
+        if self.receiver and not any(self.receiver.match(r["name"]) for r in alert["receivers"]):
+            return False
+        return matches_filter(self.matchers, alert["labels"])
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """An aggregation group an alert is in: its route (``tenant|route id``), labels and receiver."""
+
+    route: str
+    labels: dict[str, str]
+    receiver: str
+
+    def key(self) -> tuple[str, str, str]:
+        return format_labels(self.labels), self.receiver, self.route
+
+
+def gettable_alerts(current: ApiState, now: float) -> list[tuple[dict[str, Any], list[Membership]]]:
+    """Every unresolved alert in the API's shape, with the groups it is in."""
+    out = []
+    for record in current.muter.alert_view.items.values():
+        ends_at = parse_time(record.get("endsAt"), "endsAt")
+        if ends_at is not None and ends_at <= now:
+            continue
+        labels = record["labels"]
+        scopes = current.muter.scopes(labels)
+        silenced, inhibited = current.muter.status(labels, scopes, now)
+        routes = [(tenant, route) for tenant in scopes for route in current.routing.match(tenant, labels)]
+        receivers = list(dict.fromkeys(route.options.receiver for _, route in routes))
+        alert = {
+            "labels": labels,
+            "annotations": record.get("annotations") or {},
+            "startsAt": record["startsAt"],
+            "endsAt": format_time(ends_at),
+            "updatedAt": record.get("updatedAt") or record["startsAt"],
+            "generatorURL": record.get("generatorURL") or "",
+            "fingerprint": record["fingerprint"],
+            "receivers": [{"name": name} for name in receivers],
+            "status": {"state": "suppressed" if silenced or inhibited else "active",
+                       "silencedBy": silenced, "inhibitedBy": inhibited},
+        }
+        out.append((alert, [Membership(f"{tenant}|{route.id}", route.group_labels(labels), route.options.receiver)
+                            for tenant, route in routes]))
+    return out
+
+
+def matching_alerts(request: web.Request) -> list[tuple[dict[str, Any], list[Membership]]]:
+    """The alerts that pass the request's filters (raises the 400 answer on a bad filter)."""
+    current = state(request)
+    try:
+        query = AlertQuery.from_request(request)
+    except BadQuery as exc:
+        raise web.HTTPBadRequest(body=orjson.dumps(str(exc)), content_type="application/json") from None
+    return [(alert, groups) for alert, groups in gettable_alerts(current, time.time()) if query.accepts(alert)]
+
+
+async def get_alerts(request: web.Request) -> web.Response:
+    found = [alert for alert, _ in matching_alerts(request)]
+    return answer(sorted(found, key=lambda a: a["fingerprint"]))
+
+
+async def get_groups(request: web.Request) -> web.Response:
+    groups: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for alert, memberships in matching_alerts(request):
+        for member in memberships:
+            group = groups.setdefault(member.key(), {"labels": member.labels, "receiver": {"name": member.receiver},
+                                                     "alerts": []})
+            group["alerts"].append(alert)
+    for group in groups.values():
+        group["alerts"].sort(key=lambda a: a["fingerprint"])
+    return answer([groups[key] for key in sorted(groups)])
+
+
+async def get_receivers(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    names = [r.name for tenant in config.tenant_names() for r in config.receivers_of(tenant)]
+    return answer([{"name": name} for name in dict.fromkeys(names)])
+
+
+_DURATIONS = frozenset({"resolve_timeout", "group_wait", "group_interval", "repeat_interval"})
+
+
+def _go_durations(value: Any) -> Any:
+    """Durations back in Prometheus syntax, which Alertmanager's config parser requires."""
+    if isinstance(value, dict):
+        return {k: format_duration(v) if k in _DURATIONS else _go_durations(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_go_durations(item) for item in value]
+    return value
+
+
+def alertmanager_yaml(config: Config) -> str:
+    """The config in force as an Alertmanager config (``amtool config routes`` parses it): the global
+    route, receiver names and inhibit rules. Integrations are left out, so no secret can leak; the
+    tenants' trees are alert-pipeline's own and are not part of it."""
+    document = {
+        "global": {"resolve_timeout": config.global_.resolve_timeout},
+        "route": config.route.model_dump(mode="json", by_alias=True, exclude_defaults=True),
+        "receivers": [{"name": r.name} for r in config.receivers],
+        "inhibit_rules": [r.model_dump(mode="json", exclude_defaults=True) for r in config.inhibit_rules],
+        "templates": config.templates,
+    }
+    return yaml.safe_dump(_go_durations(document), sort_keys=False)
+
+
+async def get_status(request: web.Request) -> web.Response:
+    """Alertmanager's status: no gossip cluster (Kafka is the cluster), the global config in force."""
+    config = request.app[CONFIG]
+    original = alertmanager_yaml(config)
+    return answer({
+        "cluster": {"name": config.worker.app_id, "status": "disabled", "peers": []},
+        "versionInfo": VERSION_INFO,
+        "config": {"original": original},
+        "uptime": format_time(request.app[STATE_KEY].started),
+    })
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v2/alerts", get_alerts)
+    app.router.add_get("/api/v2/alerts/groups", get_groups)
+    app.router.add_get("/api/v2/receivers", get_receivers)
+    app.router.add_get("/api/v2/status", get_status)

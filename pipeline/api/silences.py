@@ -1,0 +1,156 @@
+"""``/api/v2/silences`` and ``/api/v2/silence/{id}``: silences are written to the compacted topic.
+
+A write is answered only once Kafka acknowledged it; the ingest's own view is updated at once so
+that the next request already sees it, and every worker's view within its poll interval. Updates
+follow Alertmanager: a change that would rewrite a silence's past (other matchers, an active
+silence's start) expires the old silence and creates a new one with a new id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import replace
+
+import orjson
+from aiohttp import web
+
+from agents.silence import TENANT_LABEL, Silence, can_update, create, expire, validate
+from pipeline.api import STATE, answer, failure, state
+from pipeline.api.filters import BadQuery, filter_matchers, matches_filter
+from pipeline.ingest.server import CONFIG, WRITER
+from pipeline.producer import BrokerUnavailable
+from pipeline.topics import topics_for
+
+log = logging.getLogger(__name__)
+
+_ORDER = {"active": 0, "pending": 1, "expired": 2}
+
+
+def _sort_key(silence: Silence, now: float) -> tuple[int, float]:
+    """Alertmanager's listing order: active by end, then pending by start, then expired, latest first."""
+    current = silence.state(now)
+    when = {"active": silence.ends_at, "pending": silence.starts_at, "expired": -silence.ends_at}[current]
+    return _ORDER[current], when
+
+
+async def _write(request: web.Request, silences: list[Silence]) -> None:
+    """Put silences on the topic (raises the 503 answer if Kafka does not acknowledge) and in our view."""
+    topic = topics_for(request.app[CONFIG]).silences
+    records = [(s.id.encode(), orjson.dumps(s.to_record())) for s in silences]
+    try:
+        await request.app[WRITER].write(topic, records)
+    except BrokerUnavailable as exc:
+        raise web.HTTPServiceUnavailable(body=orjson.dumps(str(exc)), content_type="application/json",
+                                         headers={"Retry-After": "5"}) from None
+    view = request.app[STATE].muter.silence_view
+    for silence in silences:
+        view.apply(silence.id, silence.to_record())
+
+
+async def list_silences(request: web.Request) -> web.Response:
+    current, now = state(request), time.time()
+    try:
+        matchers = filter_matchers(request)
+    except BadQuery as exc:
+        return failure(400, str(exc))
+    found = [
+        s for s in current.muter.silences.by_id.values()
+        if matches_filter(matchers, {m.name: m.value for m in s.matchers})
+    ]
+    return answer([s.to_api(now) for s in sorted(found, key=lambda s: _sort_key(s, now))])
+
+
+def _check_tenant(silence: Silence, request: web.Request) -> None:
+    """A tenant scope that names no tenant is almost certainly a typo that would mute nothing."""
+    known = set(request.app[CONFIG].tenant_names())
+    for matcher in silence.matchers:
+        if matcher.name == TENANT_LABEL and not matcher.is_regex and matcher.value not in known:
+            raise ValueError(f"{TENANT_LABEL}: unknown tenant {matcher.value!r} (known: {', '.join(sorted(known))})")
+
+
+async def post_silence(request: web.Request) -> web.Response:
+    current, now = state(request), time.time()
+    try:
+        body = orjson.loads(await request.read())
+        if not isinstance(body, dict):
+            raise ValueError("expected a silence object")
+        silence = Silence.from_record(body)
+        validate(silence, now)
+        _check_tenant(silence, request)
+    except (ValueError, TypeError) as exc:  # orjson.JSONDecodeError is a ValueError
+        return failure(400, f"invalid silence: {exc}")
+    writes = []
+    old = current.muter.silences.by_id.get(silence.id) if silence.id else None
+    if silence.id and old is None:
+        return failure(404, f"silence {silence.id} not found")
+    if old is not None and can_update(old, silence, now):
+        silence = replace(silence, updated_at=now)
+    else:
+        if old is not None and old.state(now) != "expired":
+            writes.append(expire(old, now))
+        silence = create(silence, now)
+    writes.append(silence)
+    await _write(request, writes)
+    log.info("silence %s set by %s: %s", silence.id, silence.created_by,
+             ",".join(str(m) for m in silence.matchers))
+    return answer({"silenceID": silence.id})
+
+
+def _find(request: web.Request) -> Silence:
+    silence = state(request).muter.silences.by_id.get(request.match_info["id"])
+    if silence is None:
+        raise web.HTTPNotFound(body=orjson.dumps(f"silence {request.match_info['id']} not found"),
+                               content_type="application/json")
+    return silence
+
+
+async def get_silence(request: web.Request) -> web.Response:
+    return answer(_find(request).to_api(time.time()))
+
+
+async def delete_silence(request: web.Request) -> web.Response:
+    try:
+        expired = expire(_find(request), time.time())
+    except ValueError as exc:
+        return failure(400, str(exc))
+    await _write(request, [expired])
+    return answer(None)
+
+
+async def forget_expired(app: web.Application) -> None:
+    """Delete (tombstone) silences expired longer than the retention. Every ingest replica may do
+    it; deleting twice is harmless."""
+    while True:
+        config, muter = app[CONFIG], app[STATE].muter
+        await asyncio.sleep(min(60.0, config.ingest.silence_retention / 2))
+        horizon = time.time() - config.ingest.silence_retention
+        stale = [s.id for s in muter.silences.by_id.values() if s.ends_at < horizon]
+        if not stale:
+            continue
+        try:
+            await app[WRITER].write(topics_for(config).silences, [(i.encode(), None) for i in stale])
+        except BrokerUnavailable as exc:
+            log.warning("could not delete %d expired silences: %s", len(stale), exc)
+            continue
+        for silence_id in stale:
+            muter.silence_view.apply(silence_id, None)
+        log.info("deleted %d silences expired before the retention", len(stale))
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v2/silences", list_silences)
+    app.router.add_post("/api/v2/silences", post_silence)
+    app.router.add_get("/api/v2/silence/{id}", get_silence)
+    app.router.add_delete("/api/v2/silence/{id}", delete_silence)
+
+    async def collector(app: web.Application):  # type: ignore[no-untyped-def]
+        task = asyncio.create_task(forget_expired(app))
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app.cleanup_ctx.append(collector)
