@@ -259,6 +259,8 @@ def register(pipeline: Pipeline) -> None:
 
     @app.timer(interval=pipeline.config.worker.tick_interval, name="dispatch-flush")
     async def flush_due_groups() -> None:
+        if not app.tables.recovery.completed.is_set():
+            return  # a half-recovered table may hold stale versions of groups: flushing them re-sends
         now = time.time()
         due = [
             (key, Group.from_value(value)) for key, value in list(table.items())

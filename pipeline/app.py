@@ -50,8 +50,10 @@ class Pipeline:
         table = self.app.Table(
             name, default=None, partitions=self.config.kafka.partitions, use_partitioner=True, **options
         )
-        # faust derives serializers from model types; ours are plain dicts and text keys.
+        # faust derives serializers from model types; ours are plain dicts and text keys. The changelog
+        # topic was already built with faust's defaults (json), and recovery decodes with it: rebuild it.
         table.key_serializer, table.value_serializer = "text", "orjson"
+        table.changelog_topic = table._new_changelog_topic()
         return table
 
     def owns(self, topic: str, partition: int) -> bool:
