@@ -269,7 +269,7 @@ def register(pipeline: Pipeline) -> None:
         GROUPS_ACTIVE.set(len(table))
         if not due:
             return
-        flushes: list[tuple[str, Group, Flush]] = []
+        flushes: list[tuple[str, Group, Flush, float]] = []
         pending = []
         for key, group in due:
             route = pipeline.routing.route(group.tenant, group.route)

@@ -50,8 +50,9 @@ class Pipeline:
         table = self.app.Table(
             name, default=None, partitions=self.config.kafka.partitions, use_partitioner=True, **options
         )
-        # faust derives serializers from model types; ours are plain dicts and text keys. The changelog
-        # topic was already built with faust's defaults (json), and recovery decodes with it: rebuild it.
+        # faust derives serializers from model types; ours are plain dicts and text keys. The
+        # changelog topic, created with the table, must be re-made with them, or recovery would
+        # read back with faust's json codec what was written with ours.
         table.key_serializer, table.value_serializer = "text", "orjson"
         table.changelog_topic = table._new_changelog_topic()
         return table
