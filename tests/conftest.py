@@ -20,6 +20,14 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]
 
 
 @pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    """A broker for one test, for tests that stop or restart it."""
+    instance = EmbeddedBroker(tmp_path / "own-broker").start()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
     server = await Receiver().start()
     yield server
@@ -36,10 +44,10 @@ async def start_pipeline(tmp_path: Path, request: pytest.FixtureRequest) -> Asyn
     """Start ingest + worker for a config; stopped (and their logs shown on failure) after the test."""
     started: list[PipelineProcesses] = []
 
-    async def start(config: dict[str, Any]) -> PipelineProcesses:
+    async def start(config: dict[str, Any], worker: bool = True) -> PipelineProcesses:
         processes = PipelineProcesses(config, tmp_path)
         started.append(processes)
-        return await processes.start()
+        return await processes.start(worker=worker)
 
     yield start
     for processes in started:

@@ -153,11 +153,13 @@ class PipelineProcesses:
 
         await eventually(ready, timeout, 0.25)
 
-    async def start(self) -> PipelineProcesses:
+    async def start(self, worker: bool = True) -> PipelineProcesses:
         self.start_ingest()
-        self.start_worker()
+        if worker:
+            self.start_worker()
         await self.wait_ingest_ready()
-        await self.wait_worker_ready()
+        if worker:
+            await self.wait_worker_ready()
         return self
 
     def metric(self, name: str, url: str | None = None) -> float:
@@ -193,3 +195,38 @@ class PipelineProcesses:
         return "\n".join(
             f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in self.tmp.glob("*.log")
         )
+
+
+class Alertmanager:
+    """A real Alertmanager (Debian ``prometheus-alertmanager``) on a free loopback port, clustering off."""
+
+    BINARY = "prometheus-alertmanager"
+
+    def __init__(self, config: dict[str, Any], tmp: Path):
+        self.port = free_port()
+        self.dir = tmp / f"alertmanager-{self.port}"
+        self.dir.mkdir(parents=True)
+        (self.dir / "alertmanager.yml").write_text(yaml.safe_dump(config))
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> Alertmanager:
+        import shutil
+
+        binary = shutil.which(self.BINARY) or shutil.which("alertmanager")
+        assert binary, "prometheus-alertmanager is not installed (make test-deps)"
+        with open(self.dir / "alertmanager.log", "ab") as log:
+            self.process = subprocess.Popen(
+                [binary, f"--config.file={self.dir / 'alertmanager.yml'}", f"--storage.path={self.dir}",
+                 f"--web.listen-address=127.0.0.1:{self.port}", "--cluster.listen-address=",
+                 f"--web.external-url=http://127.0.0.1:{self.port}"],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        await eventually(lambda: _get(f"{self.url}/-/ready")[0] == 200, 30, 0.1)
+        return self
+
+    def stop(self) -> None:
+        PipelineProcesses._end(self.process)

@@ -18,7 +18,7 @@ compares one scenario:
 from __future__ import annotations
 
 import asyncio
-import subprocess
+import shutil
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -30,18 +30,15 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import orjson
 import pytest
-import yaml
 from aiohttp import web
 
-from pipeline.broker import EmbeddedBroker, free_port
+from pipeline.broker import EmbeddedBroker
 from pipeline.models import fingerprint, format_time, parse_time
-from tests.harness import PipelineProcesses, Receiver, base_config, eventually
+from tests.harness import Alertmanager, PipelineProcesses, Receiver, base_config, eventually
 
-ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
-EXTERNAL_URL = "http://alert-pipeline.test"
 TOLERANCE = 1.0
 
-pytestmark = pytest.mark.skipif(not Path(ALERTMANAGER).exists(), reason="prometheus-alertmanager not installed")
+pytestmark = pytest.mark.skipif(not shutil.which(Alertmanager.BINARY), reason="prometheus-alertmanager not installed")
 
 
 @dataclass
@@ -228,47 +225,6 @@ class TimedReceiver(Receiver):
         return web.Response(text="ok")
 
 
-class Alertmanager:
-    """A real Alertmanager on loopback, without clustering, with its own storage."""
-
-    def __init__(self, config: dict[str, Any], tmp: Path):
-        self.port = free_port()
-        self.tmp = tmp
-        (tmp / "alertmanager.yml").write_text(yaml.safe_dump({"global": {"resolve_timeout": "5m"}, **config}))
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> Alertmanager:
-        with open(self.tmp / "alertmanager.log", "ab") as log:
-            self.process = subprocess.Popen([
-                ALERTMANAGER, f"--config.file={self.tmp / 'alertmanager.yml'}",
-                f"--storage.path={self.tmp / 'am-data'}", f"--web.listen-address=127.0.0.1:{self.port}",
-                "--cluster.listen-address=", f"--web.external-url={EXTERNAL_URL}",
-            ], stdout=log, stderr=subprocess.STDOUT)
-
-        async def ready() -> bool:
-            assert self.process is not None and self.process.poll() is None, (self.tmp / "alertmanager.log").read_text()
-            try:
-                async with aiohttp.ClientSession() as http, http.get(f"{self.url}/-/ready") as response:
-                    return response.status == 200
-            except aiohttp.ClientError:
-                return False
-
-        deadline = time.monotonic() + 20
-        while not await ready():
-            assert time.monotonic() < deadline, "Alertmanager did not become ready"
-            await asyncio.sleep(0.1)
-        return self
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
-
-
 @dataclass
 class Run:
     """What both systems delivered, and when each scenario started."""
@@ -305,8 +261,11 @@ async def play(scenario: Scenario, start: float, post: Any) -> None:
 async def play_all(broker: EmbeddedBroker, tmp: Path) -> Run:
     am_receiver, ap_receiver = await TimedReceiver().start(), await TimedReceiver().start()
     now = datetime.now(UTC)
-    alertmanager = Alertmanager(routing_config(am_receiver.url, now), tmp)
-    pipeline = PipelineProcesses(base_config(broker, tmp, **routing_config(ap_receiver.url, now)), tmp)
+    alertmanager = Alertmanager({"global": {"resolve_timeout": "5m"}, **routing_config(am_receiver.url, now)}, tmp)
+    # Same externalURL in both payloads: ours is set to Alertmanager's.
+    pipeline = PipelineProcesses(base_config(broker, tmp, **routing_config(ap_receiver.url, now),
+                                             **{"global": {"resolve_timeout": "5m", "external_url": alertmanager.url}}),
+                                 tmp)
     try:
         await asyncio.gather(alertmanager.start(), pipeline.start())
         async with aiohttp.ClientSession() as http:
@@ -326,7 +285,7 @@ async def play_all(broker: EmbeddedBroker, tmp: Path) -> Run:
             await asyncio.sleep(max(0.0, start + max(s.duration for s in SCENARIOS) + 1.5 - time.time()))
         return Run(start, am_receiver.arrivals, ap_receiver.arrivals)
     except BaseException:
-        print(pipeline.logs(), (tmp / "alertmanager.log").read_text()[-3000:])
+        print(pipeline.logs(), (alertmanager.dir / "alertmanager.log").read_text()[-3000:])
         raise
     finally:
         alertmanager.stop()
