@@ -153,3 +153,21 @@ def test_webhook_payload_truncates_before_computing_status_and_common_labels():
     assert payload["notification_reason"] == "alerts_resolved"
     full = notification.webhook_payload("http://am")
     assert (full["truncatedAlerts"], full["status"], full["commonLabels"]) == (0, "firing", {"alertname": "X"})
+
+
+def test_group_wait_counts_from_the_ingest_and_old_alerts_flush_at_once():
+    _, options, _ = setup(group_wait="30s")
+    received = Alert({"alertname": "X"}, {}, NOW - 1, NOW + 300, updated_at=NOW - 1, received_at=NOW - 1)
+    record = {"tenant": "global", "route": "0", "receiver": "team", "groupKey": "{}:{}", "groupLabels": {},
+              "alert": received.to_record()}
+    group = Group.new(record, 3, options, NOW)
+    assert (group.next_flush, group.partition) == (NOW - 1 + 30, 3)  # not delayed by the Kafka hops
+    group.insert(record["alert"], options, NOW)
+    assert group.next_flush == NOW + 29
+    old = Alert({"alertname": "X", "pod": "old"}, {}, NOW - 3600, NOW + 300, received_at=NOW).to_record()
+    group.insert(old, options, NOW)
+    assert group.next_flush == NOW  # started longer ago than group_wait: flush now
+    group.flushed, group.next_flush = True, NOW + 60
+    group.insert(old, options, NOW + 1)
+    assert group.next_flush == NOW + 60  # after the first flush, only the group_interval ticks
+    assert Group.from_value(group.to_value()) == group
