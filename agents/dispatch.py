@@ -144,11 +144,16 @@ class Group:
         )
 
     def insert(self, record: dict[str, Any], options: RouteOptions, now: float) -> None:
-        """Add or update an alert; until the first flush, an alert that is already old flushes at once."""
+        """Add or update an alert; until the first flush, an alert that is already old flushes at once.
+
+        "At once" is when the ingest accepted it, as Alertmanager flushes when the alert reaches it:
+        the group's later ticks then keep Alertmanager's schedule instead of lagging by the Kafka hops.
+        """
         alert = Alert.from_record(record)
         self.alerts[alert.fingerprint] = record
-        if not self.flushed and alert.starts_at + options.group_wait < now:
-            self.next_flush = min(self.next_flush, now)
+        arrived = min(now, alert.received_at)
+        if not self.flushed and alert.starts_at + options.group_wait < arrived:
+            self.next_flush = min(self.next_flush, arrived)
 
 
 @dataclass(slots=True)

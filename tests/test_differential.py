@@ -79,13 +79,13 @@ SCENARIOS = [
              [Step(0, fire=[a("G", instance="i1"), a("G", instance="i1", pod="b"), a("G", instance="i2")])], 3,
              {"team/0": ["first_notification", "first_notification"]}),
     Scenario("new-alerts", {"receiver": "team"}, TEAM,
-             [Step(0, fire=[a("N", pod="a")]), Step(1.5, fire=[a("N", pod="b")])], 4.5,
+             [Step(0, fire=[a("N", pod="a")]), Step(2.5, fire=[a("N", pod="b")])], 5.5,
              {"team/0": ["first_notification", "new_alerts"]}),
     Scenario("resolve-some", {"receiver": "team"}, TEAM,
-             [Step(0, fire=[a("R", pod="a"), a("R", pod="b")]), Step(1.5, resolve=[a("R", pod="a")])], 6,
+             [Step(0, fire=[a("R", pod="a"), a("R", pod="b")]), Step(2.5, resolve=[a("R", pod="a")])], 7,
              {"team/0": ["first_notification", "alerts_resolved"]}),
     Scenario("resolve-all", {"receiver": "team"}, TEAM,
-             [Step(0, fire=[a("R")]), Step(1.5, resolve=[a("R")])], 5,
+             [Step(0, fire=[a("R")]), Step(2.5, resolve=[a("R")])], 6,
              {"team/0": ["first_notification", "all_resolved"]}),
     Scenario("resolved-in-wait", {"receiver": "team", "group_wait": "3s"}, TEAM,
              [Step(0, fire=[a("W")]), Step(0.5, resolve=[a("W")])], 4.5, {}),
@@ -95,12 +95,12 @@ SCENARIOS = [
     # Not an exact multiple of group_interval: there Alertmanager races its own timer drift against
     # the notification log's timestamp and repeats at either tick (see docs/architecture.md).
     Scenario("repeat", {"receiver": "team", "group_interval": "1s", "repeat_interval": "2500ms"}, TEAM,
-             [Step(0, fire=[a("P")])], 10.5, {"team/0": ["first_notification"] + ["repeat_interval"] * 3}),
+             [Step(0, fire=[a("P")])], 11, {"team/0": ["first_notification"] + ["repeat_interval"] * 3}),
     Scenario("repeat-rounded-up", {"receiver": "team", "group_interval": "2s", "repeat_interval": "3s"}, TEAM,
-             [Step(0, fire=[a("P")])], 10.5, {"team/0": ["first_notification", "repeat_interval", "repeat_interval"]}),
+             [Step(0, fire=[a("P")])], 11, {"team/0": ["first_notification", "repeat_interval", "repeat_interval"]}),
     Scenario("send-resolved", {"receiver": "team"}, {"team": [{"send_resolved": False}, {}]},
-             [Step(0, fire=[a("S", pod="a"), a("S", pod="b")]), Step(1.5, resolve=[a("S", pod="a")]),
-              Step(3.5, resolve=[a("S", pod="b")])], 6.5,
+             [Step(0, fire=[a("S", pod="a"), a("S", pod="b")]), Step(2.5, resolve=[a("S", pod="a")]),
+              Step(4.5, resolve=[a("S", pod="b")])], 7,
              {"team/0": ["first_notification"],
               "team/1": ["first_notification", "alerts_resolved", "all_resolved"]}),
     Scenario("order-and-max-alerts", {"receiver": "team"}, {"team": [{"max_alerts": 3}, {}]},
@@ -205,7 +205,7 @@ def routing_config(url: str, now: datetime) -> dict[str, Any]:
             name = f"{scenario.name}-{local}"
             receivers.append({"name": name, "webhook_configs": [webhook(name, i, c) for i, c in enumerate(configs)]})
     return {
-        "route": {"receiver": "unrouted", "group_by": ["scenario", "alertname"], "group_wait": "1s",
+        "route": {"receiver": "unrouted", "group_by": ["scenario", "alertname"], "group_wait": "2s",
                   "group_interval": "2s", "repeat_interval": "1h",
                   "routes": [{"matchers": ['scenario="warmup"'], "receiver": "warmup", "group_wait": "0s"},
                              *(scenario_branch(s) for s in SCENARIOS)]},

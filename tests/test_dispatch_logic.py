@@ -164,9 +164,9 @@ def test_group_wait_counts_from_the_ingest_and_old_alerts_flush_at_once():
     assert (group.next_flush, group.partition) == (NOW - 1 + 30, 3)  # not delayed by the Kafka hops
     group.insert(record["alert"], options, NOW)
     assert group.next_flush == NOW + 29
-    old = Alert({"alertname": "X", "pod": "old"}, {}, NOW - 3600, NOW + 300, received_at=NOW).to_record()
+    old = Alert({"alertname": "X", "pod": "old"}, {}, NOW - 3600, NOW + 300, received_at=NOW - 0.5).to_record()
     group.insert(old, options, NOW)
-    assert group.next_flush == NOW  # started longer ago than group_wait: flush now
+    assert group.next_flush == NOW - 0.5  # started longer ago than group_wait: flush as of its arrival
     group.flushed, group.next_flush = True, NOW + 60
     group.insert(old, options, NOW + 1)
     assert group.next_flush == NOW + 60  # after the first flush, only the group_interval ticks
