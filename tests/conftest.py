@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +14,18 @@ from pipeline.broker import EmbeddedBroker
 from tests.harness import PipelineProcesses, Receiver, base_config
 
 
+@dataclass
+class ExternalBroker:
+    """A Kafka given by ``KAFKA_BOOTSTRAP_SERVERS``: the suite runs against it instead."""
+
+    bootstrap_servers: str
+
+
 @pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker | ExternalBroker]:
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield ExternalBroker(os.environ["KAFKA_BOOTSTRAP_SERVERS"])
+        return
     instance = EmbeddedBroker(tmp_path_factory.mktemp("broker")).start()
     yield instance
     instance.stop()
@@ -21,7 +33,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]
 
 @pytest.fixture
 def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    """A broker for one test, for tests that stop or restart it."""
+    """A broker for one test, for tests that stop or restart it (always the embedded one)."""
     instance = EmbeddedBroker(tmp_path / "own-broker").start()
     yield instance
     instance.stop()

@@ -14,31 +14,12 @@ per flush that should notify. After a SIGKILL the *delivery* stage may deliver a
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
 
-from tests.harness import base_config, eventually
+from tests.harness import base_config, eventually, kcat_consume
 from tests.test_end_to_end import alert, post
-
-
-async def read_topic(bootstrap: str, topic: str) -> list[dict[str, Any]]:
-    """Every record of a topic, from the beginning to its current end."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False, group_id=None)
-    await consumer.start()
-    try:
-        partitions = await eventually(lambda: consumer.assignment(), timeout=10)
-        end = await consumer.end_offsets(list(partitions))
-        records: list[dict[str, Any]] = []
-        while [tp for tp, offset in end.items() if await consumer.position(tp) < offset]:
-            for batch in (await consumer.getmany(timeout_ms=500)).values():
-                records += [orjson.loads(message.value) for message in batch]
-        return records
-    finally:
-        await consumer.stop()
 
 
 @pytest.mark.parametrize("how", ["sigterm", "sigkill"])
@@ -79,7 +60,8 @@ async def test_restart_between_group_wait_and_group_interval(how, request, tmp_p
     await eventually(lambda: any(p["notification_reason"] == "new_alerts" for p in arrivals("Sent")), timeout=40)
     second_at = time.time()
     time.sleep(2)
-    produced = await read_topic(broker.bootstrap_servers, f"{config['kafka']['topic_prefix']}notifications.global")
+    produced = [orjson.loads(v) for v in kcat_consume(
+        broker.bootstrap_servers, f"{config['kafka']['topic_prefix']}notifications.global")]
     by_group = {name: [n for n in produced if n["groupLabels"]["alertname"] == name] for name in ("Sent", "Pending")}
     assert [n["reason"] for n in by_group["Pending"]] == ["first_notification"]
     assert [n["reason"] for n in by_group["Sent"]] == ["first_notification", "new_alerts"]
