@@ -191,9 +191,6 @@ class TimeIntervals:
     def __init__(self, configs: Iterable[TimeIntervalConfig]):
         self._periods = {c.name: tuple(p.period for p in c.time_intervals) for c in configs}
 
-    def __contains__(self, name: str) -> bool:
-        return name in self._periods
-
     def contains(self, names: Iterable[str], moment: datetime) -> bool:
         return any(period.contains(moment) for name in names for period in self._periods.get(name, ()))
 
