@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cmp_to_key
@@ -169,14 +168,14 @@ class Flush:
 
 
 def flush(group: Group, integrations: list[tuple[str, IntegrationConfig]], options: RouteOptions,
-          group_id: str, tick: float, now: float, intervals: TimeIntervals,
-          is_muted: Callable[[Alert], bool] | None = None) -> Flush:
+          group_id: str, tick: float, now: float, intervals: TimeIntervals) -> Flush:
     """Decide, for each integration of the group's receiver, whether and what to notify.
 
     ``tick`` is the scheduled flush time (Alertmanager's ticker time: time intervals and the repeat
-    interval are judged by it), ``now`` the actual time (which alerts have resolved). ``is_muted``
-    filters out silenced and inhibited alerts before the dedup decision, as Alertmanager's mute
-    stages do. Resolved alerts leave the group after any flush, even a muted one, as in Alertmanager.
+    interval are judged by it), ``now`` the actual time (which alerts have resolved). ``group`` holds
+    the alerts to consider: silenced and inhibited ones are left out by the caller, as Alertmanager's
+    mute stages do; with none left, nothing is sent or logged. Resolved alerts leave the group after
+    any flush, even a muted one, as in Alertmanager.
     """
     alerts = sorted((Alert.from_record(r) for r in group.alerts.values()), key=alert_order)
     result = Flush([], {}, {a.fingerprint: group.alerts[a.fingerprint]["updatedAt"]
@@ -185,8 +184,6 @@ def flush(group: Group, integrations: list[tuple[str, IntegrationConfig]], optio
                                    datetime.fromtimestamp(tick, UTC))
     if result.muted:
         return result
-    if is_muted is not None:
-        alerts = [a for a in alerts if not is_muted(a)]
     firing = {a.fingerprint for a in alerts if not a.resolved(now)}
     resolved = {a.fingerprint for a in alerts if a.resolved(now)}
     for integration, config in integrations:
