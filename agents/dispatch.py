@@ -4,13 +4,19 @@ Each aggregation group (one route, one set of group labels, one tenant) lives in
 keyed by group id, so its alerts, its timers and its notification log survive a worker restart and
 are spread over workers by partition. A timer flushes every group whose time has come:
 
-- a new group waits ``group_wait`` (or flushes at once if its alert started longer ago than that);
-- after each flush the next one is ``group_interval`` later;
-- at each flush, each integration of the receiver is notified only if Alertmanager's dedup stage
-  would notify it: first notification with firing alerts, new firing alerts, newly resolved alerts
-  (with ``send_resolved``), all alerts resolved, or ``repeat_interval`` elapsed since the last
-  notification (so it is in effect rounded up to a multiple of ``group_interval``);
+- a new group waits ``group_wait`` from the moment the ingest accepted its first alert (or flushes
+  at once if that alert started longer ago than ``group_wait``, until the group's first flush);
+- after each flush the next one is ``group_interval`` after the previous *scheduled* one, so the
+  ticks do not drift with the timer's granularity;
+- a flush inside a ``mute_time_intervals`` period or outside the ``active_time_intervals`` notifies
+  nobody and logs nothing; muted alerts (silences, inhibition) are filtered out before the decision;
+- otherwise each integration of the receiver is notified only if Alertmanager's dedup stage would
+  notify it (:func:`needs_update`), and the reason is sent along as ``notification_reason``;
 - resolved alerts that were part of a flush leave the group; an empty group is deleted.
+
+``repeat_interval`` is compared, as in Alertmanager, between the scheduled tick and the moment the
+previous notification was logged (after it was sent), so it takes effect at the first tick strictly
+after it elapsed: 4h with a 5m ``group_interval`` notifies every 4h05m.
 
 The notification is acknowledged by Kafka before the group records it as sent: a crash between the
 two re-sends it (the delivery log makes that harmless) and never loses it.
@@ -22,6 +28,8 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from functools import cmp_to_key
 from typing import Any
 
 import orjson
@@ -31,6 +39,7 @@ from pipeline.channels import IntegrationConfig
 from pipeline.metrics import GROUPS_ACTIVE, NOTIFICATIONS_CREATED
 from pipeline.models import Alert, Notification
 from pipeline.routing import RouteOptions
+from pipeline.timeintervals import TimeIntervals
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +69,33 @@ def needs_update(entry: LogEntry | None, firing: set[str], resolved: set[str], s
     return None
 
 
-def _alert_order(alert: Alert) -> tuple[Any, ...]:
-    """Alertmanager's ``AlertSlice`` order: by job, then instance, then the whole label set."""
-    labels = alert.labels
-    return (
-        "job" not in labels, labels.get("job", ""),
-        "instance" not in labels, labels.get("instance", ""),
-        sorted(labels.items()),
-    )
+def _labels_before(a: dict[str, str], b: dict[str, str]) -> int:
+    """prometheus/common ``LabelSet.Before`` as a comparison: fewer labels first, then by sorted names/values."""
+    if len(a) != len(b):
+        return -1 if len(a) < len(b) else 1
+    for name in sorted([*a, *b]):
+        if name not in a:
+            return -1
+        if name not in b:
+            return 1
+        if a[name] != b[name]:
+            return -1 if a[name] < b[name] else 1
+    return 0
+
+
+def _compare_alerts(x: Alert, y: Alert) -> int:
+    """Alertmanager's ``AlertSlice`` order: alerts with ``job`` first, by job, then by ``instance``, then labels."""
+    for name in ("job", "instance"):
+        if name not in x.labels and name not in y.labels:
+            continue
+        if name not in x.labels or name not in y.labels:
+            return 1 if name not in x.labels else -1
+        if x.labels[name] != y.labels[name]:
+            return -1 if x.labels[name] < y.labels[name] else 1
+    return _labels_before(x.labels, y.labels)
+
+
+alert_order = cmp_to_key(_compare_alerts)
 
 
 @dataclass(slots=True)
@@ -104,12 +132,27 @@ class Group:
             log={k: LogEntry(set(e["firing"]), set(e["resolved"]), e["at"]) for k, e in value["log"].items()},
         )
 
+    @classmethod
+    def new(cls, record: dict[str, Any], partition: int, options: RouteOptions, now: float) -> Group:
+        """A group for the first alert of a routed record; its wait starts when the ingest accepted the alert."""
+        received = min(now, Alert.from_record(record["alert"]).received_at)
+        return cls(
+            tenant=record["tenant"], route=record["route"], receiver=record["receiver"],
+            group_key=record["groupKey"], group_labels=record["groupLabels"],
+            partition=partition, next_flush=received + options.group_wait,
+        )
+
     def insert(self, record: dict[str, Any], options: RouteOptions, now: float) -> None:
-        """Add or update an alert; a group's first alert that is already old flushes at once."""
+        """Add or update an alert; until the first flush, an alert that is already old flushes at once.
+
+        "At once" is when the ingest accepted it, as Alertmanager flushes when the alert reaches it:
+        the group's later ticks then keep Alertmanager's schedule instead of lagging by the Kafka hops.
+        """
         alert = Alert.from_record(record)
         self.alerts[alert.fingerprint] = record
-        if not self.flushed and alert.starts_at + options.group_wait < now:
-            self.next_flush = min(self.next_flush, now)
+        arrived = min(now, alert.received_at)
+        if not self.flushed and alert.starts_at + options.group_wait < arrived:
+            self.next_flush = min(self.next_flush, arrived)
 
 
 @dataclass(slots=True)
@@ -118,21 +161,36 @@ class Flush:
 
     notifications: list[Notification]
     log: dict[str, LogEntry]
-    #: Resolved alerts that were notified, with their version, to remove unless updated since.
+    #: Resolved alerts that were part of the flush, with their version, to remove unless updated since.
     resolved_versions: dict[str, str]
-    next_flush: float
+    #: Why nothing was considered at all (time intervals), for the logs.
+    muted: str | None = None
 
 
 def flush(group: Group, integrations: list[tuple[str, IntegrationConfig]], options: RouteOptions,
-          group_id: str, now: float) -> Flush:
-    """Decide, for each integration of the group's receiver, whether and what to notify."""
-    alerts = sorted((Alert.from_record(r) for r in group.alerts.values()), key=_alert_order)
+          group_id: str, tick: float, now: float, intervals: TimeIntervals) -> Flush:
+    """Decide, for each integration of the group's receiver, whether and what to notify.
+
+    ``tick`` is the scheduled flush time (Alertmanager's ticker time: time intervals and the repeat
+    interval are judged by it), ``now`` the actual time (which alerts have resolved). ``group`` holds
+    the alerts to consider: silenced and inhibited ones are left out by the caller, as Alertmanager's
+    mute stages do; with none left, nothing is sent or logged. Resolved alerts leave the group after
+    any flush, even a muted one, as in Alertmanager.
+    """
+    alerts = sorted((Alert.from_record(r) for r in group.alerts.values()), key=alert_order)
+    result = Flush([], {}, {a.fingerprint: group.alerts[a.fingerprint]["updatedAt"]
+                            for a in alerts if a.resolved(now)})
+    result.muted = intervals.mutes(options.mute_time_intervals, options.active_time_intervals,
+                                   datetime.fromtimestamp(tick, UTC))
+    if result.muted:
+        return result
     firing = {a.fingerprint for a in alerts if not a.resolved(now)}
     resolved = {a.fingerprint for a in alerts if a.resolved(now)}
-    result = Flush([], {}, {}, now + options.group_interval)
     for integration, config in integrations:
+        if not alerts:
+            break  # Alertmanager's pipeline stops when every alert is muted: nothing sent, nothing logged
         reason = needs_update(group.log.get(integration), firing, resolved, config.send_resolved,
-                              options.repeat_interval, now)
+                              options.repeat_interval, tick)
         if reason is None:
             continue
         result.log[integration] = LogEntry(firing, resolved, now)
@@ -153,8 +211,14 @@ def flush(group: Group, integrations: list[tuple[str, IntegrationConfig]], optio
             created_at=now,
             received_at=min(a.received_at for a in (new or sent)),
         ))
-    result.resolved_versions = {fp: group.alerts[fp]["updatedAt"] for fp in resolved}
     return result
+
+
+def next_tick(scheduled: float, interval: float, now: float) -> tuple[float, float]:
+    """The tick a flush stands for, and the next one: on schedule, unless the worker was away longer
+    than an interval (after a restart), in which case the clock restarts from now."""
+    tick = scheduled if now - scheduled < interval else now
+    return tick, tick + interval
 
 
 def register(pipeline: Pipeline) -> None:
@@ -189,11 +253,7 @@ def register(pipeline: Pipeline) -> None:
                     elif Alert.from_record(record["alert"]).resolved(now):
                         continue  # a resolve for a group that no longer exists notifies nobody
                     else:
-                        group = Group(
-                            tenant=record["tenant"], route=record["route"], receiver=record["receiver"],
-                            group_key=record["groupKey"], group_labels=record["groupLabels"],
-                            partition=event.message.partition, next_flush=now + route.options.group_wait,
-                        )
+                        group = Group.new(record, event.message.partition, route.options, now)
                 group.insert(record["alert"], route.options, now)
                 touched[key] = group
             for key, group in touched.items():
@@ -201,6 +261,8 @@ def register(pipeline: Pipeline) -> None:
 
     @app.timer(interval=pipeline.config.worker.tick_interval, name="dispatch-flush")
     async def flush_due_groups() -> None:
+        if not app.tables.recovery.completed.is_set():
+            return  # a half-recovered table may hold stale versions of groups: flushing them re-sends
         now = time.time()
         due = [
             (key, Group.from_value(value)) for key, value in list(table.items())
@@ -209,7 +271,7 @@ def register(pipeline: Pipeline) -> None:
         GROUPS_ACTIVE.set(len(table))
         if not due or not pipeline.muter.ready:
             return  # never notify before every silence and source alert is loaded (e.g. after a restart)
-        flushes: list[tuple[str, Group, Flush]] = []
+        flushes: list[tuple[str, Group, Flush, float]] = []
         pending = []
         for key, group in due:
             route = pipeline.routing.route(group.tenant, group.route)
@@ -221,26 +283,31 @@ def register(pipeline: Pipeline) -> None:
                 continue
             # Alertmanager's MuteStage: silenced and inhibited alerts are left out before the dedup decision.
             visible, muted_resolved = pipeline.muter.split(group.alerts, group.tenant, now)
-            result = flush(replace(group, alerts=visible), receiver.integrations(), route.options, key, now)
+            tick, upcoming = next_tick(group.next_flush, route.options.group_interval, now)
+            result = flush(replace(group, alerts=visible), receiver.integrations(), route.options, key, tick, now,
+                           pipeline.routing.time_intervals)
             result.resolved_versions.update(muted_resolved)
-            if not visible:
-                result.log.clear()  # a flush whose alerts are all muted notifies and records nothing
+            if result.muted:
+                log.debug("group %s not notified: %s", key, result.muted)
             for notification in result.notifications:
                 pending.append(await output(group.tenant).send(
                     key=key, value=orjson.dumps(notification.to_record())))
                 NOTIFICATIONS_CREATED.labels(group.tenant, group.receiver, notification.integration).inc()
-            flushes.append((key, group, result))
+            flushes.append((key, group, result, upcoming))
         # Record the flush only once Kafka has every notification (at-least-once, never lost).
         await asyncio.gather(*pending)
-        for key, snapshot, result in flushes:
+        sent_at = time.time()
+        for key, snapshot, result, upcoming in flushes:
             value = table.get(key)
             if value is None:
                 continue
             group = Group.from_value(value)
-            group.log.update(result.log)
+            for integration, entry in result.log.items():
+                entry.at = sent_at  # Alertmanager logs a notification once it is sent, after its tick
+                group.log[integration] = entry
             group.flushed = True
             group.seq = snapshot.seq + 1
-            group.next_flush = result.next_flush
+            group.next_flush = upcoming
             for fp, version in result.resolved_versions.items():
                 if fp in group.alerts and group.alerts[fp]["updatedAt"] == version:
                     del group.alerts[fp]

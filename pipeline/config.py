@@ -34,6 +34,7 @@ from pipeline.channels import (
 )
 from pipeline.durations import Duration
 from pipeline.matchers import Matcher, parse_matchers
+from pipeline.timeintervals import TimeIntervalConfig
 
 #: The pseudo-tenant of the global route (the platform admins). Tenants may not use these names,
 #: which would collide with the topics ``notifications.global``, ``.dlq`` and ``.history``.
@@ -90,16 +91,34 @@ class RouteConfig(StrictModel):
             Matcher.create(name, "=~", regex)
         return value
 
-    @field_validator("group_interval")
+    @field_validator("group_interval", "repeat_interval")
     @classmethod
     def _positive_interval(cls, value: float | None) -> float | None:
         if value is not None and value <= 0:
-            raise ValueError("group_interval must be greater than 0")
+            raise ValueError("must be greater than 0")
+        return value
+
+    @field_validator("group_by")
+    @classmethod
+    def _valid_group_by(cls, value: list[str] | None) -> list[str] | None:
+        if value and "..." in value and len(value) > 1:
+            raise ValueError("cannot have wildcard group_by (`...`) and other labels at the same time")
+        if value and len(set(value)) != len(value):
+            raise ValueError(f"duplicated label in group_by: {sorted(v for v in set(value) if value.count(v) > 1)}")
         return value
 
     def all_matchers(self) -> list[Matcher]:
-        """``matchers`` plus the deprecated ``match`` and ``match_re``, as one list."""
+        """``matchers`` plus the deprecated ``match`` and ``match_re``, as one list.
+
+        A ``match_re`` value is kept anchored (``^(?:re)$``), as Alertmanager keys it in ``groupKey``.
+        """
         return combined_matchers(self.matchers, self.match, self.match_re)
+
+    def time_interval_names(self) -> set[str]:
+        names = set(self.mute_time_intervals) | set(self.active_time_intervals)
+        for child in self.routes:
+            names |= child.time_interval_names()
+        return names
 
     def receivers(self) -> set[str]:
         names = {self.receiver} if self.receiver else set()
@@ -112,7 +131,7 @@ def combined_matchers(matchers: list[str], match: dict[str, str], match_re: dict
     """``matchers`` plus the deprecated ``match`` (equality) and ``match_re`` (regex) maps, as one list."""
     out = [m for item in matchers for m in parse_matchers(item)]
     out += [Matcher.create(name, "=", value) for name, value in sorted(match.items())]
-    out += [Matcher.create(name, "=~", value) for name, value in sorted(match_re.items())]
+    out += [Matcher.create(name, "=~", f"^(?:{value})$") for name, value in sorted(match_re.items())]
     return out
 
 
@@ -176,6 +195,16 @@ def _check_receivers(route: RouteConfig, receivers: list[ReceiverConfig], where:
         raise ValueError(f"{where}: route refers to undefined receivers {sorted(missing)}")
 
 
+def _check_root(root: RouteConfig, where: str) -> None:
+    """Alertmanager's rules for a root route: it takes every alert, so no matchers, continue or intervals."""
+    if root.matchers or root.match or root.match_re:
+        raise ValueError(f"{where}: the root route must not have any matchers")
+    if root.continue_:
+        raise ValueError(f"{where}: the root route cannot have continue set")
+    if root.mute_time_intervals or root.active_time_intervals:
+        raise ValueError(f"{where}: the root route must not have any mute or active time intervals")
+
+
 class TenantConfig(StrictModel):
     """A tenant: the namespaces it owns (globs), its receivers and its routing tree.
 
@@ -204,8 +233,7 @@ class TenantConfig(StrictModel):
         if not self.receivers:
             raise ValueError("a tenant needs at least one receiver")
         if self.route is not None:
-            if self.route.matchers or self.route.match or self.route.match_re:
-                raise ValueError("the root of a tenant's route must not have matchers")
+            _check_root(self.route, "route")
             _check_receivers(self.route, self.receivers, "route")
         return self
 
@@ -312,17 +340,25 @@ class Config(StrictModel):
     rules: RulesSettings = Field(default_factory=RulesSettings)
     # Accepted for compatibility with Alertmanager files; templates are set per receiver here.
     templates: list[str] = Field(default_factory=list)
+    time_intervals: list[TimeIntervalConfig] = Field(default_factory=list)
+    #: Deprecated spelling of ``time_intervals`` (Alertmanager before 0.24); both may be used.
+    mute_time_intervals: list[TimeIntervalConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
         root = self.route
         if root.receiver is None:
             raise ValueError("route: the root route must have a receiver")
-        if root.matchers or root.match or root.match_re:
-            raise ValueError("route: the root route must not have any matchers")
-        if root.continue_:
-            raise ValueError("route: the root route cannot have continue set")
+        _check_root(root, "route")
         _check_receivers(root, self.receivers, "route")
+        intervals = [i.name for i in (*self.time_intervals, *self.mute_time_intervals)]
+        if len(set(intervals)) != len(intervals):
+            raise ValueError(f"time_intervals: names must be unique, repeated: "
+                             f"{sorted({n for n in intervals if intervals.count(n) > 1})}")
+        for where, tree in [("route", root), *((f"tenants.{t.name}.route", t.route) for t in self.tenants)]:
+            missing = tree.time_interval_names() - set(intervals) if tree else set()
+            if missing:
+                raise ValueError(f"{where}: undefined time intervals {sorted(missing)}")
         names = [t.name for t in self.tenants]
         duplicates = {n for n in names if names.count(n) > 1}
         if duplicates:

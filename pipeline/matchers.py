@@ -1,7 +1,14 @@
 """Label matchers as Alertmanager writes them: ``name="value"``, ``name!=v``, ``name=~"re"``, ``name!~re``.
 
-Routes, inhibit rules and silences all select alerts with these. Regexes are anchored, as in
-Alertmanager, and a missing label matches like an empty one.
+Routes, inhibit rules and silences all select alerts with these. The grammar is Alertmanager's
+(``pkg/labels/parse.go``) widened as its UTF-8 parser widens it: a label name may be any UTF-8
+text, double-quoted when it holds spaces or operator characters (``"service name"="api"``). Values
+may be quoted or bare; inside quotes ``\\"``, ``\\n`` and ``\\\\`` are escapes and any other
+backslash is literal. Regexes are anchored, and a missing label matches like an empty one.
+
+The printed form (``str(matcher)``, :func:`format_matchers`) and :func:`go_quote` reproduce Go's
+output byte for byte, because route keys and ``groupKey`` are built from them and receivers compare
+``groupKey`` with what Alertmanager sent.
 """
 
 from __future__ import annotations
@@ -11,21 +18,81 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Op = Literal["=", "!=", "=~", "!~"]
+#: Go's ``MatchType`` order: matchers with equal name and value sort by it.
+_OP_ORDER = {"=": 0, "!=": 1, "=~": 2, "!~": 3}
 
 _MATCHER = re.compile(
-    r"""^\s*(?P<name>"(?:[^"\\]|\\.)*"|[^\s!=~"{},]+)\s*(?P<op>=~|!~|!=|=)\s*(?P<value>"(?:[^"\\]|\\.)*"|.*?)\s*$"""
+    r"""^\s*(?P<name>"(?:[^"\\]|\\.)*"|[^\s!=~"{},]+)\s*(?P<op>=~|!~|!=|=)\s*(?P<value>.*?)\s*$""",
+    re.DOTALL,
 )
-_ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
+#: Characters that force a label name to be quoted when printed (Alertmanager's ``isReserved``).
+_RESERVED = set("{}!=~,\\\"'`")
+_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
 
 
-def _unquote(text: str) -> str:
-    if len(text) >= 2 and text[0] == text[-1] == '"':
-        return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), "\\" + m.group(1)), text[1:-1])
-    return text
+def go_quote(text: str) -> str:
+    """Go's ``strconv.Quote`` (and ``%q``): printable Unicode kept, the rest escaped."""
+    out = ['"']
+    for char in text:
+        if char in ('"', "\\"):
+            out.append("\\" + char)
+        elif char in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[char])
+        elif char.isprintable():
+            out.append(char)
+        elif ord(char) < 0x80:
+            out.append(f"\\x{ord(char):02x}")
+        elif ord(char) < 0x10000:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(f"\\U{ord(char):08x}")
+    out.append('"')
+    return "".join(out)
 
 
-def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+_LEADING_FLAGS = re.compile(r"^\(\?([imsU]+)\)")
+
+
+def go_regex(value: str) -> str:
+    """A Go (RE2) regex as Python needs it for a full match: leading flags such as ``(?i)``, which Go
+    allows anywhere and Python only at the very start, are scoped to the whole expression instead."""
+    flags = _LEADING_FLAGS.match(value)
+    if flags:
+        return f"(?{flags.group(1)}:{value[flags.end():]})"
+    return f"(?:{value})"
+
+
+def _unquote_value(raw: str, text: str) -> str:
+    """Alertmanager's value unescaping: only ``\\"``, ``\\n`` and ``\\\\``; an unescaped quote is an error."""
+    quoted = raw.startswith('"')
+    if quoted:
+        if len(raw) < 2 or not raw.endswith('"') or _ends_escaped(raw[1:-1]):
+            raise ValueError(f"bad matcher {text!r}: value has an unterminated double quote")
+        raw = raw[1:-1]
+    out, escaped = [], False
+    for char in raw:
+        if escaped:
+            escaped = False
+            out.append({"n": "\n", '"': '"', "\\": "\\"}.get(char, "\\" + char))
+        elif char == "\\":
+            escaped = True
+        elif char == '"':
+            raise ValueError(f"bad matcher {text!r}: value contains an unescaped double quote")
+        else:
+            out.append(char)
+    if escaped:
+        out.append("\\")
+    return "".join(out)
+
+
+def _ends_escaped(body: str) -> bool:
+    return (len(body) - len(body.rstrip("\\"))) % 2 == 1
+
+
+def _unquote_name(raw: str) -> str:
+    if not raw.startswith('"'):
+        return raw
+    return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t"}.get(m.group(1), m.group(1)), raw[1:-1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +107,7 @@ class Matcher:
         regex = None
         if op in ("=~", "!~"):
             try:
-                regex = re.compile(f"^(?:{value})$", re.DOTALL)
+                regex = re.compile(go_regex(value))
             except re.error as exc:
                 raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
         return cls(name, op, value, regex)
@@ -51,10 +118,10 @@ class Matcher:
         match = _MATCHER.match(text)
         if match is None:
             raise ValueError(f"bad matcher {text!r}: expected name=value, name!=value, name=~re or name!~re")
-        name = _unquote(match["name"])
+        name = _unquote_name(match["name"])
         if not name:
             raise ValueError(f"bad matcher {text!r}: empty label name")
-        return cls.create(name, match["op"], _unquote(match["value"]))  # type: ignore[arg-type]
+        return cls.create(name, match["op"], _unquote_value(match["value"], text))  # type: ignore[arg-type]
 
     def matches(self, labels: dict[str, str]) -> bool:
         value = labels.get(self.name, "")
@@ -63,7 +130,7 @@ class Matcher:
         if self.op == "!=":
             return value != self.value
         assert self._regex is not None
-        found = self._regex.match(value) is not None
+        found = self._regex.fullmatch(value) is not None
         return found if self.op == "=~" else not found
 
     @property
@@ -74,8 +141,15 @@ class Matcher:
     def is_equal(self) -> bool:
         return self.op in ("=", "=~")
 
+    def sort_key(self) -> tuple[str, str, int]:
+        """Alertmanager's ``Matchers.Less``: by name, then value, then operator."""
+        return (self.name, self.value, _OP_ORDER[self.op])
+
     def __str__(self) -> str:
-        return f"{self.name}{self.op}{_quote(self.value)}"
+        reserved = any(c.isspace() or c in _RESERVED for c in self.name)
+        name = go_quote(self.name) if reserved else self.name
+        value = self.value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+        return f'{name}{self.op}"{value}"'
 
 
 def parse_matchers(items: list[str] | str) -> list[Matcher]:
@@ -86,25 +160,24 @@ def parse_matchers(items: list[str] | str) -> list[Matcher]:
 
 
 def split_matchers(text: str) -> list[str]:
-    """Split ``{a="x,y", b=~"z"}`` into its matchers, respecting quotes."""
+    """Split ``{a="x,y", b=~"z"}`` into its matchers, respecting quotes (a trailing comma is allowed)."""
     text = text.strip()
-    if text.startswith("{") and text.endswith("}"):
-        text = text[1:-1]
+    text = text.removeprefix("{").removesuffix("}")
     parts, current, quoted, escaped = [], [], False, False
     for char in text:
-        if escaped:
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == '"':
-            quoted = not quoted
-        elif char == "," and not quoted:
+        if char == "," and not quoted:
             parts.append("".join(current))
             current = []
             continue
+        if char == '"':
+            quoted = quoted if escaped else not quoted
+            escaped = False
+        elif char == "\\":
+            escaped = not escaped
+        else:
+            escaped = False
         current.append(char)
-    if "".join(current).strip():
-        parts.append("".join(current))
+    parts.append("".join(current))
     return [p for p in (part.strip() for part in parts) if p]
 
 
@@ -115,3 +188,8 @@ def matches_all(matchers: list[Matcher], labels: dict[str, str]) -> bool:
 def format_matchers(matchers: list[Matcher]) -> str:
     """Alertmanager's ``Matchers.String()``: used inside route keys and group keys."""
     return "{" + ",".join(str(m) for m in matchers) + "}"
+
+
+def format_labels(labels: dict[str, str]) -> str:
+    """prometheus/common ``LabelSet.String()``: ``name="value"`` pairs (Go-quoted), sorted as strings."""
+    return "{" + ", ".join(sorted(f"{name}={go_quote(value)}" for name, value in labels.items())) + "}"

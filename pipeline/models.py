@@ -246,17 +246,23 @@ class Notification:
         )
 
     def webhook_payload(self, external_url: str, max_alerts: int = 0) -> dict[str, Any]:
-        """Alertmanager's webhook v4 JSON, so existing webhook consumers work unchanged."""
+        """Alertmanager's webhook v4 JSON, so existing webhook consumers work unchanged.
+
+        As in Alertmanager, ``max_alerts`` truncates before anything else is computed: ``status``
+        and the common labels describe the alerts actually sent. ``notification_reason`` (why the
+        dedup stage decided to notify) is an addition; v4 consumers ignore unknown keys.
+        """
         alerts = self.alerts if max_alerts <= 0 else self.alerts[:max_alerts]
         return {
             "version": "4",
             "groupKey": self.group_key,
             "truncatedAlerts": len(self.alerts) - len(alerts),
-            "status": self.status,
+            "status": "firing" if any(a["status"] == "firing" for a in alerts) else "resolved",
             "receiver": self.receiver,
             "groupLabels": self.group_labels,
-            "commonLabels": common_items([a["labels"] for a in self.alerts]),
-            "commonAnnotations": common_items([a["annotations"] for a in self.alerts]),
+            "commonLabels": common_items([a["labels"] for a in alerts]),
+            "commonAnnotations": common_items([a["annotations"] for a in alerts]),
             "externalURL": external_url,
             "alerts": alerts,
+            "notification_reason": self.reason,
         }

@@ -8,11 +8,11 @@ so that receivers see the same ``groupKey`` as from Alertmanager.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 from pipeline.config import GLOBAL_TENANT, Config, RouteConfig
-from pipeline.matchers import Matcher, format_matchers, matches_all
+from pipeline.matchers import Matcher, format_labels, format_matchers, matches_all
+from pipeline.timeintervals import TimeIntervals
 
 #: Alertmanager's defaults for the root route.
 DEFAULT_GROUP_WAIT = 30.0
@@ -67,14 +67,9 @@ class Route:
         return f"{self.key}:{format_labels(group_labels)}"
 
 
-def format_labels(labels: dict[str, str]) -> str:
-    """prometheus/common ``LabelSet.String()``: sorted, ``{a="1", b="2"}``."""
-    return "{" + ", ".join(f"{n}={json.dumps(labels[n], ensure_ascii=False)}" for n in sorted(labels)) + "}"
-
-
 def _options(config: RouteConfig, parent: RouteOptions | None) -> RouteOptions:
     group_by = config.group_by
-    if group_by is None:
+    if not group_by:  # as in Alertmanager, an empty ``group_by`` is the same as none: inherited
         by, by_all = (parent.group_by, parent.group_by_all) if parent else (frozenset(), False)
     else:
         by_all = "..." in group_by
@@ -100,7 +95,7 @@ def _options(config: RouteConfig, parent: RouteOptions | None) -> RouteOptions:
 
 
 def compile_route(config: RouteConfig, parent: Route | None = None, index: int = 0) -> Route:
-    matchers = config.all_matchers()
+    matchers = sorted(config.all_matchers(), key=Matcher.sort_key)  # sorted, as Alertmanager keys them
     key = format_matchers(matchers) if parent is None else f"{parent.key}/{format_matchers(matchers)}"
     route = Route(
         id=str(index) if parent is None else f"{parent.id}.{index}",
@@ -127,9 +122,10 @@ def default_tenant_route(config: Config, receivers: list[str]) -> RouteConfig:
 
 
 class RoutingTable:
-    """The compiled route tree of the global route and of every tenant."""
+    """The compiled route tree of the global route and of every tenant, and the named time intervals."""
 
     def __init__(self, config: Config):
+        self.time_intervals = TimeIntervals([*config.time_intervals, *config.mute_time_intervals])
         self.trees: dict[str, Route] = {GLOBAL_TENANT: compile_route(config.route)}
         for tenant in config.tenants:
             route = tenant.route or default_tenant_route(config, [r.name for r in tenant.receivers])

@@ -140,7 +140,7 @@ def test_routing_tree_continue_inheritance_and_group_keys():
     nested = table.match("global", {"alertname": "X", "team": "web", "env": "dev"})
     assert [r.id for r in nested] == ["0.1.0"] and nested[0].options.group_interval == 60
     assert nested[0].group_key(nested[0].group_labels({"alertname": "X", "team": "web"})) == \
-        '{}/{team=~"db|web"}/{env!="prod"}:{alertname="X"}'
+        '{}/{team=~"^(?:db|web)$"}/{env!="prod"}:{alertname="X"}'
     assert [r.id for r in table.match("global", {"alertname": "Y"})] == ["0"]
 
 
