@@ -85,13 +85,12 @@ def register(pipeline: Pipeline) -> None:
     app, topics, settings = pipeline.app, pipeline.topics, pipeline.config.worker
     source = pipeline.topic(topics.alerts)
     changes = pipeline.topic(topics.alerts_deduped)
-    state_topic = pipeline.topic(topics.alerts_state)  # compacted: read whole by inhibition and the API
     dead_letters = pipeline.topic(topics.alerts_dlq)
     table = pipeline.table("dedup-state", help="Merged alert state per fingerprint")
 
     @app.agent(source, name="dedup")
     async def dedup(stream):  # type: ignore[no-untyped-def]
-        async for events in stream.take_events(settings.batch_size, within=0.05):
+        async for events in pipeline.batches(stream):
             now = time.time()
             # Only changed states are written back: a repeat that changes nothing costs no write,
             # which is most of the traffic (Prometheus re-sends every alert every evaluation).
@@ -119,7 +118,6 @@ def register(pipeline: Pipeline) -> None:
                     continue
                 changed[fp] = event.message.partition
                 ALERTS_CHANGED.labels(change).inc()
-                state_topic.send_soon(key=fp, value=orjson.dumps(state.alert.to_record()))
                 changes.send_soon(key=fp, value=orjson.dumps(state.alert.to_record()))
             for fp, partition in changed.items():
                 table[fp] = states[fp].to_value(partition)  # type: ignore[union-attr]
@@ -136,6 +134,6 @@ def register(pipeline: Pipeline) -> None:
         ]
         for fp in stale:
             del table[fp]
-            state_topic.send_soon(key=fp, value=None)  # tombstone
+            changes.send_soon(key=fp, value=None)  # tombstone: compaction forgets the alert
         if stale:
             log.info("dedup: forgot %d alerts resolved before the retention", len(stale))

@@ -234,7 +234,7 @@ def register(pipeline: Pipeline) -> None:
 
     @app.agent(source, name="dispatch")
     async def dispatch(stream):  # type: ignore[no-untyped-def]
-        async for events in stream.take_events(pipeline.config.worker.batch_size, within=0.05):
+        async for events in pipeline.batches(stream):
             now = time.time()
             touched: dict[str, Group] = {}
             for event in events:

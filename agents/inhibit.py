@@ -6,7 +6,7 @@ target alert matches the source matchers too, source alerts that also match the 
 count: without this guard, two alerts matching both sides would inhibit each other and neither
 would ever be notified.
 
-The source alerts are every alert of the compacted ``alerts.state`` topic (so every worker sees the
+The source alerts are every alert of the compacted ``alerts.deduped`` topic (so every worker sees the
 whole set, whichever partition an alert was processed on). Each rule indexes its source alerts by
 their ``equal`` values, so checking a target is a dictionary lookup.
 
@@ -87,7 +87,7 @@ def compile_rules(config: Config) -> list[InhibitRule]:
 
 
 class Inhibitor:
-    """The rules of one config with their source alerts, fed by the ``alerts.state`` view."""
+    """The rules of one config with their source alerts, fed by the ``alerts.deduped`` view."""
 
     def __init__(self, rules: list[InhibitRule], tenants_of: TenantsOf):
         self.rules = rules

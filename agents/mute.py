@@ -6,7 +6,7 @@ expires. The dispatch stage therefore asks the :class:`Muter` at each flush whic
 group are muted, for the group's tenant. The ingest asks the same object to report alerts as
 silenced or inhibited in the v2 API, so both always agree.
 
-A process holds two compacted-topic views: ``silences`` and ``alerts.state`` (the latest record of
+A process holds two compacted-topic views: ``silences`` and ``alerts.deduped`` (the latest record of
 every alert, written by the dedup stage, the source alerts of inhibition). Until both are loaded
 the muter is not ``ready``, and the dispatch stage does not flush: a worker that just restarted must
 not notify an alert whose silence it has not read yet.
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 
 class Muter:
-    """Answers what is muted, from the views of ``silences`` and ``alerts.state``.
+    """Answers what is muted, from the views of ``silences`` and ``alerts.deduped``.
 
     With ``sources_only`` (the workers) the alert view keeps only the alerts that are a source of some
     inhibit rule, so a worker's memory grows with those, not with every alert; the ingest keeps all
@@ -41,7 +41,7 @@ class Muter:
         topics = topics_for(config)
         self.sources_only = sources_only
         self.silence_view = CompactedView(config.kafka, topics.silences)
-        self.alert_view = CompactedView(config.kafka, topics.alerts_state,
+        self.alert_view = CompactedView(config.kafka, topics.alerts_deduped,
                                         keep=self._is_source if sources_only else None)
         self.silences = SilenceIndex()
         self.silence_view.listen(self.silences.on_change)

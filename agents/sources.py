@@ -43,7 +43,7 @@ def register_source(pipeline: Pipeline, source: Source, evaluate: Evaluate) -> N
 
     @app.agent(raw, name=source.name)
     async def process(stream):  # type: ignore[no-untyped-def]
-        async for events in stream.take_events(pipeline.config.worker.batch_size, within=0.05):
+        async for events in pipeline.batches(stream):
             now = time.time()
             for event in events:
                 batch = parse_payload(event.value or b"", source.normalise)

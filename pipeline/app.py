@@ -62,6 +62,12 @@ class Pipeline:
         table.changelog_topic = table._new_changelog_topic()
         return table
 
+    def batches(self, stream: Any, events: bool = True) -> Any:
+        """Batches of a stream (events, or values), acknowledged only after the batch is processed."""
+        settings = self.config.worker
+        take = stream.take_events if events else stream.take
+        return take(settings.batch_size, within=settings.batch_linger)
+
     def owns(self, topic: str, partition: int) -> bool:
         """Whether this worker is the active owner of a source partition (timers touch only those)."""
         return TP(topic, partition) in self.app.assignor.assigned_actives()
@@ -91,4 +97,14 @@ def create_app(config: Config) -> tuple[faust.App, Pipeline]:
     from agents import mute  # no agent: the views and the muter that dispatch asks at each flush
 
     mute.register(pipeline)
+
+    @app.task
+    async def warm_up_producer() -> None:
+        """Learn every output topic's partitions at start: the first send to a topic otherwise waits
+        for a metadata round trip, which delayed the first notifications by about a second."""
+        producer = await app.maybe_start_producer()
+        client = producer._ensure_producer()  # type: ignore[attr-defined]  # faust exposes no partitions_for
+        for topic in pipeline.topics.all_topics(config):
+            await client.partitions_for(topic)
+
     return app, pipeline

@@ -8,18 +8,21 @@ import os
 import sys
 
 from pipeline.config import Config, ConfigError, load_config
+from pipeline.kafka import install_idle_fetch_backoff
 
 
 def _load(path: str, bootstrap: str | None) -> Config:
     if bootstrap:
         os.environ["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
     try:
-        return load_config(path)
+        config = load_config(path)
     except ConfigError as exc:
         print(f"invalid config {path}:", file=sys.stderr)
         for where, message in exc.errors:
             print(f"  {where or '(top level)'}: {message}", file=sys.stderr)
         raise SystemExit(2) from None
+    install_idle_fetch_backoff(config.kafka.fetch_idle_backoff)
+    return config
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

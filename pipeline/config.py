@@ -257,6 +257,8 @@ class KafkaSettings(StrictModel):
     linger_ms: int = Field(default=5, ge=0)
     #: Producer batch size per partition; keep it under the broker's message.max.bytes.
     max_batch_bytes: int = Field(default=512 * 1024, ge=16 * 1024)
+    #: Pause after a fetch that brought nothing (see ``pipeline.kafka.install_idle_fetch_backoff``).
+    fetch_idle_backoff: Duration = Field(default=0.02, ge=0)
     #: Consumer group session timeout; the embedded broker needs at least 6 s.
     session_timeout: Duration = Field(default=10.0, ge=1.0)
     heartbeat_interval: Duration = Field(default=3.0, gt=0)
@@ -289,6 +291,9 @@ class WorkerSettings(StrictModel):
     #: How long a resolved alert's dedup state is kept, to absorb late repeats of the resolve.
     dedup_retention: Duration = 3600.0
     batch_size: int = Field(default=500, ge=1)
+    #: How long an agent waits to fill a batch: each stage adds up to this much latency when traffic
+    #: is low; under load batches fill before it passes.
+    batch_linger: Duration = Field(default=0.01, gt=0)
 
 
 

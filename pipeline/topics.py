@@ -30,7 +30,11 @@ class Topics:
 
     @property
     def alerts_deduped(self) -> str:
-        """Alerts whose state changed (new, updated, resolved, refreshed), keyed by fingerprint."""
+        """Alerts whose state changed (new, updated, resolved, refreshed), keyed by fingerprint.
+
+        Compacted, so it is both the stream the route stage reads and the current state of every
+        alert, which inhibition and ``GET /api/v2/alerts`` read whole; a tombstone forgets an alert.
+        """
         return f"{self.prefix}alerts.deduped"
 
     @property
@@ -48,14 +52,9 @@ class Topics:
         """Silences keyed by silence id (compacted: the latest version of each, tombstones delete)."""
         return f"{self.prefix}silences"
 
-    @property
-    def alerts_state(self) -> str:
-        """The latest record of every known alert, keyed by fingerprint (compacted; written by dedup)."""
-        return f"{self.prefix}alerts.state"
-
     def compacted(self) -> frozenset[str]:
         """Topics that hold current state rather than a stream: created with ``cleanup.policy=compact``."""
-        return frozenset({self.silences, self.alerts_state})
+        return frozenset({self.silences, self.alerts_deduped})
 
     def notifications(self, tenant: str) -> str:
         """Grouped notifications for one tenant (``global`` for the platform admins' route)."""
@@ -95,7 +94,6 @@ class Topics:
             self.alerts_deduped,
             self.alerts_routed,
             self.alerts_dlq,
-            self.alerts_state,
             self.silences,
             *(self.notifications(t) for t in config.tenant_names()),
             self.notifications_dlq,

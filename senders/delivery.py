@@ -135,7 +135,7 @@ def register(pipeline: Pipeline) -> None:
     async def deliver(stream):  # type: ignore[no-untyped-def]
         await delivery.start()
         try:
-            async for values in stream.take(pipeline.config.worker.batch_size, within=0.05):
+            async for values in pipeline.batches(stream, events=False):
                 await delivery.deliver_batch([orjson.loads(v) for v in values])
         finally:
             await delivery.stop()

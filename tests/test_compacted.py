@@ -23,12 +23,12 @@ async def test_state_topics_are_compacted_and_views_follow_them(make_config):
     await admin.start()
     try:
         described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t)
-                                                  for t in (topics.silences, topics.alerts_state, topics.alerts)])
+                                                  for t in (topics.silences, topics.alerts_deduped, topics.alerts)])
     finally:
         await admin.close()
     policies = {resource[3]: {entry[0]: entry[1] for entry in resource[4]}.get("cleanup.policy")
                 for response in described for resource in response.resources}
-    assert policies[topics.silences] == policies[topics.alerts_state] == "compact"
+    assert policies[topics.silences] == policies[topics.alerts_deduped] == "compact"
     assert policies[topics.alerts] != "compact"
 
     writer = KafkaWriter(config.kafka, 5.0)

@@ -1,7 +1,7 @@
 """Alertmanager's v2 API on the ingest server, wire-compatible so that ``amtool`` works unchanged.
 
 The ingest holds no alert state of its own: it follows the compacted topics ``silences`` and
-``alerts.state`` (see :mod:`agents.mute`), writes silences to Kafka, and computes each alert's
+``alerts.deduped`` (see :mod:`agents.mute`), writes silences to Kafka, and computes each alert's
 status (silenced, inhibited) with the same :class:`~agents.mute.Muter` the workers flush with.
 Error bodies of these endpoints are JSON strings, as the API's spec declares them (amtool decodes
 them as strings).

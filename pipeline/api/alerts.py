@@ -1,6 +1,6 @@
 """``/api/v2/alerts`` (GET), ``/api/v2/alerts/groups``, ``/api/v2/receivers`` and ``/api/v2/status``.
 
-Alerts come from the ``alerts.state`` view (what the dedup stage last passed on for each fingerprint);
+Alerts come from the ``alerts.deduped`` view (what the dedup stage last passed on for each fingerprint);
 resolved ones are not listed, as in Alertmanager. Each alert's receivers are those of the routes it
 matches in the global tree and in its tenants' trees, and its groups are computed the same way the
 route stage computes them, so the API shows what the workers are grouping without asking them.
