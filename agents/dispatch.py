@@ -140,6 +140,9 @@ class Group:
             tenant=record["tenant"], route=record["route"], receiver=record["receiver"],
             group_key=record["groupKey"], group_labels=record["groupLabels"],
             partition=partition, next_flush=received + options.group_wait,
+            # Starting at the creation time in ms keeps notification ids unique across a group's
+            # lifetimes (it is deleted when all resolved): the delivery log relies on it.
+            seq=int(now * 1000),
         )
 
     def insert(self, record: dict[str, Any], options: RouteOptions, now: float) -> None:

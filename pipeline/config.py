@@ -303,6 +303,15 @@ class DeliverySettings(StrictModel):
     max_attempts: int = Field(default=5, ge=1)
     initial_backoff: Duration = 0.5
     max_backoff: Duration = 30.0
+    #: Notifications waiting per integration of a receiver; beyond it they are dead-lettered (with
+    #: the reason, replayable) rather than let one dead receiver hold up everyone else.
+    queue_size: int = Field(default=1000, ge=1)
+    #: Notifications read but not yet committable in one worker; beyond it the worker stops reading.
+    max_in_flight: int = Field(default=10000, ge=1)
+    #: Handled notification ids remembered per aggregation group by the delivery log.
+    log_size: int = Field(default=256, ge=1)
+    #: Outcomes the ingest keeps in memory per (tenant, receiver) for ``GET /api/v1/history``.
+    history_size: int = Field(default=1000, ge=1)
 
 
 

@@ -1,25 +1,47 @@
 """Delivery agent: ``notifications.<tenant>`` -> receivers, ``notifications.history``, ``notifications.dlq``.
 
-Notifications of a batch are delivered concurrently across integrations, and in order within one
-integration. A failure is retried with exponential backoff (or the receiver's Retry-After) up to
-``delivery.max_attempts``; after the last attempt the notification goes to the dead-letter topic with
-the reason. Every attempt's outcome is written to the history topic. Offsets are committed only
-after the batch is delivered or dead-lettered: a crash re-delivers, it never loses.
+Guarantees, and how they are kept:
+
+- **At least once.** The stream does not ack an event when it is read (``stream.noack()``): it acks it
+  once the notification was delivered or dead-lettered. faust commits an offset only up to the first
+  unacked one, so a crash re-reads whatever was not finished.
+- **In-order acks.** faust's own out-of-order acking is not safe to rely on: ``Consumer._new_offset``
+  only refuses to commit across a hole when the first acked offset is *two or more* past the
+  committed one, and not at all when nothing was committed yet (a fresh group); an unacked record
+  right at the committed offset would be skipped. :class:`AckTracker` therefore hands faust the acks
+  of a partition strictly in offset order.
+- **No duplicate after a restart.** The delivery log (:class:`DeliveryLog`, a faust table keyed by
+  the record's Kafka key, i.e. the aggregation group, so it lives in the same partition as the
+  records it guards) remembers the ids of handled notifications. A re-read record whose id is in
+  the log is skipped. The window left is between the receiver's answer and the log's changelog
+  write (milliseconds); a crash inside it re-sends once.
+- **Receivers are independent.** Each integration of each receiver has its own bounded queue and
+  worker task, its own retries and a per-attempt timeout, so a slow or dead receiver only delays its
+  own notifications. When its queue is full the new notification is dead-lettered with the reason
+  (``alert-pipeline dlq replay`` re-sends it) instead of stalling the stream for everyone.
+- **Bounded memory.** Per-integration queues hold at most ``delivery.queue_size`` notifications and
+  the worker holds at most ``delivery.max_in_flight`` unfinished events before it stops reading.
+
+Every attempt's outcome is written to ``notifications.history``; a notification given up goes to
+``notifications.dlq`` with the reason and the Kafka key, which ``dlq replay`` needs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections import defaultdict
+from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import orjson
+from faust.types import TP, EventT
+from prometheus_client import Counter, Gauge
 
-import senders.file
-import senders.webhook  # noqa: F401
+import senders.catalog  # noqa: F401  (registers every channel's sender)
 from pipeline.app import Pipeline
 from pipeline.metrics import DELIVERY_LATENCY, NOTIFICATIONS_FAILED, NOTIFICATIONS_SENT
 from pipeline.models import Notification
@@ -29,15 +51,98 @@ log = logging.getLogger(__name__)
 
 IntegrationKey = tuple[str, str, str]
 
+NOTIFICATIONS_SKIPPED = Counter(
+    "alert_pipeline_notifications_skipped_total",
+    "Re-read notifications the delivery log knew as already handled (not sent again).",
+    ["tenant"],
+)
+QUEUED = Gauge(
+    "alert_pipeline_delivery_queued",
+    "Notifications waiting in a receiver integration's delivery queue.",
+    ["tenant", "receiver", "integration"],
+)
+
+
+@dataclass(slots=True, eq=False)
+class Slot:
+    """One read event, until its notification is handled."""
+
+    event: EventT
+    done: bool = False
+
+
+class AckTracker:
+    """Acks events to faust in offset order per partition, however out of order they finish."""
+
+    def __init__(self, limit: int):
+        self._pending: dict[TP, deque[Slot]] = {}
+        self._count = 0
+        self._limit = limit
+        self._room = asyncio.Event()
+        self._room.set()
+
+    def track(self, event: EventT) -> Slot:
+        slot = Slot(event)
+        self._pending.setdefault(event.message.tp, deque()).append(slot)
+        self._count += 1
+        if self._count >= self._limit:
+            self._room.clear()
+        return slot
+
+    def done(self, slot: Slot) -> None:
+        slot.done = True
+        queue = self._pending[slot.event.message.tp]
+        while queue and queue[0].done:
+            queue.popleft().event.ack()
+            self._count -= 1
+        if self._count < self._limit:
+            self._room.set()
+
+    async def wait_for_room(self) -> None:
+        """Backpressure: the stream reads on only while fewer than ``limit`` events are unfinished."""
+        await self._room.wait()
+
+
+class DeliveryLog:
+    """Which notifications were handled (sent or dead-lettered), per aggregation group.
+
+    A table value is ``{"_p": partition, "ids": [...]}``, the newest ``size`` ids of the group: a
+    re-read after a crash only concerns records newer than the last commit, so a short memory is enough.
+    """
+
+    def __init__(self, pipeline: Pipeline):
+        self.table = pipeline.table("delivery-log", help="Notification ids already delivered or dead-lettered")
+        self.size = pipeline.config.delivery.log_size
+
+    def handled(self, key: str, notification_id: str) -> bool:
+        value = self.table.get(key)
+        return value is not None and notification_id in value["ids"]
+
+    def record(self, key: str, partition: int, notification_id: str) -> None:
+        value = self.table.get(key)
+        ids = [*(value["ids"] if value else ()), notification_id][-self.size:]
+        self.table[key] = {"_p": partition, "ids": ids}
+
+
+@dataclass(slots=True)
+class Work:
+    notification: Notification
+    key: str
+    slot: Slot
+
 
 class Delivery:
-    """Sends notifications with the retry policy, and reports every outcome."""
+    """Sends notifications with the retry policy, one queue per receiver integration."""
 
     def __init__(self, pipeline: Pipeline):
         self.pipeline = pipeline
         self.history = pipeline.topic(pipeline.topics.notifications_history)
         self.dead_letters = pipeline.topic(pipeline.topics.notifications_dlq)
+        self.log = DeliveryLog(pipeline)
+        self.acks = AckTracker(pipeline.config.delivery.max_in_flight)
         self._senders: dict[IntegrationKey, Sender] = {}
+        self._queues: dict[IntegrationKey, asyncio.Queue[Work]] = {}
+        self._workers: list[asyncio.Task[None]] = []
         self._context: SenderContext | None = None
 
     async def start(self) -> None:
@@ -46,6 +151,11 @@ class Delivery:
         )
 
     async def stop(self) -> None:
+        for task in self._workers:
+            task.cancel()
+        for task in self._workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if self._context is not None:
             await self._context.http.close()
 
@@ -70,37 +180,44 @@ class Delivery:
             "outcome": outcome, "error": error, "at": time.time(),
         }))
 
-    def _dead_letter(self, notification: Notification, reason: str, attempts: int) -> None:
-        self.dead_letters.send_soon(key=notification.id, value=orjson.dumps({
-            "reason": reason, "attempts": attempts, "failedAt": time.time(),
-            "notification": notification.to_record(),
+    async def _dead_letter(self, key: str, reason: str, attempts: int, record: dict[str, Any]) -> None:
+        """Written and acknowledged by Kafka before the event is acked: a dead letter is never lost."""
+        pending = await self.dead_letters.send(key=key, value=orjson.dumps({
+            "key": key, "reason": reason, "attempts": attempts, "failedAt": time.time(), "notification": record,
         }))
+        await pending
 
-    async def deliver(self, notification: Notification) -> bool:
-        """Deliver with retries; ``True`` if delivered, ``False`` if dead-lettered."""
-        key = (notification.tenant, notification.receiver, notification.integration)
-        labels = key
-        sender = self.sender(key)
+    async def _give_up(self, work: Work, reason: str, attempts: int) -> None:
+        notification = work.notification
+        NOTIFICATIONS_FAILED.labels(notification.tenant, notification.receiver, notification.integration,
+                                    "true").inc()
+        self._record(notification, attempts, "dead_lettered", reason)
+        await self._dead_letter(work.key, reason, attempts, notification.to_record())
+
+    async def deliver(self, work: Work) -> None:
+        """Deliver with retries, or dead-letter; either way the notification is handled afterwards."""
+        notification = work.notification
+        labels = (notification.tenant, notification.receiver, notification.integration)
+        sender = self.sender(labels)
         if sender is None:
-            reason = "receiver or integration not in the config"
-            self._record(notification, 0, "dead_lettered", reason)
-            self._dead_letter(notification, reason, 0)
-            NOTIFICATIONS_FAILED.labels(*labels, "true").inc()
-            return False
+            await self._give_up(work, "receiver or integration not in the config", 0)
+            return
         policy = self.pipeline.config.delivery
         backoff = policy.initial_backoff
         for attempt in range(1, policy.max_attempts + 1):
             try:
-                await sender.send(notification)
+                try:
+                    async with asyncio.timeout(sender.config.timeout):
+                        await sender.send(notification)
+                except TimeoutError:
+                    raise DeliveryError(f"no answer within {sender.config.timeout:g}s") from None
             except DeliveryError as exc:
-                final = not exc.retryable or attempt == policy.max_attempts
-                NOTIFICATIONS_FAILED.labels(*labels, str(final).lower()).inc()
-                log.warning("delivery %s to %s/%s %s failed (attempt %d): %s", notification.id,
-                            notification.tenant, notification.receiver, notification.integration, attempt, exc)
-                if final:
-                    self._record(notification, attempt, "dead_lettered", str(exc))
-                    self._dead_letter(notification, str(exc), attempt)
-                    return False
+                log.warning("delivery %s to %s/%s %s failed (attempt %d): %s", notification.id, *labels,
+                            attempt, exc)
+                if not exc.retryable or attempt == policy.max_attempts:
+                    await self._give_up(work, str(exc), attempt)
+                    return
+                NOTIFICATIONS_FAILED.labels(*labels, "false").inc()
                 self._record(notification, attempt, "failed", str(exc))
                 await asyncio.sleep(min(exc.retry_after or backoff, policy.max_backoff))
                 backoff = min(backoff * 2, policy.max_backoff)
@@ -109,20 +226,56 @@ class Delivery:
             DELIVERY_LATENCY.labels(notification.tenant, notification.integration).observe(
                 max(0.0, time.time() - notification.received_at))
             self._record(notification, attempt, "sent")
-            return True
-        return False  # pragma: no cover - the loop always returns
+            return
 
-    async def deliver_in_order(self, notifications: list[Notification]) -> None:
-        for notification in notifications:
-            await self.deliver(notification)
+    async def _drain(self, key: IntegrationKey, queue: asyncio.Queue[Work]) -> None:
+        """The worker of one receiver integration: its notifications, one after the other, in order."""
+        gauge = QUEUED.labels(*key)
+        while True:
+            work = await queue.get()
+            gauge.set(queue.qsize())
+            while True:
+                try:
+                    await self.deliver(work)
+                    break
+                except Exception:  # e.g. the dead-letter write failed: keep the event unacked, try again
+                    log.exception("delivery of %s failed unexpectedly; retrying", work.notification.id)
+                    await asyncio.sleep(self.pipeline.config.delivery.max_backoff)
+            self.log.record(work.key, work.slot.event.message.partition, work.notification.id)
+            self.acks.done(work.slot)
 
-    async def deliver_batch(self, records: list[dict[str, Any]]) -> None:
-        """One queue per integration: a slow receiver delays only its own notifications."""
-        queues: dict[IntegrationKey, list[Notification]] = defaultdict(list)
-        for record in records:
-            notification = Notification.from_record(record)
-            queues[(notification.tenant, notification.receiver, notification.integration)].append(notification)
-        await asyncio.gather(*(self.deliver_in_order(queue) for queue in queues.values()))
+    def _queue(self, key: IntegrationKey) -> asyncio.Queue[Work]:
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = asyncio.Queue(self.pipeline.config.delivery.queue_size)
+            self._workers.append(asyncio.create_task(self._drain(key, queue), name=f"deliver-{'/'.join(key)}"))
+        return queue
+
+    async def accept(self, event: EventT) -> None:
+        """Take one event of a notifications topic: queue it for its receiver, or settle it now."""
+        slot = self.acks.track(event)
+        key = event.key
+        try:
+            notification = Notification.from_record(orjson.loads(event.value))
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            reason = f"not a notification record: {type(exc).__name__}: {exc}"
+            await self._dead_letter(key, reason, 0, {"raw": bytes(event.value).decode(errors="replace")})
+            self.acks.done(slot)
+            return
+        if self.log.handled(key, notification.id):
+            NOTIFICATIONS_SKIPPED.labels(notification.tenant).inc()
+            self.acks.done(slot)
+            return
+        integration = (notification.tenant, notification.receiver, notification.integration)
+        queue = self._queue(integration)
+        work = Work(notification, key, slot)
+        if queue.full():
+            await self._give_up(work, f"receiver backlog full ({queue.maxsize} notifications queued)", 0)
+            self.log.record(key, event.message.partition, notification.id)
+            self.acks.done(slot)
+            return
+        queue.put_nowait(work)
+        QUEUED.labels(*integration).set(queue.qsize())
 
 
 def register(pipeline: Pipeline) -> None:
@@ -135,7 +288,8 @@ def register(pipeline: Pipeline) -> None:
     async def deliver(stream):  # type: ignore[no-untyped-def]
         await delivery.start()
         try:
-            async for values in pipeline.batches(stream, events=False):
-                await delivery.deliver_batch([orjson.loads(v) for v in values])
+            async for event in stream.noack().events():
+                await delivery.accept(event)
+                await delivery.acks.wait_for_room()
         finally:
             await delivery.stop()
