@@ -1,4 +1,4 @@
-"""The ``alert-pipeline`` command: ``run``, ``ingest``, ``worker``, ``check-config``."""
+"""The ``alert-pipeline`` command: ``run``, ``ingest``, ``worker``, ``check-config``, ``dlq``."""
 
 from __future__ import annotations
 
@@ -72,6 +72,31 @@ def cmd_run(args: argparse.Namespace) -> int:
                    external=bool(args.bootstrap_servers or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")))
 
 
+def cmd_dlq(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import orjson
+
+    from pipeline import deadletters
+
+    config = _load(args.config, args.bootstrap_servers)
+    letters = deadletters.select(asyncio.run(deadletters.read_dead_letters(config)),
+                                 args.tenant, args.receiver, args.id)
+    if args.dlq_command == "list":
+        for letter in letters[-args.limit:] if args.limit else letters:
+            if args.json:
+                print(orjson.dumps({"key": letter.key, "reason": letter.reason, "attempts": letter.attempts,
+                                    "failedAt": letter.failed_at, "notification": letter.notification}).decode())
+            else:
+                print(letter.summary())
+        return 0
+    replayed = asyncio.run(deadletters.replay(config, letters))
+    for new_id in replayed:
+        print(f"replayed {new_id}")
+    print(f"{len(replayed)} of {len(letters)} dead letters replayed", file=sys.stderr)
+    return 0 if len(replayed) == len(letters) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="alert-pipeline", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -101,6 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--log-file")
         if name == "run":
             sub.add_argument("--demo", action="store_true", help="feed demo alerts and show notifications")
+    dlq = command("dlq", "list or re-send dead-lettered notifications", cmd_dlq)
+    dlq.add_argument("dlq_command", choices=["list", "replay"])
+    dlq.add_argument("--config", required=True)
+    dlq.add_argument("--bootstrap-servers", help="Kafka to use (also KAFKA_BOOTSTRAP_SERVERS)")
+    dlq.add_argument("--tenant", help="only this tenant's (global for the platform route)")
+    dlq.add_argument("--receiver", help="only this receiver's")
+    dlq.add_argument("--id", action="append", help="only this notification id (repeatable)")
+    dlq.add_argument("--limit", type=int, default=0, help="list: only the newest N")
+    dlq.add_argument("--json", action="store_true", help="list: one JSON record per line")
     return parser
 
 

@@ -139,6 +139,8 @@ def create_app(config: Config) -> web.Application:
 
     app.cleanup_ctx.append(lifecycle)
     from pipeline import api  # after the writer's lifecycle: the API's views need the topics
+    from pipeline.ingest import history
 
     api.register(app)
+    history.register(app)
     return app
