@@ -57,9 +57,10 @@ def register(pipeline: Pipeline) -> None:
     @app.agent(source, name="route")
     async def route(stream):  # type: ignore[no-untyped-def]
         async for values in pipeline.batches(stream, events=False):
-            for value in values:
-                if value is None:
-                    continue  # a tombstone: dedup forgot the alert (the topic is compacted)
-                for key, record in routed_records(pipeline, orjson.loads(value)):
+            # None: a tombstone, dedup forgot the alert (the topic is compacted).
+            records = [orjson.loads(value) for value in values if value is not None]
+            await pipeline.tenants.prepare({r["labels"]["namespace"] for r in records if r["labels"].get("namespace")})
+            for alert in records:
+                for key, record in routed_records(pipeline, alert):
                     ALERTS_ROUTED.labels(record["tenant"]).inc()
                     routed.send_soon(key=key, value=orjson.dumps(record))

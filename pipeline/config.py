@@ -341,6 +341,25 @@ class RulesSettings(StrictModel):
         return [*(default_files(kind) if self.defaults else []), *getattr(self, kind)]
 
 
+class TenantSidecarSettings(StrictModel):
+    """Notification Manager's tenant sidecar: ``GET <url>/api/v2/tenant?namespace=NS`` -> tenant names."""
+
+    url: str
+    #: How long a namespace's answer is used before it is asked again.
+    refresh_interval: Duration = Field(default=60.0, gt=0)
+    timeout: Duration = Field(default=5.0, gt=0)
+
+
+class NotificationManagerSettings(StrictModel):
+    """Notification Manager resources beside this config (``pipeline/nmconfig.py`` maps them)."""
+
+    resources: list[str] = Field(default_factory=list)
+    route_policy: Literal["All", "RouterFirst", "RouterOnly"] = "All"
+    #: The Receiver/Silence label naming the tenant (NM's ``receivers.tenantKey``).
+    tenant_key: str = "namespace"
+    tenant_sidecar: TenantSidecarSettings | None = None
+
+
 class Config(StrictModel):
     global_: GlobalConfig = Field(default_factory=GlobalConfig, alias="global")
     route: RouteConfig
@@ -352,6 +371,7 @@ class Config(StrictModel):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     rules: RulesSettings = Field(default_factory=RulesSettings)
+    notification_manager: NotificationManagerSettings | None = None
     # Accepted for compatibility with Alertmanager files; templates are set per receiver here.
     templates: list[str] = Field(default_factory=list)
     time_intervals: list[TimeIntervalConfig] = Field(default_factory=list)
@@ -419,6 +439,14 @@ def parse_config(raw: Any, source: str = "config") -> Config:
         raise ConfigError([("", f"{source}: expected a mapping at the top level")])
     raw = dict(raw)
     _apply_env(raw)
+    if raw.get("notification_manager"):
+        from pipeline import nmconfig
+
+        try:
+            base = Path(source).parent if Path(source).is_file() else Path.cwd()
+            raw = nmconfig.apply(raw, base)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise ConfigError([("notification_manager", str(exc))]) from None
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
