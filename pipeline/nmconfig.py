@@ -154,8 +154,8 @@ class ScheduledSilence:
         if self.schedule:
             if self.duration is None:
                 return True
-            last_fire = croniter(self.schedule, now).get_prev(datetime)
-            return now < last_fire + self.duration
+            # Active when a fire time lies in (now - duration, now].
+            return croniter(self.schedule, now - self.duration).get_next(datetime) <= now
         if self.starts_at is not None:
             if self.starts_at > now:
                 return False

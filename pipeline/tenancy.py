@@ -69,6 +69,10 @@ class TenantSidecar:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+
     async def prepare(self, namespaces: set[str]) -> None:
         now = time.monotonic()
         due = [ns for ns in namespaces
@@ -108,3 +112,7 @@ class TenantResolver:
         """Fetch what the synchronous lookups will need for these namespaces (sidecar answers)."""
         if self._sidecar is not None:
             await self._sidecar.prepare(namespaces)
+
+    async def close(self) -> None:
+        if self._sidecar is not None:
+            await self._sidecar.close()

@@ -1,0 +1,237 @@
+"""Notification Manager resources: mapping, route policies, cron silences and the tenant sidecar."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from aiohttp import web
+
+from pipeline.broker import free_port
+from pipeline.config import ConfigError, parse_config
+from pipeline.nmconfig import UNMATCHED, selector_matchers, silences
+from pipeline.routing import RoutingTable
+from pipeline.tenancy import TenantResolver
+
+API = "notification.kubesphere.io/v2beta2"
+
+
+def receiver(name: str, url: str, tenant: str | None = None, selector: dict | None = None,
+             key: str = "user") -> dict[str, Any]:
+    labels = {"type": "global"} if tenant is None else {"type": "tenant", key: tenant}
+    webhook: dict[str, Any] = {"url": url}
+    if selector:
+        webhook["alertSelector"] = selector
+    return {"apiVersion": API, "kind": "Receiver", "metadata": {"name": name, "labels": labels},
+            "spec": {"webhook": webhook}}
+
+
+def router(router_name: str, selector: dict, **receivers: Any) -> dict[str, Any]:
+    return {"apiVersion": API, "kind": "Router", "metadata": {"name": router_name},
+            "spec": {"alertSelector": selector, "receivers": receivers}}
+
+
+def nm_config(tmp_path: Path, resources: list[dict[str, Any]], **settings: Any) -> dict[str, Any]:
+    path = tmp_path / "nm.yaml"
+    path.write_text(yaml.safe_dump_all(resources))
+    return {
+        "route": {"receiver": "admins", "group_by": ["alertname"]},
+        "receivers": [{"name": "admins"}],
+        "notification_manager": {"resources": [str(path)], **settings},
+    }
+
+
+def receivers_for(table: RoutingTable, tenant: str, labels: dict[str, str]) -> set[str]:
+    return {route.options.receiver for route in table.match(tenant, labels)} - {UNMATCHED}
+
+
+def test_label_selector_becomes_matchers():
+    selector = {"matchLabels": {"severity": "critical"}, "matchExpressions": [
+        {"key": "alertname", "operator": "In", "values": ["A.b", "C"]},
+        {"key": "team", "operator": "NotIn", "values": ["x"]},
+        {"key": "pod", "operator": "Exists"},
+        {"key": "node", "operator": "DoesNotExist"},
+    ]}
+    assert selector_matchers(selector, "here") == [
+        'severity="critical"', 'alertname=~"A\\\\.b|C"', 'team!~"x"', 'pod=~".+"', 'node=""']
+    with pytest.raises(ValueError, match="unknown selector operator"):
+        selector_matchers({"matchExpressions": [{"key": "a", "operator": "Gt"}]}, "here")
+
+
+def test_global_and_tenant_receivers_with_alert_selectors(tmp_path):
+    config = parse_config(nm_config(tmp_path, [
+        receiver("ops", "http://127.0.0.1:1/ops", selector={"matchLabels": {"severity": "critical"}}),
+        receiver("alice-hook", "http://127.0.0.1:1/alice", tenant="alice"),
+        receiver("alice-warn", "http://127.0.0.1:1/alice-warn", tenant="alice",
+                 selector={"matchExpressions": [{"key": "severity", "operator": "In", "values": ["warning"]}]}),
+    ], tenant_key="user"))
+    assert [t.name for t in config.tenants] == ["alice"]
+    table = RoutingTable(config)
+    critical = {"alertname": "X", "namespace": "a", "severity": "critical"}
+    warning = {"alertname": "X", "namespace": "a", "severity": "warning"}
+    # The Alertmanager-style root keeps its own receiver for alerts no NM route takes.
+    assert receivers_for(table, "global", critical) == {"ops"}
+    assert receivers_for(table, "global", warning) == {"admins"}
+    assert receivers_for(table, "alice", critical) == {"alice-hook"}
+    assert receivers_for(table, "alice", warning) == {"alice-hook", "alice-warn"}
+    assert [w.target for w in config.tenant("alice").receivers[1].webhook_configs] == ["http://127.0.0.1:1/alice"]
+
+
+@pytest.mark.parametrize(("policy", "matched", "unmatched"), [
+    ("All", {"alice-hook", "alice-oncall"}, {"alice-hook"}),
+    ("RouterFirst", {"alice-oncall"}, {"alice-hook"}),
+    ("RouterOnly", {"alice-oncall"}, set()),
+])
+def test_route_policies(tmp_path, policy, matched, unmatched):
+    config = parse_config(nm_config(tmp_path, [
+        receiver("alice-hook", "http://127.0.0.1:1/a", tenant="alice"),
+        receiver("alice-oncall", "http://127.0.0.1:1/b", tenant="alice",
+                 selector={"matchLabels": {"never": "set"}}),
+        router("pager", {"matchLabels": {"severity": "critical"}}, name=["alice-oncall"]),
+    ], tenant_key="user", route_policy=policy))
+    table = RoutingTable(config)
+    # A routed receiver still applies its own alertSelector ("never: set" here).
+    critical = {"alertname": "X", "severity": "critical", "never": "set"}
+    assert receivers_for(table, "alice", critical) == matched
+    assert receivers_for(table, "alice", {"alertname": "X", "severity": "info"}) == unmatched
+
+
+def test_router_first_serves_every_matching_router(tmp_path):
+    config = parse_config(nm_config(tmp_path, [
+        receiver("a", "http://127.0.0.1:1/a", tenant="t"),
+        receiver("b", "http://127.0.0.1:1/b", tenant="t"),
+        receiver("c", "http://127.0.0.1:1/c", tenant="t"),
+        router("r1", {"matchLabels": {"severity": "critical"}}, name=["a"]),
+        router("r2", {"matchLabels": {"team": "db"}}, regexName="^b$"),
+    ], tenant_key="user", route_policy="RouterFirst"))
+    table = RoutingTable(config)
+    assert receivers_for(table, "t", {"severity": "critical", "team": "db"}) == {"a", "b"}
+    assert receivers_for(table, "t", {"severity": "critical"}) == {"a"}
+    assert receivers_for(table, "t", {"team": "db"}) == {"b"}
+    assert receivers_for(table, "t", {"team": "web"}) == {"a", "b", "c"}
+
+
+def test_tenant_key_namespace_makes_the_namespace_the_tenant(tmp_path):
+    config = parse_config(nm_config(tmp_path, [receiver("hook", "http://127.0.0.1:1/h", tenant="team-a",
+                                                        key="namespace")]))
+    assert config.tenant("team-a").namespaces == ["team-a"]
+    assert TenantResolver(config).for_labels({"namespace": "team-a"}) == ("team-a",)
+
+
+def test_bad_resources_are_refused_with_the_resource_named(tmp_path):
+    bad = receiver("mail", "http://x", tenant="alice")
+    bad["spec"] = {"email": {"to": ["a@example.com"]}}
+    with pytest.raises(ConfigError, match="Receiver 'mail' email: the email channel is not supported"):
+        parse_config(nm_config(tmp_path, [bad], tenant_key="user"))
+    unlabelled = receiver("hook", "http://x")
+    unlabelled["metadata"]["labels"] = {"type": "tenant"}
+    with pytest.raises(ConfigError, match="needs the label 'user'"):
+        parse_config(nm_config(tmp_path, [unlabelled], tenant_key="user"))
+    with pytest.raises(ConfigError, match="expected apiVersion"):
+        parse_config(nm_config(tmp_path, [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}]))
+
+
+def test_cron_and_fixed_silences(tmp_path):
+    resources = [
+        {"apiVersion": API, "kind": "Silence", "metadata": {"name": "nightly", "labels": {"type": "global"}},
+         "spec": {"matcher": {"matchLabels": {"alertname": "Backup"}}, "schedule": "0 2 * * *", "duration": "1h"}},
+        {"apiVersion": API, "kind": "Silence",
+         "metadata": {"name": "once", "labels": {"type": "tenant", "user": "bob"}},
+         "spec": {"matcher": {"matchExpressions": [{"key": "pod", "operator": "Exists"}]},
+                  "startsAt": "2026-11-23T10:00:00Z", "duration": "30m"}},
+        {"apiVersion": API, "kind": "Silence", "metadata": {"name": "off", "labels": {"type": "global"}},
+         "spec": {"enabled": False, "matcher": {"matchLabels": {"a": "b"}}}},
+    ]
+    raw = nm_config(tmp_path, resources, tenant_key="user")
+    nightly, once, off = silences(raw, tmp_path)
+    at = lambda text: datetime.fromisoformat(text).replace(tzinfo=UTC)  # noqa: E731
+    assert nightly.active(at("2026-11-23T02:30:00")) and not nightly.active(at("2026-11-23T03:00:00"))
+    assert not nightly.active(at("2026-11-23T01:59:59"))
+    assert nightly.mutes({"alertname": "Backup"}, "anyone", at("2026-11-24T02:00:00"))
+    assert not nightly.mutes({"alertname": "Other"}, "anyone", at("2026-11-24T02:00:00"))
+    assert once.mutes({"pod": "p"}, "bob", at("2026-11-23T10:10:00"))
+    assert not once.mutes({"pod": "p"}, "alice", at("2026-11-23T10:10:00"))  # another tenant's silence
+    assert not once.mutes({"pod": "p"}, "bob", at("2026-11-23T10:30:00"))
+    assert not once.mutes({"node": "n"}, "bob", at("2026-11-23T10:10:00"))
+    assert not off.active(at("2026-11-23T10:10:00"))
+    bad = [{**resources[0], "spec": {**resources[0]["spec"], "schedule": "every night"}}]
+    with pytest.raises(ValueError, match="not a cron expression"):
+        silences(nm_config(tmp_path, bad), tmp_path)
+
+
+class Sidecar:
+    """Notification Manager's tenant sidecar on loopback, answering from ``tenants`` and counting calls."""
+
+    def __init__(self, tenants: dict[str, list[str]]):
+        self.tenants = tenants
+        self.calls: list[str] = []
+        self.status = 200
+        self.port = free_port()
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _tenant(self, request: web.Request) -> web.Response:
+        namespace = request.query["namespace"]
+        self.calls.append(namespace)
+        if self.status != 200:
+            return web.Response(status=self.status)
+        return web.json_response(self.tenants.get(namespace, []))
+
+    async def start(self) -> Sidecar:
+        app = web.Application()
+        app.router.add_get("/api/v2/tenant", self._tenant)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+async def test_tenant_sidecar_resolution_is_cached_and_refreshed(tmp_path):
+    sidecar = await Sidecar({"ns-a": ["alice", "stranger"], "ns-b": ["bob"]}).start()
+    try:
+        config = parse_config(nm_config(tmp_path, [
+            receiver("alice-hook", "http://127.0.0.1:1/a", tenant="alice"),
+            receiver("bob-hook", "http://127.0.0.1:1/b", tenant="bob"),
+        ], tenant_key="user", tenant_sidecar={"url": sidecar.url, "refresh_interval": "300ms"}))
+        config.tenants[0].namespaces = ["static-*"]  # the static mapping still applies beside the sidecar
+        resolver = TenantResolver(config)
+        await resolver.prepare({"ns-a", "ns-b", "static-1"})
+        assert resolver.for_labels({"namespace": "ns-a"}) == ("alice",)  # "stranger" has no receivers here
+        assert resolver.for_labels({"namespace": "ns-b"}) == ("bob",)
+        assert resolver.for_labels({"namespace": "static-1"}) == ("alice",)
+        assert sorted(sidecar.calls) == ["ns-a", "ns-b", "static-1"]
+
+        await resolver.prepare({"ns-a"})
+        assert sidecar.calls.count("ns-a") == 1  # cached within the refresh interval
+        sidecar.tenants["ns-a"] = ["bob"]
+        await asyncio.sleep(0.35)
+        await resolver.prepare({"ns-a"})
+        assert resolver.for_labels({"namespace": "ns-a"}) == ("bob",)
+
+        sidecar.status = 503  # a failing sidecar keeps the last answer
+        await asyncio.sleep(0.35)
+        await resolver.prepare({"ns-a"})
+        assert resolver.for_labels({"namespace": "ns-a"}) == ("bob",)
+
+        # A namespace never answered waits for the sidecar instead of losing its tenants.
+        waiting = asyncio.create_task(resolver.prepare({"ns-new"}))
+        await asyncio.sleep(0.5)
+        assert not waiting.done() and sidecar.calls.count("ns-new") >= 2
+        sidecar.tenants["ns-new"] = ["alice"]
+        sidecar.status = 200
+        await asyncio.wait_for(waiting, 10)
+        assert resolver.for_labels({"namespace": "ns-new"}) == ("alice",)
+        await resolver.close()
+    finally:
+        await sidecar.stop()
