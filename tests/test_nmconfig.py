@@ -16,11 +16,13 @@ from pipeline.config import ConfigError, parse_config
 from pipeline.nmconfig import UNMATCHED, selector_matchers, silences
 from pipeline.routing import RoutingTable
 from pipeline.tenancy import TenantResolver
+from tests.harness import eventually
+from tests.test_end_to_end import post
 
 API = "notification.kubesphere.io/v2beta2"
 
 
-def receiver(name: str, url: str, tenant: str | None = None, selector: dict | None = None,
+def nm_receiver(name: str, url: str, tenant: str | None = None, selector: dict | None = None,
              key: str = "user") -> dict[str, Any]:
     labels = {"type": "global"} if tenant is None else {"type": "tenant", key: tenant}
     webhook: dict[str, Any] = {"url": url}
@@ -64,9 +66,9 @@ def test_label_selector_becomes_matchers():
 
 def test_global_and_tenant_receivers_with_alert_selectors(tmp_path):
     config = parse_config(nm_config(tmp_path, [
-        receiver("ops", "http://127.0.0.1:1/ops", selector={"matchLabels": {"severity": "critical"}}),
-        receiver("alice-hook", "http://127.0.0.1:1/alice", tenant="alice"),
-        receiver("alice-warn", "http://127.0.0.1:1/alice-warn", tenant="alice",
+        nm_receiver("ops", "http://127.0.0.1:1/ops", selector={"matchLabels": {"severity": "critical"}}),
+        nm_receiver("alice-hook", "http://127.0.0.1:1/alice", tenant="alice"),
+        nm_receiver("alice-warn", "http://127.0.0.1:1/alice-warn", tenant="alice",
                  selector={"matchExpressions": [{"key": "severity", "operator": "In", "values": ["warning"]}]}),
     ], tenant_key="user"))
     assert [t.name for t in config.tenants] == ["alice"]
@@ -88,8 +90,8 @@ def test_global_and_tenant_receivers_with_alert_selectors(tmp_path):
 ])
 def test_route_policies(tmp_path, policy, matched, unmatched):
     config = parse_config(nm_config(tmp_path, [
-        receiver("alice-hook", "http://127.0.0.1:1/a", tenant="alice"),
-        receiver("alice-oncall", "http://127.0.0.1:1/b", tenant="alice",
+        nm_receiver("alice-hook", "http://127.0.0.1:1/a", tenant="alice"),
+        nm_receiver("alice-oncall", "http://127.0.0.1:1/b", tenant="alice",
                  selector={"matchLabels": {"never": "set"}}),
         router("pager", {"matchLabels": {"severity": "critical"}}, name=["alice-oncall"]),
     ], tenant_key="user", route_policy=policy))
@@ -102,9 +104,9 @@ def test_route_policies(tmp_path, policy, matched, unmatched):
 
 def test_router_first_serves_every_matching_router(tmp_path):
     config = parse_config(nm_config(tmp_path, [
-        receiver("a", "http://127.0.0.1:1/a", tenant="t"),
-        receiver("b", "http://127.0.0.1:1/b", tenant="t"),
-        receiver("c", "http://127.0.0.1:1/c", tenant="t"),
+        nm_receiver("a", "http://127.0.0.1:1/a", tenant="t"),
+        nm_receiver("b", "http://127.0.0.1:1/b", tenant="t"),
+        nm_receiver("c", "http://127.0.0.1:1/c", tenant="t"),
         router("r1", {"matchLabels": {"severity": "critical"}}, name=["a"]),
         router("r2", {"matchLabels": {"team": "db"}}, regexName="^b$"),
     ], tenant_key="user", route_policy="RouterFirst"))
@@ -116,18 +118,18 @@ def test_router_first_serves_every_matching_router(tmp_path):
 
 
 def test_tenant_key_namespace_makes_the_namespace_the_tenant(tmp_path):
-    config = parse_config(nm_config(tmp_path, [receiver("hook", "http://127.0.0.1:1/h", tenant="team-a",
+    config = parse_config(nm_config(tmp_path, [nm_receiver("hook", "http://127.0.0.1:1/h", tenant="team-a",
                                                         key="namespace")]))
     assert config.tenant("team-a").namespaces == ["team-a"]
     assert TenantResolver(config).for_labels({"namespace": "team-a"}) == ("team-a",)
 
 
 def test_bad_resources_are_refused_with_the_resource_named(tmp_path):
-    bad = receiver("mail", "http://x", tenant="alice")
+    bad = nm_receiver("mail", "http://x", tenant="alice")
     bad["spec"] = {"email": {"to": ["a@example.com"]}}
     with pytest.raises(ConfigError, match="Receiver 'mail' email: the email channel is not supported"):
         parse_config(nm_config(tmp_path, [bad], tenant_key="user"))
-    unlabelled = receiver("hook", "http://x")
+    unlabelled = nm_receiver("hook", "http://x")
     unlabelled["metadata"]["labels"] = {"type": "tenant"}
     with pytest.raises(ConfigError, match="needs the label 'user'"):
         parse_config(nm_config(tmp_path, [unlabelled], tenant_key="user"))
@@ -201,8 +203,8 @@ async def test_tenant_sidecar_resolution_is_cached_and_refreshed(tmp_path):
     sidecar = await Sidecar({"ns-a": ["alice", "stranger"], "ns-b": ["bob"]}).start()
     try:
         config = parse_config(nm_config(tmp_path, [
-            receiver("alice-hook", "http://127.0.0.1:1/a", tenant="alice"),
-            receiver("bob-hook", "http://127.0.0.1:1/b", tenant="bob"),
+            nm_receiver("alice-hook", "http://127.0.0.1:1/a", tenant="alice"),
+            nm_receiver("bob-hook", "http://127.0.0.1:1/b", tenant="bob"),
         ], tenant_key="user", tenant_sidecar={"url": sidecar.url, "refresh_interval": "300ms"}))
         config.tenants[0].namespaces = ["static-*"]  # the static mapping still applies beside the sidecar
         resolver = TenantResolver(config)
@@ -233,5 +235,41 @@ async def test_tenant_sidecar_resolution_is_cached_and_refreshed(tmp_path):
         await asyncio.wait_for(waiting, 10)
         assert resolver.for_labels({"namespace": "ns-new"}) == ("alice",)
         await resolver.close()
+    finally:
+        await sidecar.stop()
+
+
+async def test_notification_manager_resources_end_to_end(make_config, start_pipeline, receiver, tmp_path):
+    """Tenants from the sidecar, receivers from NM resources: each tenant gets only its own alerts."""
+    sidecar = await Sidecar({"ns-a": ["alice"], "ns-b": ["bob"], "ns-shared": ["alice", "bob"]}).start()
+    try:
+        resources = [
+            nm_receiver("ops", f"{receiver.url}/ops"),
+            nm_receiver("alice-hook", f"{receiver.url}/alice", tenant="alice"),
+            nm_receiver("bob-hook", f"{receiver.url}/bob", tenant="bob",
+                     selector={"matchExpressions": [{"key": "severity", "operator": "NotIn", "values": ["info"]}]}),
+        ]
+        nm = nm_config(tmp_path, resources, tenant_key="user", tenant_sidecar={"url": sidecar.url})
+        config = make_config(receivers=[{"name": "admins"}], notification_manager=nm["notification_manager"])
+        pipeline = await start_pipeline(config)
+        alerts = [
+            {"labels": {"alertname": "A1", "namespace": "ns-a"}},
+            {"labels": {"alertname": "B1", "namespace": "ns-b"}},
+            {"labels": {"alertname": "B2", "namespace": "ns-b", "severity": "info"}},
+            {"labels": {"alertname": "S1", "namespace": "ns-shared"}},
+            {"labels": {"alertname": "C1"}},  # cluster-level: no tenant
+        ]
+        assert (await post(pipeline.ingest_url, alerts))[0] == 200
+
+        def names(path: str) -> list[str]:
+            return sorted(a["labels"]["alertname"] for a in receiver.alerts(path))
+
+        await eventually(lambda: len(names("/ops")) == 5 and names("/alice") == ["A1", "S1"]
+                         and names("/bob") == ["B1", "S1"], timeout=30)
+        await asyncio.sleep(3)  # a group interval more: nothing else may arrive
+        assert names("/alice") == ["A1", "S1"]
+        assert names("/bob") == ["B1", "S1"]  # B2 is filtered by bob's alertSelector
+        assert names("/ops") == ["A1", "B1", "B2", "C1", "S1"]
+        assert {"ns-a", "ns-b", "ns-shared"} <= set(sidecar.calls)
     finally:
         await sidecar.stop()
