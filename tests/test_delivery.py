@@ -81,6 +81,29 @@ async def until(probe: Callable[[], Awaitable[Any]], done: Callable[[Any], bool]
     return value
 
 
+async def committed_behind(pipeline: PipelineProcesses) -> int:
+    """How many records of ``notifications.global`` the worker's group has not committed yet."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    config = pipeline.config
+    topic = f"{config['kafka']['topic_prefix']}notifications.global"
+    servers = config["kafka"]["bootstrap_servers"]
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+    consumer = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)
+    await admin.start()
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(config["kafka"]["partitions"])]
+        ends = await consumer.end_offsets(partitions)
+        committed = await admin.list_consumer_group_offsets(config["worker"]["app_id"], partitions=partitions)
+        return sum(ends[tp] - (committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0)
+                   for tp in partitions)
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
 async def get_json(url: str) -> tuple[int, Any]:
     async with aiohttp.ClientSession() as http, http.get(url) as response:
         return response.status, await response.json(content_type=None)
@@ -150,9 +173,15 @@ async def test_slow_receiver_does_not_delay_another(make_config, start_pipeline)
         # Every fast delivery completes while the slow receiver holds its first request unanswered.
         await eventually(lambda: len(receiver.payloads("/fast")) == 5 and receiver.waiting == 1)
         assert receiver.payloads("/slow") == []
+        # Nothing is committed past the held notification, however many later ones were delivered,
+        # even after more than faust's commit interval (about 3 s).
+        await asyncio.sleep(4)
+        assert await committed_behind(pipeline) > 0
         receiver.gate.set()
         await eventually(lambda: len(receiver.payloads("/slow")) == 5)
         assert receiver.group_keys("/slow") == receiver.group_keys("/fast")
+        # Once all is delivered, every offset gets committed (faust's commit interval is about 3 s).
+        assert await until(lambda: committed_behind(pipeline), lambda behind: behind == 0, timeout=20) == 0
     finally:
         await receiver.stop()
 

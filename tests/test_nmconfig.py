@@ -11,12 +11,11 @@ import pytest
 import yaml
 from aiohttp import web
 
-from pipeline.broker import free_port
 from pipeline.config import ConfigError, parse_config
 from pipeline.nmconfig import UNMATCHED, selector_matchers, silences
 from pipeline.routing import RoutingTable
 from pipeline.tenancy import TenantResolver
-from tests.harness import eventually
+from tests.harness import Receiver, eventually
 from tests.test_end_to_end import post
 
 API = "notification.kubesphere.io/v2beta2"
@@ -165,38 +164,22 @@ def test_cron_and_fixed_silences(tmp_path):
         silences(nm_config(tmp_path, bad), tmp_path)
 
 
-class Sidecar:
+class Sidecar(Receiver):
     """Notification Manager's tenant sidecar on loopback, answering from ``tenants`` and counting calls."""
 
     def __init__(self, tenants: dict[str, list[str]]):
+        super().__init__()
         self.tenants = tenants
         self.calls: list[str] = []
         self.status = 200
-        self.port = free_port()
-        self._runner: web.AppRunner | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def _tenant(self, request: web.Request) -> web.Response:
-        namespace = request.query["namespace"]
-        self.calls.append(namespace)
+    async def _handle(self, request: web.Request) -> web.Response:
+        if request.path != "/api/v2/tenant" or "namespace" not in request.query:
+            return web.Response(status=404)
+        self.calls.append(request.query["namespace"])
         if self.status != 200:
             return web.Response(status=self.status)
-        return web.json_response(self.tenants.get(namespace, []))
-
-    async def start(self) -> Sidecar:
-        app = web.Application()
-        app.router.add_get("/api/v2/tenant", self._tenant)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-        return self
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        return web.json_response(self.tenants.get(request.query["namespace"], []))
 
 
 async def test_tenant_sidecar_resolution_is_cached_and_refreshed(tmp_path):
