@@ -270,6 +270,8 @@ class Delivery:
         queue = self._queue(integration)
         work = Work(notification, key, slot)
         if queue.full():
+            await asyncio.sleep(0)  # an idle worker takes its next item only when we yield
+        if queue.full():
             await self._give_up(work, f"receiver backlog full ({queue.maxsize} notifications queued)", 0)
             self.log.record(key, event.message.partition, notification.id)
             self.acks.done(slot)

@@ -271,3 +271,35 @@ async def test_dead_letters_list_replay_and_history(make_config, start_pipeline,
     assert (status, body["data"]) == (200, [])
     status, body = await get_json(base)
     assert status == 400 and "tenant" in body["error"]
+
+
+async def test_full_receiver_backlog_is_dead_lettered_not_stalling_others(make_config, start_pipeline):
+    receiver = await GatedReceiver().start()
+    receiver.held.add("/slow")
+    try:
+        config = make_config(receivers=two_integrations(receiver),
+                             delivery={"max_attempts": 3, "initial_backoff": "100ms", "max_backoff": "1s",
+                                       "queue_size": 2})
+        pipeline = await start_pipeline(config)
+        assert (await post(pipeline.ingest_url, groups(6)))[0] == 200
+        # One request held, two queued behind it, three dead-lettered: the fast integration gets all six.
+        await eventually(lambda: len(receiver.payloads("/fast")) == 6 and receiver.waiting == 1)
+
+        async def backlog_letters() -> list[dict[str, Any]]:
+            code, out, err = await cli(pipeline, "dlq", "list", "--json", "--receiver", "admins")
+            assert code == 0, err
+            return [orjson.loads(line) for line in out.splitlines()]
+
+        letters = await until(backlog_letters, lambda found: len(found) >= 3)
+        assert len(letters) == 3
+        assert all(letter["reason"] == "receiver backlog full (2 notifications queued)" for letter in letters)
+        assert {letter["notification"]["integration"] for letter in letters} == {"webhook/1"}
+
+        receiver.gate.set()
+        await eventually(lambda: len(receiver.payloads("/slow")) == 3)
+        code, _, err = await cli(pipeline, "dlq", "replay", "--receiver", "admins")
+        assert code == 0, err
+        await eventually(lambda: len(receiver.payloads("/slow")) == 6)
+        assert receiver.group_keys("/slow") == receiver.group_keys("/fast")
+    finally:
+        await receiver.stop()
