@@ -13,7 +13,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from tests.harness import ROOT, PipelineProcesses, Receiver, base_config, eventually
+from tests.harness import ROOT, PipelineProcesses, Receiver, base_config, eventually, read_topic
 from tests.test_end_to_end import alert, post
 
 
