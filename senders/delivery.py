@@ -16,9 +16,10 @@ Guarantees, and how they are kept:
   the log is skipped. The window left is between the receiver's answer and the log's changelog
   write (milliseconds); a crash inside it re-sends once.
 - **Receivers are independent.** Each integration of each receiver has its own bounded queue and
-  worker task, its own retries and a per-attempt timeout, so a slow or dead receiver only delays its
-  own notifications. When its queue is full the new notification is dead-lettered with the reason
-  (``alert-pipeline dlq replay`` re-sends it) instead of stalling the stream for everyone.
+  worker task, and its own retries; each request has the integration's timeout. So a slow or dead
+  receiver only delays its own notifications. When its queue is full the new notification is
+  dead-lettered with the reason (``alert-pipeline dlq replay`` re-sends it) instead of stalling the
+  stream for everyone.
 - **Bounded memory.** Per-integration queues hold at most ``delivery.queue_size`` notifications and
   the worker holds at most ``delivery.max_in_flight`` unfinished events before it stops reading.
 
@@ -206,11 +207,9 @@ class Delivery:
         backoff = policy.initial_backoff
         for attempt in range(1, policy.max_attempts + 1):
             try:
-                try:
-                    async with asyncio.timeout(sender.config.timeout):
-                        await sender.send(notification)
-                except TimeoutError:
-                    raise DeliveryError(f"no answer within {sender.config.timeout:g}s") from None
+                # Each request of a sender has the integration's timeout (post_json, SMTP); the attempt as
+                # a whole has none, because a split message or a rate-limit wait may rightly take longer.
+                await sender.send(notification)
             except DeliveryError as exc:
                 log.warning("delivery %s to %s/%s %s failed (attempt %d): %s", notification.id, *labels,
                             attempt, exc)
