@@ -52,13 +52,13 @@ async def read_topic(settings: KafkaSettings, topic: str) -> list[ConsumerRecord
         ends = await consumer.end_offsets(assigned)
         await consumer.seek_to_beginning(*assigned)
         records: list[ConsumerRecord] = []
-        remaining = {tp for tp in assigned if ends[tp] > await consumer.position(tp)}
+        # Done with a partition once a record at or past its end offset minus one was read.
+        remaining = {tp for tp in assigned if ends[tp] > 0}
         while remaining:
             batches = await consumer.getmany(*remaining, timeout_ms=1000)
-            for batch in batches.values():
+            for tp, batch in batches.items():
                 records.extend(batch)
-            for tp in list(remaining):
-                if await consumer.position(tp) >= ends[tp]:
+                if batch and batch[-1].offset >= ends[tp] - 1:
                     remaining.discard(tp)
         return records
     finally:

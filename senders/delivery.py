@@ -12,8 +12,9 @@ Guarantees, and how they are kept:
   of a partition strictly in offset order.
 - **No duplicate after a restart.** The delivery log (:class:`DeliveryLog`, a faust table keyed by
   the record's Kafka key, i.e. the aggregation group, so it lives in the same partition as the
-  records it guards) remembers the ids of handled notifications. A re-read record whose id is in
-  the log is skipped. The window left is between the receiver's answer and the log's changelog
+  records it guards) remembers the handled notifications (id and content digest). A re-read record
+  that it knows is skipped, when read and again just before sending (a re-read and a re-flush of the
+  same notification may both be queued). The window left is between the receiver's answer and the log's changelog
   write (milliseconds); a crash inside it re-sends once.
 - **Receivers are independent.** Each integration of each receiver has its own bounded queue and
   worker task, and its own retries; each request has the integration's timeout. So a slow or dead
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections import deque
@@ -104,24 +106,35 @@ class AckTracker:
         await self._room.wait()
 
 
+def delivery_key(notification: Notification) -> str:
+    """What the delivery log remembers: the notification id and a digest of what it says.
+
+    A dispatch that crashed before recording a flush flushes again under the same id, possibly with
+    more alerts: that notification must go out (the digest differs), while a re-read of the very same
+    record must not (same id, same digest)."""
+    content = sorted((a.get("fingerprint", ""), a["status"]) for a in notification.alerts)
+    return f"{notification.id}#{hashlib.blake2b(orjson.dumps(content), digest_size=8).hexdigest()}"
+
+
 class DeliveryLog:
     """Which notifications were handled (sent or dead-lettered), per aggregation group.
 
-    A table value is ``{"_p": partition, "ids": [...]}``, the newest ``size`` ids of the group: a
-    re-read after a crash only concerns records newer than the last commit, so a short memory is enough.
+    A table value is ``{"_p": partition, "ids": [...]}``, the newest ``size`` delivery keys of the
+    group: a re-read after a crash only concerns records newer than the last commit, so a short memory
+    is enough.
     """
 
     def __init__(self, pipeline: Pipeline):
         self.table = pipeline.table("delivery-log", help="Notification ids already delivered or dead-lettered")
         self.size = pipeline.config.delivery.log_size
 
-    def handled(self, key: str, notification_id: str) -> bool:
+    def handled(self, key: str, notification: Notification) -> bool:
         value = self.table.get(key)
-        return value is not None and notification_id in value["ids"]
+        return value is not None and delivery_key(notification) in value["ids"]
 
-    def record(self, key: str, partition: int, notification_id: str) -> None:
+    def record(self, key: str, partition: int, notification: Notification) -> None:
         value = self.table.get(key)
-        ids = [*(value["ids"] if value else ()), notification_id][-self.size:]
+        ids = [*(value["ids"] if value else ()), delivery_key(notification)][-self.size:]
         self.table[key] = {"_p": partition, "ids": ids}
 
 
@@ -233,6 +246,11 @@ class Delivery:
         while True:
             work = await queue.get()
             gauge.set(queue.qsize())
+            if self.log.handled(work.key, work.notification):
+                # The same notification twice in the queue (a re-read and a re-flush): the first was sent.
+                NOTIFICATIONS_SKIPPED.labels(work.notification.tenant).inc()
+                self.acks.done(work.slot)
+                continue
             while True:
                 try:
                     await self.deliver(work)
@@ -240,7 +258,7 @@ class Delivery:
                 except Exception:  # e.g. the dead-letter write failed: keep the event unacked, try again
                     log.exception("delivery of %s failed unexpectedly; retrying", work.notification.id)
                     await asyncio.sleep(self.pipeline.config.delivery.max_backoff)
-            self.log.record(work.key, work.slot.event.message.partition, work.notification.id)
+            self.log.record(work.key, work.slot.event.message.partition, work.notification)
             self.acks.done(work.slot)
 
     def _queue(self, key: IntegrationKey) -> asyncio.Queue[Work]:
@@ -261,7 +279,7 @@ class Delivery:
             await self._dead_letter(key, reason, 0, {"raw": bytes(event.value).decode(errors="replace")})
             self.acks.done(slot)
             return
-        if self.log.handled(key, notification.id):
+        if self.log.handled(key, notification):
             NOTIFICATIONS_SKIPPED.labels(notification.tenant).inc()
             self.acks.done(slot)
             return
@@ -272,7 +290,7 @@ class Delivery:
             await asyncio.sleep(0)  # an idle worker takes its next item only when we yield
         if queue.full():
             await self._give_up(work, f"receiver backlog full ({queue.maxsize} notifications queued)", 0)
-            self.log.record(key, event.message.partition, notification.id)
+            self.log.record(key, event.message.partition, notification)
             self.acks.done(slot)
             return
         queue.put_nowait(work)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from collections import Counter
@@ -64,8 +65,9 @@ def groups(count: int) -> list[dict[str, Any]]:
 
 
 async def cli(pipeline: PipelineProcesses, *args: str) -> tuple[int, str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")}  # the config's broker
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "pipeline.cli", *args, "--config", str(pipeline.path), cwd=ROOT,
+        sys.executable, "-m", "pipeline.cli", *args, "--config", str(pipeline.path), cwd=ROOT, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await process.communicate()
     return process.returncode or 0, out.decode(), err.decode()
@@ -244,8 +246,7 @@ async def test_dead_letters_list_replay_and_history(make_config, start_pipeline,
 
     receiver.status_by_path["/dead"] = 200
     code, out, err = await cli(pipeline, "dlq", "replay")
-    assert code == 0, err
-    assert out.count("replayed ") == 2
+    assert (code, out.count("replayed ")) == (0, 2), err
     await eventually(lambda: len(receiver.payloads("/dead")) == 2, timeout=30)
     await asyncio.sleep(3)
     assert Counter(p["groupKey"] for p in receiver.payloads("/dead")) == Counter(
