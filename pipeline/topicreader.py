@@ -52,13 +52,17 @@ async def read_topic(settings: KafkaSettings, topic: str) -> list[ConsumerRecord
         ends = await consumer.end_offsets(assigned)
         await consumer.seek_to_beginning(*assigned)
         records: list[ConsumerRecord] = []
-        # Done with a partition once a record at or past its end offset minus one was read.
+        # Done with a partition once its last record was read, or its position reached the end offset
+        # (records deleted by retention leave nothing to read before it).
         remaining = {tp for tp in assigned if ends[tp] > 0}
         while remaining:
             batches = await consumer.getmany(*remaining, timeout_ms=1000)
             for tp, batch in batches.items():
                 records.extend(batch)
                 if batch and batch[-1].offset >= ends[tp] - 1:
+                    remaining.discard(tp)
+            for tp in list(remaining):
+                if tp not in batches and await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
         return records
     finally:
