@@ -298,6 +298,15 @@ def _receivers(own: list[NMReceiver]) -> list[dict[str, Any]]:
     return [{"name": UNMATCHED}, *by_name.values()]
 
 
+def _merged(existing: list[dict[str, Any]], own: list[NMReceiver], where: str) -> list[dict[str, Any]]:
+    """The config's receivers plus the NM ones (and ``nm-unmatched``); a name on both sides is an error."""
+    names = {r.get("name") for r in existing}
+    clash = sorted(names & {r.name for r in own})
+    if clash:
+        raise NMError(f"{where}: receivers {clash} are defined both in the config and as Receiver resources")
+    return [*existing, *(r for r in _receivers(own) if r["name"] not in names)]
+
+
 def _paths(settings: dict[str, Any], base: Path) -> list[str]:
     """Resource files, relative ones taken from the config file's directory."""
     return [str(base / path) for path in settings.get("resources") or []]
@@ -320,9 +329,7 @@ def apply(raw: dict[str, Any], base: Path) -> dict[str, Any]:
                      "routes": policy_routes(global_own, resources.routers, policy)}
         root["routes"] = [container, *(root.get("routes") or [])]
     out["route"] = root
-    known = {r["name"] for r in out.get("receivers") or []}
-    added = _receivers(global_own) if global_own or root["receiver"] == UNMATCHED else []
-    out["receivers"] = [*(out.get("receivers") or []), *(r for r in added if r["name"] not in known)]
+    out["receivers"] = _merged(out.get("receivers") or [], global_own, "receivers")
     # Tenant trees group as the global root does (as tenants without a route of their own do).
     grouping = {k: root[k] for k in ("group_by", "group_wait", "group_interval", "repeat_interval") if k in root}
 
@@ -334,7 +341,7 @@ def apply(raw: dict[str, Any], base: Path) -> dict[str, Any]:
             tenant["namespaces"] = [name]  # NM's default tenant key: the tenant is the namespace
         if tenant.get("route"):
             raise NMError(f"tenant {name}: has both a route and Notification Manager receivers")
-        tenant["receivers"] = [*(tenant.get("receivers") or []), *_receivers(own)]
+        tenant["receivers"] = _merged(tenant.get("receivers") or [], own, f"tenant {name}")
         tenant["route"] = {"receiver": UNMATCHED, **grouping, "routes": policy_routes(own, resources.routers, policy)}
     out["tenants"] = list(tenants.values())
     return out

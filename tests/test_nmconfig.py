@@ -132,6 +132,9 @@ def test_bad_resources_are_refused_with_the_resource_named(tmp_path):
     unlabelled["metadata"]["labels"] = {"type": "tenant"}
     with pytest.raises(ConfigError, match="needs the label 'user'"):
         parse_config(nm_config(tmp_path, [unlabelled], tenant_key="user"))
+    clash = nm_config(tmp_path, [nm_receiver("admins", "http://x")])
+    with pytest.raises(ConfigError, match=r"receivers \['admins'\] are defined both"):
+        parse_config(clash)
     with pytest.raises(ConfigError, match="expected apiVersion"):
         parse_config(nm_config(tmp_path, [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}]))
 
