@@ -174,17 +174,17 @@ class Delivery:
             await self._context.http.close()
 
     def sender(self, key: IntegrationKey) -> Sender | None:
-        if key not in self._senders:
-            tenant, receiver_name, integration = key
-            receiver = next(
-                (r for r in self.pipeline.config.receivers_of(tenant) if r.name == receiver_name), None
-            )
-            config = dict(receiver.integrations()).get(integration) if receiver else None
-            if config is None:
-                return None
+        """The sender of an integration, made again when a config reload changed its settings."""
+        tenant, receiver_name, integration = key
+        receiver = next((r for r in self.pipeline.config.receivers_of(tenant) if r.name == receiver_name), None)
+        config = dict(receiver.integrations()).get(integration) if receiver else None
+        if config is None:
+            return None
+        cached = self._senders.get(key)
+        if cached is None or cached.config != config:
             assert self._context is not None
-            self._senders[key] = create_sender(config, self._context)
-        return self._senders[key]
+            self._senders[key] = cached = create_sender(config, self._context)
+        return cached
 
     def _record(self, notification: Notification, attempt: int, outcome: str, error: str = "") -> None:
         self.history.send_soon(key=notification.id, value=orjson.dumps({

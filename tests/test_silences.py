@@ -206,6 +206,7 @@ async def test_reload_applies_a_valid_config_and_refuses_a_bad_one(make_config, 
     await eventually(lambda: names(receiver, "/admins") == ["Before"])  # the worker still runs the old config
 
     config["route"]["routes"] = [{"matchers": ['team="db"'], "receiver": "db"}]
+    config["receivers"][0]["webhook_configs"][0]["url"] = f"{receiver.url}/admins-moved"  # a changed receiver
     # A new rule whose source fired before the reload: the worker re-reads its sources for it.
     config["inhibit_rules"] = [{"source_matchers": ['alertname="Before"'], "target_matchers": ['alertname="Hidden"']}]
     pipeline.path.write_text(yaml.safe_dump(config))
@@ -218,6 +219,8 @@ async def test_reload_applies_a_valid_config_and_refuses_a_bad_one(make_config, 
     await eventually(lambda: names(receiver, "/db") == ["After"])
     status, hidden = await api("GET", f"{url}/api/v2/alerts?filter=alertname%3DHidden")
     assert [a["status"]["inhibitedBy"] for a in hidden] == [[fingerprint(alert("Before", "ns1", team="db")["labels"])]]
+    assert (await post(url, [alert("Later", "ns1")]))[0] == 200
+    await eventually(lambda: names(receiver, "/admins-moved") == ["Later"])  # senders follow the reload
     await asyncio.sleep(2.5)
     assert names(receiver, "/admins") == ["Before"]
     assert pipeline.worker.poll() is None
