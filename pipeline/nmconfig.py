@@ -20,8 +20,10 @@ route agent, dispatch, delivery) is unchanged:
   tenant isolation is decided by the route stage and nowhere else;
 - the route policy shapes each tree (see :func:`policy_routes`); an alert that no route takes goes to a
   receiver without integrations (``nm-unmatched``), which notifies nobody;
-- ``Silence`` resources are parsed into :class:`ScheduledSilence` (cron schedules included) for the
-  silence stage; ``Config`` resources are accepted and checked for their kind only: webhooks need none.
+- ``Silence`` resources are parsed into :class:`ScheduledSilence` (cron schedules included); the config
+  carries them (``Config.scheduled_silences``) and the muter applies them at each flush, for their tenant
+  only (or every scope when global), and names them in the API's ``silencedBy``;
+- ``Config`` resources are accepted and checked for their kind only: webhooks need none.
 
 A label selector maps onto matchers: ``matchLabels`` ``k: v`` -> ``k="v"``; ``In`` -> ``k=~"v1|v2"``;
 ``NotIn`` -> ``k!~"v1|v2"``; ``Exists`` -> ``k=~".+"``; ``DoesNotExist`` -> ``k=""`` (a missing label

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
 from aiohttp import web
@@ -259,3 +260,32 @@ async def test_notification_manager_resources_end_to_end(make_config, start_pipe
         assert {"ns-a", "ns-b", "ns-shared"} <= set(sidecar.calls)
     finally:
         await sidecar.stop()
+
+
+async def test_a_tenant_cron_silence_mutes_only_that_tenants_notifications(make_config, start_pipeline, receiver,
+                                                                        tmp_path):
+    """A Silence resource of tenant ns-b (a cron window open now) keeps Backup from ns-b's receiver; ns-a's
+    receiver still gets its Backup, and the API names the silence."""
+    silence = {"apiVersion": API, "kind": "Silence",
+               "metadata": {"name": "backup-window", "labels": {"type": "tenant", "namespace": "ns-b"}},
+               "spec": {"matcher": {"matchLabels": {"alertname": "Backup"}}, "schedule": "* * * * *",
+                        "duration": "1h"}}
+    resources = [nm_receiver("a-hook", f"{receiver.url}/a", tenant="ns-a", key="namespace"),
+                 nm_receiver("b-hook", f"{receiver.url}/b", tenant="ns-b", key="namespace"), silence]
+    nm = nm_config(tmp_path, resources)
+    config = make_config(receivers=[{"name": "admins"}], notification_manager=nm["notification_manager"])
+    config["route"]["group_by"] = ["namespace"]  # one group per tenant: the flush that sends Other skips Backup
+    pipeline = await start_pipeline(config)
+    alerts = [{"labels": {"alertname": "Backup", "namespace": "ns-a"}},
+              {"labels": {"alertname": "Backup", "namespace": "ns-b"}},
+              {"labels": {"alertname": "Other", "namespace": "ns-b"}}]
+    assert (await post(pipeline.ingest_url, alerts))[0] == 200
+
+    await eventually(lambda: receiver.payloads("/a") and receiver.payloads("/b"), timeout=15)
+    assert [a["labels"]["alertname"] for a in receiver.alerts("/a")] == ["Backup"]
+    assert [a["labels"]["alertname"] for a in receiver.alerts("/b")] == ["Other"]
+    async with aiohttp.ClientSession() as http, http.get(f"{pipeline.ingest_url}/api/v2/alerts") as response:
+        listed = {(a["labels"]["alertname"], a["labels"]["namespace"]): a["status"] for a in await response.json()}
+    assert listed[("Backup", "ns-b")]["silencedBy"] == ["backup-window"]
+    assert listed[("Backup", "ns-b")]["state"] == "suppressed"
+    assert listed[("Backup", "ns-a")]["silencedBy"] == []
