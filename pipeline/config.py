@@ -358,6 +358,9 @@ class NotificationManagerSettings(StrictModel):
     #: The Receiver/Silence label naming the tenant (NM's ``receivers.tenantKey``).
     tenant_key: str = "namespace"
     tenant_sidecar: TenantSidecarSettings | None = None
+    #: Where Kubernetes Secrets are mounted (``<namespace>/<name>/<key>`` files): NM credentials'
+    #: ``valueFrom.secretKeyRef`` are read there.
+    secrets_dir: str | None = None
 
 
 class Config(StrictModel):

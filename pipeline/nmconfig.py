@@ -23,12 +23,12 @@ route agent, dispatch, delivery) is unchanged:
 - ``Silence`` resources are parsed into :class:`ScheduledSilence` (cron schedules included); the config
   carries them (``Config.scheduled_silences``) and the muter applies them at each flush, for their tenant
   only (or every scope when global), and names them in the API's ``silencedBy``;
-- ``Config`` resources are accepted and checked for their kind only: webhooks need none.
+- each enabled channel of a Receiver becomes one integration list of its receiver, with the ``Config``
+  resource it selects and its credentials resolved (see :mod:`pipeline.nmchannels`).
 
 A label selector maps onto matchers: ``matchLabels`` ``k: v`` -> ``k="v"``; ``In`` -> ``k=~"v1|v2"``;
 ``NotIn`` -> ``k!~"v1|v2"``; ``Exists`` -> ``k=~".+"``; ``DoesNotExist`` -> ``k=""`` (a missing label
-matches like an empty one). Only webhook channels are mapped here; a Receiver using another channel
-is refused with a clear message until that channel exists.
+matches like an empty one).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from croniter import croniter
 
 from pipeline.durations import parse_duration
 from pipeline.matchers import Matcher, matches_all
+from pipeline.nmchannels import Credentials, integrations
 
 API_VERSION = "notification.kubesphere.io/v2beta2"
 KINDS = ("Receiver", "Config", "Router", "Silence")
@@ -93,21 +94,6 @@ class NMReceiver:
 
     def matchers(self) -> list[str]:
         return selector_matchers(self.spec.get("alertSelector"), self.where)
-
-    def integration(self) -> dict[str, Any]:
-        if self.channel != "webhook":
-            raise NMError(f"{self.where}: the {self.channel} channel is not supported yet (webhook is)")
-        if self.spec.get("httpConfig"):
-            raise NMError(f"{self.where}: webhook.httpConfig is not supported; put credentials in the url")
-        url = self.spec.get("url")
-        service = self.spec.get("service")
-        if bool(url) == bool(service):
-            raise NMError(f"{self.where}: webhook needs exactly one of url or service")
-        if service:
-            port = service.get("port", 443)
-            url = (f"{service.get('scheme', 'http')}://{service['name']}.{service['namespace']}.svc:{port}"
-                   f"{service.get('path', '')}")
-        return {"url": url}
 
 
 @dataclass(slots=True)
@@ -292,21 +278,29 @@ def policy_routes(own: list[NMReceiver], routers: list[NMRouter], policy: str) -
     return routes
 
 
-def _receivers(own: list[NMReceiver]) -> list[dict[str, Any]]:
-    by_name: dict[str, dict[str, Any]] = {}
-    for receiver in own:
-        entry = by_name.setdefault(receiver.name, {"name": receiver.name, "webhook_configs": []})
-        entry["webhook_configs"].append(receiver.integration())
-    return [{"name": UNMATCHED}, *by_name.values()]
+@dataclass(slots=True)
+class _Mapper:
+    """Turns Receiver resources into our receivers, with the Config resources and credentials they use."""
 
+    configs: list[dict[str, Any]]
+    tenant_key: str
+    credentials: Credentials
 
-def _merged(existing: list[dict[str, Any]], own: list[NMReceiver], where: str) -> list[dict[str, Any]]:
-    """The config's receivers plus the NM ones (and ``nm-unmatched``); a name on both sides is an error."""
-    names = {r.get("name") for r in existing}
-    clash = sorted(names & {r.name for r in own})
-    if clash:
-        raise NMError(f"{where}: receivers {clash} are defined both in the config and as Receiver resources")
-    return [*existing, *(r for r in _receivers(own) if r["name"] not in names)]
+    def receivers(self, own: list[NMReceiver]) -> list[dict[str, Any]]:
+        by_name: dict[str, dict[str, Any]] = {}
+        for receiver in own:
+            entry = by_name.setdefault(receiver.name, {"name": receiver.name})
+            key, configs = integrations(receiver, self.configs, self.tenant_key, self.credentials)
+            entry.setdefault(key, []).extend(configs)
+        return [{"name": UNMATCHED}, *by_name.values()]
+
+    def merged(self, existing: list[dict[str, Any]], own: list[NMReceiver], where: str) -> list[dict[str, Any]]:
+        """The config's receivers plus the NM ones (and ``nm-unmatched``); a name on both sides is an error."""
+        names = {r.get("name") for r in existing}
+        clash = sorted(names & {r.name for r in own})
+        if clash:
+            raise NMError(f"{where}: receivers {clash} are defined both in the config and as Receiver resources")
+        return [*existing, *(r for r in self.receivers(own) if r["name"] not in names)]
 
 
 def _paths(settings: dict[str, Any], base: Path) -> list[str]:
@@ -322,6 +316,8 @@ def apply(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     if policy not in ("All", "RouterFirst", "RouterOnly"):
         raise NMError(f"notification_manager.route_policy must be All, RouterFirst or RouterOnly, not {policy!r}")
     resources = load_resources(_paths(settings, base), tenant_key)
+    secrets_dir = settings.get("secrets_dir")
+    mapper = _Mapper(resources.configs, tenant_key, Credentials(base / secrets_dir if secrets_dir else None))
     out = dict(raw)
 
     root = dict(out.get("route") or {"receiver": UNMATCHED})
@@ -331,7 +327,7 @@ def apply(raw: dict[str, Any], base: Path) -> dict[str, Any]:
                      "routes": policy_routes(global_own, resources.routers, policy)}
         root["routes"] = [container, *(root.get("routes") or [])]
     out["route"] = root
-    out["receivers"] = _merged(out.get("receivers") or [], global_own, "receivers")
+    out["receivers"] = mapper.merged(out.get("receivers") or [], global_own, "receivers")
     # Tenant trees group as the global root does (as tenants without a route of their own do).
     grouping = {k: root[k] for k in ("group_by", "group_wait", "group_interval", "repeat_interval") if k in root}
 
@@ -343,7 +339,7 @@ def apply(raw: dict[str, Any], base: Path) -> dict[str, Any]:
             tenant["namespaces"] = [name]  # NM's default tenant key: the tenant is the namespace
         if tenant.get("route"):
             raise NMError(f"tenant {name}: has both a route and Notification Manager receivers")
-        tenant["receivers"] = _merged(tenant.get("receivers") or [], own, f"tenant {name}")
+        tenant["receivers"] = mapper.merged(tenant.get("receivers") or [], own, f"tenant {name}")
         tenant["route"] = {"receiver": UNMATCHED, **grouping, "routes": policy_routes(own, resources.routers, policy)}
     out["tenants"] = list(tenants.values())
     return out

@@ -126,8 +126,8 @@ def test_tenant_key_namespace_makes_the_namespace_the_tenant(tmp_path):
 
 def test_bad_resources_are_refused_with_the_resource_named(tmp_path):
     bad = nm_receiver("mail", "http://x", tenant="alice")
-    bad["spec"] = {"email": {"to": ["a@example.com"]}}
-    with pytest.raises(ConfigError, match="Receiver 'mail' email: the email channel is not supported"):
+    bad["spec"] = {"sms": {"phoneNumbers": ["13612345678"]}}
+    with pytest.raises(ConfigError, match="Receiver 'mail' sms: the sms channel cannot be mapped"):
         parse_config(nm_config(tmp_path, [bad], tenant_key="user"))
     unlabelled = nm_receiver("hook", "http://x")
     unlabelled["metadata"]["labels"] = {"type": "tenant"}
