@@ -28,7 +28,7 @@ route agent, dispatch, delivery) is unchanged:
 
 A label selector maps onto matchers: ``matchLabels`` ``k: v`` -> ``k="v"``; ``In`` -> ``k=~"v1|v2"``;
 ``NotIn`` -> ``k!~"v1|v2"``; ``Exists`` -> ``k=~".+"``; ``DoesNotExist`` -> ``k=""`` (a missing label
-matches like an empty one).
+matches like an empty one); NM's ``Match`` (``regexValue``, searched) -> ``k=~".*(?:re).*"``.
 """
 
 from __future__ import annotations
@@ -72,8 +72,16 @@ def selector_matchers(selector: dict[str, Any] | None, where: str) -> list[str]:
             out.append(str(Matcher.create(key, "=~", ".+")))
         elif op == "DoesNotExist":
             out.append(str(Matcher.create(key, "=", "")))
+        elif op == "Match":
+            # NM's regex operator searches the value (unanchored); our =~ is anchored as Alertmanager's.
+            regex = expression.get("regexValue") or ""
+            try:
+                re.compile(regex)
+            except re.error as exc:
+                raise NMError(f"{where}: regexValue {regex!r} of {key!r} is not a regular expression: {exc}") from None
+            out.append(str(Matcher.create(key, "=~", f".*(?:{regex}).*")))
         else:
-            raise NMError(f"{where}: unknown selector operator {op!r} (In, NotIn, Exists, DoesNotExist)")
+            raise NMError(f"{where}: unknown selector operator {op!r} (In, NotIn, Exists, DoesNotExist, Match)")
     return out
 
 

@@ -13,7 +13,7 @@ import yaml
 from aiohttp import web
 
 from pipeline.config import ConfigError, parse_config
-from pipeline.nmconfig import UNMATCHED, selector_matchers, silences
+from pipeline.nmconfig import UNMATCHED, selector_matchers, selects, silences
 from pipeline.routing import RoutingTable
 from pipeline.tenancy import TenantResolver
 from tests.harness import Receiver, eventually
@@ -62,6 +62,16 @@ def test_label_selector_becomes_matchers():
         'severity="critical"', 'alertname=~"A\\\\.b|C"', 'team!~"x"', 'pod=~".+"', 'node=""']
     with pytest.raises(ValueError, match="unknown selector operator"):
         selector_matchers({"matchExpressions": [{"key": "a", "operator": "Gt"}]}, "here")
+    # NM's Match operator searches its regexValue in the label (unanchored), as Go's regexp.MatchString.
+    (match,) = selector_matchers({"matchExpressions": [{"key": "pod", "operator": "Match", "regexValue": "^web-"}]},
+                                 "here")
+    assert selects({"matchExpressions": [{"key": "pod", "operator": "Match", "regexValue": "db"}]},
+                   {"pod": "my-db-1"}, "here")
+    assert not selects({"matchExpressions": [{"key": "pod", "operator": "Match", "regexValue": "^web-"}]},
+                       {"pod": "my-web-1"}, "here")
+    assert match == 'pod=~".*(?:^web-).*"'
+    with pytest.raises(ValueError, match="not a regular expression"):
+        selector_matchers({"matchExpressions": [{"key": "a", "operator": "Match", "regexValue": "("}]}, "here")
 
 
 def test_global_and_tenant_receivers_with_alert_selectors(tmp_path):
