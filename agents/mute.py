@@ -3,7 +3,8 @@
 Alertmanager mutes at notification time, not when an alert arrives: a silence created after an alert
 was grouped still mutes it at the group's next flush, and an alert comes back once its silence
 expires. The dispatch stage therefore asks the :class:`Muter` at each flush which alerts of the
-group are muted, for the group's tenant. The ingest asks the same object to report alerts as
+group are muted, for the group's tenant (API silences, Notification Manager Silence resources of the
+config, inhibit rules). The ingest asks the same object to report alerts as
 silenced or inhibited in the v2 API, so both always agree.
 
 A process holds two compacted-topic views: ``silences`` and ``alerts.deduped`` (the latest record of
@@ -15,6 +16,7 @@ not notify an alert whose silence it has not read yet.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from agents.inhibit import Inhibitor, compile_rules
@@ -52,6 +54,7 @@ class Muter:
         """Recompile the inhibit rules of a new config and re-index the source alerts for them (a view
         that kept only the old rules' sources is read again)."""
         self.tenants = TenantResolver(config)
+        self.scheduled = config.scheduled_silences
         self.inhibitor = Inhibitor(compile_rules(config), self.tenants.for_labels)
         if self.sources_only and self.alert_view.started:
             self.alert_view.restart()
@@ -79,9 +82,15 @@ class Muter:
         return [GLOBAL_TENANT, *self.tenants.for_labels(labels)]
 
     def status(self, labels: dict[str, str], tenants: Iterable[str], now: float) -> tuple[list[str], list[str]]:
-        """``(silencedBy, inhibitedBy)``: the silence ids and inhibiting alert fingerprints."""
+        """``(silencedBy, inhibitedBy)``: the silence ids (and names of the config's Notification Manager
+        Silences) and inhibiting alert fingerprints."""
         tenants = list(tenants)
-        return self.silences.muting(labels, tenants, now), self.inhibitor.inhibited_by(labels, tenants, now)
+        silenced = self.silences.muting(labels, tenants, now)
+        if self.scheduled:
+            moment = datetime.fromtimestamp(now, UTC)
+            silenced += sorted(s.name for s in self.scheduled
+                               if any(s.mutes(labels, tenant, moment) for tenant in tenants))
+        return silenced, self.inhibitor.inhibited_by(labels, tenants, now)
 
     def split(self, alerts: dict[str, dict[str, Any]], tenant: str,
               now: float) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 
 from pipeline.channels import (
     INTEGRATION_FIELDS,
@@ -358,6 +358,9 @@ class NotificationManagerSettings(StrictModel):
     #: The Receiver/Silence label naming the tenant (NM's ``receivers.tenantKey``).
     tenant_key: str = "namespace"
     tenant_sidecar: TenantSidecarSettings | None = None
+    #: Where Kubernetes Secrets are mounted (``<namespace>/<name>/<key>`` files): NM credentials'
+    #: ``valueFrom.secretKeyRef`` are read there.
+    secrets_dir: str | None = None
 
 
 class Config(StrictModel):
@@ -377,6 +380,14 @@ class Config(StrictModel):
     time_intervals: list[TimeIntervalConfig] = Field(default_factory=list)
     #: Deprecated spelling of ``time_intervals`` (Alertmanager before 0.24); both may be used.
     mute_time_intervals: list[TimeIntervalConfig] = Field(default_factory=list)
+    # Notification Manager Silence resources (pipeline.nmconfig.ScheduledSilence), set by parse_config:
+    # they come from resource files, not from a key of this document, so they are not a field.
+    _scheduled_silences: list[Any] = PrivateAttr(default_factory=list)
+
+    @property
+    def scheduled_silences(self) -> list[Any]:
+        """The NM Silences (cron or fixed windows) the muter applies beside the API's silences."""
+        return self._scheduled_silences
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
@@ -439,11 +450,13 @@ def parse_config(raw: Any, source: str = "config") -> Config:
         raise ConfigError([("", f"{source}: expected a mapping at the top level")])
     raw = dict(raw)
     _apply_env(raw)
+    scheduled: list[Any] = []
     if raw.get("notification_manager"):
         from pipeline import nmconfig
 
         try:
             base = Path(source).parent if Path(source).is_file() else Path.cwd()
+            scheduled = nmconfig.silences(raw, base)
             raw = nmconfig.apply(raw, base)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise ConfigError([("notification_manager", str(exc))]) from None
@@ -457,6 +470,7 @@ def parse_config(raw: Any, source: str = "config") -> Config:
                 message = "unknown key"
             errors.append((_location(error["loc"]), message))
         raise ConfigError(errors) from None
+    config._scheduled_silences = scheduled
     if config.kafka.sasl_password_file or config.kafka.sasl_password:
         from pipeline.channels import resolve_secret
 

@@ -20,13 +20,15 @@ route agent, dispatch, delivery) is unchanged:
   tenant isolation is decided by the route stage and nowhere else;
 - the route policy shapes each tree (see :func:`policy_routes`); an alert that no route takes goes to a
   receiver without integrations (``nm-unmatched``), which notifies nobody;
-- ``Silence`` resources are parsed into :class:`ScheduledSilence` (cron schedules included) for the
-  silence stage; ``Config`` resources are accepted and checked for their kind only: webhooks need none.
+- ``Silence`` resources are parsed into :class:`ScheduledSilence` (cron schedules included); the config
+  carries them (``Config.scheduled_silences``) and the muter applies them at each flush, for their tenant
+  only (or every scope when global), and names them in the API's ``silencedBy``;
+- each enabled channel of a Receiver becomes one integration list of its receiver, with the ``Config``
+  resource it selects and its credentials resolved (see :mod:`pipeline.nmchannels`).
 
 A label selector maps onto matchers: ``matchLabels`` ``k: v`` -> ``k="v"``; ``In`` -> ``k=~"v1|v2"``;
 ``NotIn`` -> ``k!~"v1|v2"``; ``Exists`` -> ``k=~".+"``; ``DoesNotExist`` -> ``k=""`` (a missing label
-matches like an empty one). Only webhook channels are mapped here; a Receiver using another channel
-is refused with a clear message until that channel exists.
+matches like an empty one); NM's ``Match`` (``regexValue``, searched) -> ``k=~".*(?:re).*"``.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from croniter import croniter
 
 from pipeline.durations import parse_duration
 from pipeline.matchers import Matcher, matches_all
+from pipeline.nmchannels import Credentials, integrations
 
 API_VERSION = "notification.kubesphere.io/v2beta2"
 KINDS = ("Receiver", "Config", "Router", "Silence")
@@ -69,8 +72,16 @@ def selector_matchers(selector: dict[str, Any] | None, where: str) -> list[str]:
             out.append(str(Matcher.create(key, "=~", ".+")))
         elif op == "DoesNotExist":
             out.append(str(Matcher.create(key, "=", "")))
+        elif op == "Match":
+            # NM's regex operator searches the value (unanchored); our =~ is anchored as Alertmanager's.
+            regex = expression.get("regexValue") or ""
+            try:
+                re.compile(regex)
+            except re.error as exc:
+                raise NMError(f"{where}: regexValue {regex!r} of {key!r} is not a regular expression: {exc}") from None
+            out.append(str(Matcher.create(key, "=~", f".*(?:{regex}).*")))
         else:
-            raise NMError(f"{where}: unknown selector operator {op!r} (In, NotIn, Exists, DoesNotExist)")
+            raise NMError(f"{where}: unknown selector operator {op!r} (In, NotIn, Exists, DoesNotExist, Match)")
     return out
 
 
@@ -91,21 +102,6 @@ class NMReceiver:
 
     def matchers(self) -> list[str]:
         return selector_matchers(self.spec.get("alertSelector"), self.where)
-
-    def integration(self) -> dict[str, Any]:
-        if self.channel != "webhook":
-            raise NMError(f"{self.where}: the {self.channel} channel is not supported yet (webhook is)")
-        if self.spec.get("httpConfig"):
-            raise NMError(f"{self.where}: webhook.httpConfig is not supported; put credentials in the url")
-        url = self.spec.get("url")
-        service = self.spec.get("service")
-        if bool(url) == bool(service):
-            raise NMError(f"{self.where}: webhook needs exactly one of url or service")
-        if service:
-            port = service.get("port", 443)
-            url = (f"{service.get('scheme', 'http')}://{service['name']}.{service['namespace']}.svc:{port}"
-                   f"{service.get('path', '')}")
-        return {"url": url}
 
 
 @dataclass(slots=True)
@@ -290,21 +286,29 @@ def policy_routes(own: list[NMReceiver], routers: list[NMRouter], policy: str) -
     return routes
 
 
-def _receivers(own: list[NMReceiver]) -> list[dict[str, Any]]:
-    by_name: dict[str, dict[str, Any]] = {}
-    for receiver in own:
-        entry = by_name.setdefault(receiver.name, {"name": receiver.name, "webhook_configs": []})
-        entry["webhook_configs"].append(receiver.integration())
-    return [{"name": UNMATCHED}, *by_name.values()]
+@dataclass(slots=True)
+class _Mapper:
+    """Turns Receiver resources into our receivers, with the Config resources and credentials they use."""
 
+    configs: list[dict[str, Any]]
+    tenant_key: str
+    credentials: Credentials
 
-def _merged(existing: list[dict[str, Any]], own: list[NMReceiver], where: str) -> list[dict[str, Any]]:
-    """The config's receivers plus the NM ones (and ``nm-unmatched``); a name on both sides is an error."""
-    names = {r.get("name") for r in existing}
-    clash = sorted(names & {r.name for r in own})
-    if clash:
-        raise NMError(f"{where}: receivers {clash} are defined both in the config and as Receiver resources")
-    return [*existing, *(r for r in _receivers(own) if r["name"] not in names)]
+    def receivers(self, own: list[NMReceiver]) -> list[dict[str, Any]]:
+        by_name: dict[str, dict[str, Any]] = {}
+        for receiver in own:
+            entry = by_name.setdefault(receiver.name, {"name": receiver.name})
+            key, configs = integrations(receiver, self.configs, self.tenant_key, self.credentials)
+            entry.setdefault(key, []).extend(configs)
+        return [{"name": UNMATCHED}, *by_name.values()]
+
+    def merged(self, existing: list[dict[str, Any]], own: list[NMReceiver], where: str) -> list[dict[str, Any]]:
+        """The config's receivers plus the NM ones (and ``nm-unmatched``); a name on both sides is an error."""
+        names = {r.get("name") for r in existing}
+        clash = sorted(names & {r.name for r in own})
+        if clash:
+            raise NMError(f"{where}: receivers {clash} are defined both in the config and as Receiver resources")
+        return [*existing, *(r for r in self.receivers(own) if r["name"] not in names)]
 
 
 def _paths(settings: dict[str, Any], base: Path) -> list[str]:
@@ -320,6 +324,8 @@ def apply(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     if policy not in ("All", "RouterFirst", "RouterOnly"):
         raise NMError(f"notification_manager.route_policy must be All, RouterFirst or RouterOnly, not {policy!r}")
     resources = load_resources(_paths(settings, base), tenant_key)
+    secrets_dir = settings.get("secrets_dir")
+    mapper = _Mapper(resources.configs, tenant_key, Credentials(base / secrets_dir if secrets_dir else None))
     out = dict(raw)
 
     root = dict(out.get("route") or {"receiver": UNMATCHED})
@@ -329,7 +335,7 @@ def apply(raw: dict[str, Any], base: Path) -> dict[str, Any]:
                      "routes": policy_routes(global_own, resources.routers, policy)}
         root["routes"] = [container, *(root.get("routes") or [])]
     out["route"] = root
-    out["receivers"] = _merged(out.get("receivers") or [], global_own, "receivers")
+    out["receivers"] = mapper.merged(out.get("receivers") or [], global_own, "receivers")
     # Tenant trees group as the global root does (as tenants without a route of their own do).
     grouping = {k: root[k] for k in ("group_by", "group_wait", "group_interval", "repeat_interval") if k in root}
 
@@ -341,7 +347,7 @@ def apply(raw: dict[str, Any], base: Path) -> dict[str, Any]:
             tenant["namespaces"] = [name]  # NM's default tenant key: the tenant is the namespace
         if tenant.get("route"):
             raise NMError(f"tenant {name}: has both a route and Notification Manager receivers")
-        tenant["receivers"] = _merged(tenant.get("receivers") or [], own, f"tenant {name}")
+        tenant["receivers"] = mapper.merged(tenant.get("receivers") or [], own, f"tenant {name}")
         tenant["route"] = {"receiver": UNMATCHED, **grouping, "routes": policy_routes(own, resources.routers, policy)}
     out["tenants"] = list(tenants.values())
     return out

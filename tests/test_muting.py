@@ -239,3 +239,36 @@ def test_a_worker_muter_keeps_only_inhibition_sources() -> None:
     muter.alert_view.apply("bad", {"no": "labels"})
     assert set(muter.alert_view.items) == {"src"}
     assert muter.status({"severity": "warning", "cluster": "c"}, ["global"], NOW) == ([], ["src"])
+
+
+def test_muter_applies_notification_manager_cron_silences_per_tenant(tmp_path) -> None:
+    """NOW is 08:00 UTC: the 08:00 window (30m) is open, the 20:00 one is not; a tenant's Silence mutes only
+    that tenant's notifications, a global one every scope."""
+    import yaml
+
+    from agents.mute import Muter
+
+    def nm_silence(name: str, labels: dict, schedule: str, **match: str) -> dict:
+        return {"apiVersion": "notification.kubesphere.io/v2beta2", "kind": "Silence",
+                "metadata": {"name": name, "labels": labels},
+                "spec": {"matcher": {"matchLabels": match}, "schedule": schedule, "duration": "30m"}}
+
+    (tmp_path / "nm.yaml").write_text(yaml.safe_dump_all([
+        nm_silence("morning", {"type": "tenant", "user": "bob"}, "0 8 * * *", alertname="Backup"),
+        nm_silence("evening", {"type": "global"}, "0 20 * * *", alertname="Backup"),
+        nm_silence("everyone", {"type": "global"}, "*/15 * * * *", alertname="Deploy"),
+    ]))
+    config = parse_config({"route": {"receiver": "r"}, "receivers": [{"name": "r"}],
+                           "tenants": [{"name": t, "receivers": [{"name": "r"}]} for t in ("bob", "alice")],
+                           "notification_manager": {"resources": [str(tmp_path / "nm.yaml")], "tenant_key": "user"}})
+    muter = Muter(config)
+    backup, deploy = {"alertname": "Backup"}, {"alertname": "Deploy"}
+    assert muter.status(backup, ["bob"], NOW) == (["morning"], [])
+    assert muter.status(backup, ["alice", "global"], NOW) == ([], [])  # bob's silence; "evening" is closed
+    assert muter.status(backup, ["bob"], NOW + 3600) == ([], [])  # the morning window has passed
+    assert muter.status(deploy, ["global"], NOW) == (["everyone"], [])
+    alerts = {"b": {**record("b", alertname="Backup"), "updatedAt": "v1"},
+              "d": {**record("d", alertname="Deploy"), "updatedAt": "v2"}}
+    assert set(muter.split(alerts, "bob", NOW)[0]) == set()
+    assert set(muter.split(alerts, "alice", NOW)[0]) == {"b"}
+    assert set(muter.split(alerts, "bob", NOW + 3600)[0]) == {"b"}  # "everyone" fires every 15m for 30m

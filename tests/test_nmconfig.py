@@ -7,12 +7,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
 from aiohttp import web
 
 from pipeline.config import ConfigError, parse_config
-from pipeline.nmconfig import UNMATCHED, selector_matchers, silences
+from pipeline.nmconfig import UNMATCHED, selector_matchers, selects, silences
 from pipeline.routing import RoutingTable
 from pipeline.tenancy import TenantResolver
 from tests.harness import Receiver, eventually
@@ -61,6 +62,16 @@ def test_label_selector_becomes_matchers():
         'severity="critical"', 'alertname=~"A\\\\.b|C"', 'team!~"x"', 'pod=~".+"', 'node=""']
     with pytest.raises(ValueError, match="unknown selector operator"):
         selector_matchers({"matchExpressions": [{"key": "a", "operator": "Gt"}]}, "here")
+    # NM's Match operator searches its regexValue in the label (unanchored), as Go's regexp.MatchString.
+    (match,) = selector_matchers({"matchExpressions": [{"key": "pod", "operator": "Match", "regexValue": "^web-"}]},
+                                 "here")
+    assert selects({"matchExpressions": [{"key": "pod", "operator": "Match", "regexValue": "db"}]},
+                   {"pod": "my-db-1"}, "here")
+    assert not selects({"matchExpressions": [{"key": "pod", "operator": "Match", "regexValue": "^web-"}]},
+                       {"pod": "my-web-1"}, "here")
+    assert match == 'pod=~".*(?:^web-).*"'
+    with pytest.raises(ValueError, match="not a regular expression"):
+        selector_matchers({"matchExpressions": [{"key": "a", "operator": "Match", "regexValue": "("}]}, "here")
 
 
 def test_global_and_tenant_receivers_with_alert_selectors(tmp_path):
@@ -125,8 +136,8 @@ def test_tenant_key_namespace_makes_the_namespace_the_tenant(tmp_path):
 
 def test_bad_resources_are_refused_with_the_resource_named(tmp_path):
     bad = nm_receiver("mail", "http://x", tenant="alice")
-    bad["spec"] = {"email": {"to": ["a@example.com"]}}
-    with pytest.raises(ConfigError, match="Receiver 'mail' email: the email channel is not supported"):
+    bad["spec"] = {"sms": {"phoneNumbers": ["13612345678"]}}
+    with pytest.raises(ConfigError, match="Receiver 'mail' sms: the sms channel cannot be mapped"):
         parse_config(nm_config(tmp_path, [bad], tenant_key="user"))
     unlabelled = nm_receiver("hook", "http://x")
     unlabelled["metadata"]["labels"] = {"type": "tenant"}
@@ -259,3 +270,32 @@ async def test_notification_manager_resources_end_to_end(make_config, start_pipe
         assert {"ns-a", "ns-b", "ns-shared"} <= set(sidecar.calls)
     finally:
         await sidecar.stop()
+
+
+async def test_a_tenant_cron_silence_mutes_only_that_tenants_notifications(make_config, start_pipeline, receiver,
+                                                                        tmp_path):
+    """A Silence resource of tenant ns-b (a cron window open now) keeps Backup from ns-b's receiver; ns-a's
+    receiver still gets its Backup, and the API names the silence."""
+    silence = {"apiVersion": API, "kind": "Silence",
+               "metadata": {"name": "backup-window", "labels": {"type": "tenant", "namespace": "ns-b"}},
+               "spec": {"matcher": {"matchLabels": {"alertname": "Backup"}}, "schedule": "* * * * *",
+                        "duration": "1h"}}
+    resources = [nm_receiver("a-hook", f"{receiver.url}/a", tenant="ns-a", key="namespace"),
+                 nm_receiver("b-hook", f"{receiver.url}/b", tenant="ns-b", key="namespace"), silence]
+    nm = nm_config(tmp_path, resources)
+    config = make_config(receivers=[{"name": "admins"}], notification_manager=nm["notification_manager"])
+    config["route"]["group_by"] = ["namespace"]  # one group per tenant: the flush that sends Other skips Backup
+    pipeline = await start_pipeline(config)
+    alerts = [{"labels": {"alertname": "Backup", "namespace": "ns-a"}},
+              {"labels": {"alertname": "Backup", "namespace": "ns-b"}},
+              {"labels": {"alertname": "Other", "namespace": "ns-b"}}]
+    assert (await post(pipeline.ingest_url, alerts))[0] == 200
+
+    await eventually(lambda: receiver.payloads("/a") and receiver.payloads("/b"), timeout=15)
+    assert [a["labels"]["alertname"] for a in receiver.alerts("/a")] == ["Backup"]
+    assert [a["labels"]["alertname"] for a in receiver.alerts("/b")] == ["Other"]
+    async with aiohttp.ClientSession() as http, http.get(f"{pipeline.ingest_url}/api/v2/alerts") as response:
+        listed = {(a["labels"]["alertname"], a["labels"]["namespace"]): a["status"] for a in await response.json()}
+    assert listed[("Backup", "ns-b")]["silencedBy"] == ["backup-window"]
+    assert listed[("Backup", "ns-b")]["state"] == "suppressed"
+    assert listed[("Backup", "ns-a")]["silencedBy"] == []
