@@ -97,14 +97,4 @@ def create_app(config: Config) -> tuple[faust.App, Pipeline]:
     from agents import mute  # no agent: the views and the muter that dispatch asks at each flush
 
     mute.register(pipeline)
-
-    @app.task
-    async def warm_up_producer() -> None:
-        """Learn every output topic's partitions at start: the first send to a topic otherwise waits
-        for a metadata round trip, which delayed the first notifications by about a second."""
-        producer = await app.maybe_start_producer()
-        client = producer._ensure_producer()  # type: ignore[attr-defined]  # faust exposes no partitions_for
-        for topic in pipeline.topics.all_topics(config):
-            await client.partitions_for(topic)
-
     return app, pipeline

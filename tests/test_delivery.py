@@ -61,6 +61,15 @@ def two_integrations(receiver: Receiver, slow_timeout: str = "60s") -> list[dict
     ]}]
 
 
+async def fast_delivered_while_slow_held(receiver: GatedReceiver) -> None:
+    """The fast integration got all six notifications while one request waits at the slow one."""
+    try:
+        await eventually(lambda: len(receiver.payloads("/fast")) == 6 and receiver.waiting == 1)
+    except AssertionError:
+        raise AssertionError(f"fast got {len(receiver.payloads('/fast'))} of 6, {receiver.waiting} request(s) "
+                             f"held at the slow one (want 1)") from None
+
+
 def groups(count: int) -> list[dict[str, Any]]:
     return [alert(f"Alert{i}", "ns1") for i in range(count)]
 
@@ -196,11 +205,7 @@ async def test_kill_9_mid_delivery_loses_nothing_and_duplicates_nothing(own_brok
     try:
         pipeline = await start_pipeline(base_config(broker, tmp_path, receivers=two_integrations(receiver)))
         assert (await post(pipeline.ingest_url, groups(6)))[0] == 200
-        try:
-            await eventually(lambda: len(receiver.payloads("/fast")) == 6 and receiver.waiting == 1)
-        except AssertionError:
-            raise AssertionError(f"fast got {len(receiver.payloads('/fast'))} of 6, {receiver.waiting} request(s) "
-                                 f"held at the slow one (want 1)") from None
+        await fast_delivered_while_slow_held(receiver)
         await asyncio.sleep(1)  # the delivery log's changelog writes are batched (linger): let them land
         pipeline.kill_worker()
         receiver.gate.set()  # the held request's sender is dead: it is not a delivery
@@ -292,11 +297,7 @@ async def test_full_receiver_backlog_is_dead_lettered_not_stalling_others(make_c
         pipeline = await start_pipeline(config)
         assert (await post(pipeline.ingest_url, groups(6)))[0] == 200
         # One request held, two queued behind it, three dead-lettered: the fast integration gets all six.
-        try:
-            await eventually(lambda: len(receiver.payloads("/fast")) == 6 and receiver.waiting == 1)
-        except AssertionError:
-            raise AssertionError(f"fast got {len(receiver.payloads('/fast'))} of 6, {receiver.waiting} request(s) "
-                                 f"held at the slow one (want 1)") from None
+        await fast_delivered_while_slow_held(receiver)
 
         async def backlog_letters() -> list[dict[str, Any]]:
             code, out, err = await cli(pipeline, "dlq", "list", "--json", "--receiver", "admins")
