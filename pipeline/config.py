@@ -304,7 +304,8 @@ class DeliverySettings(StrictModel):
     initial_backoff: Duration = 0.5
     max_backoff: Duration = 30.0
     #: Notifications waiting per integration of a receiver; beyond it they are dead-lettered (with
-    #: the reason, replayable) rather than let one dead receiver hold up everyone else.
+    #: the reason, replayable) rather than let one dead receiver hold up everyone else. It bounds a
+    #: burst too: size it above the most notifications one integration gets within one request's time.
     queue_size: int = Field(default=1000, ge=1)
     #: Notifications read but not yet committable in one worker; beyond it the worker stops reading.
     max_in_flight: int = Field(default=10000, ge=1)
