@@ -12,7 +12,6 @@ from typing import Any
 
 import aiohttp
 import orjson
-import pytest
 from aiohttp import web
 
 from tests.harness import ROOT, PipelineProcesses, Receiver, base_config, eventually, read_topic
