@@ -44,7 +44,7 @@ from croniter import croniter
 
 from pipeline.durations import parse_duration
 from pipeline.matchers import Matcher, matches_all
-from pipeline.nmchannels import Credentials, integrations
+from pipeline.nmchannels import FIELDS, Credentials, integrations
 
 API_VERSION = "notification.kubesphere.io/v2beta2"
 KINDS = ("Receiver", "Config", "Router", "Silence")
@@ -293,13 +293,16 @@ class _Mapper:
     configs: list[dict[str, Any]]
     tenant_key: str
     credentials: Credentials
+    #: Our integration settings per NM channel (``notification_manager.channel_defaults``).
+    defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def receivers(self, own: list[NMReceiver]) -> list[dict[str, Any]]:
         by_name: dict[str, dict[str, Any]] = {}
         for receiver in own:
             entry = by_name.setdefault(receiver.name, {"name": receiver.name})
             key, configs = integrations(receiver, self.configs, self.tenant_key, self.credentials)
-            entry.setdefault(key, []).extend(configs)
+            defaults = self.defaults.get(receiver.channel, {})
+            entry.setdefault(key, []).extend({**defaults, **config} for config in configs)
         return [{"name": UNMATCHED}, *by_name.values()]
 
     def merged(self, existing: list[dict[str, Any]], own: list[NMReceiver], where: str) -> list[dict[str, Any]]:
@@ -316,6 +319,17 @@ def _paths(settings: dict[str, Any], base: Path) -> list[str]:
     return [str(base / path) for path in settings.get("resources") or []]
 
 
+def _channel_defaults(settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    defaults = settings.get("channel_defaults") or {}
+    unknown = sorted(set(defaults) - set(FIELDS))
+    if unknown:
+        raise NMError(f"notification_manager.channel_defaults: unknown channels {unknown} (mapped: {sorted(FIELDS)})")
+    for channel, values in defaults.items():
+        if not isinstance(values, dict):
+            raise NMError(f"notification_manager.channel_defaults.{channel} must be a mapping of integration settings")
+    return defaults
+
+
 def apply(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     """The raw config with the Notification Manager resources it lists merged in (before validation)."""
     settings = raw.get("notification_manager") or {}
@@ -325,7 +339,8 @@ def apply(raw: dict[str, Any], base: Path) -> dict[str, Any]:
         raise NMError(f"notification_manager.route_policy must be All, RouterFirst or RouterOnly, not {policy!r}")
     resources = load_resources(_paths(settings, base), tenant_key)
     secrets_dir = settings.get("secrets_dir")
-    mapper = _Mapper(resources.configs, tenant_key, Credentials(base / secrets_dir if secrets_dir else None))
+    mapper = _Mapper(resources.configs, tenant_key, Credentials(base / secrets_dir if secrets_dir else None),
+                     _channel_defaults(settings))
     out = dict(raw)
 
     root = dict(out.get("route") or {"receiver": UNMATCHED})

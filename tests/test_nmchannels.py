@@ -10,6 +10,8 @@ import pytest
 import yaml
 
 from pipeline.config import Config, ConfigError, parse_config
+from pipeline.routing import RoutingTable
+from tests.test_nmconfig import receivers_for
 
 API = "notification.kubesphere.io/v2beta2"
 
@@ -22,8 +24,9 @@ def secret_ref(name: str, key: str) -> dict[str, Any]:
     return {"valueFrom": {"secretKeyRef": {"namespace": "monitoring", "name": name, "key": key}}}
 
 
-def load(tmp_path: Path, *resources: dict[str, Any], secrets: dict[str, str] | None = None) -> Config:
-    """Parse a config of these resources; ``secrets`` (``name/key`` -> value) are mounted under secrets_dir."""
+def load(tmp_path: Path, *resources: dict[str, Any], secrets: dict[str, str] | None = None, **settings: Any) -> Config:
+    """Parse a config of these resources; ``secrets`` (``name/key`` -> value) are mounted under secrets_dir;
+    ``settings`` are more ``notification_manager`` settings."""
     for path, value in (secrets or {}).items():
         file = tmp_path / "secrets" / "monitoring" / path
         file.parent.mkdir(parents=True, exist_ok=True)
@@ -31,7 +34,7 @@ def load(tmp_path: Path, *resources: dict[str, Any], secrets: dict[str, str] | N
     (tmp_path / "nm.yaml").write_text(yaml.safe_dump_all(list(resources)))
     return parse_config({"route": {"receiver": "admins"}, "receivers": [{"name": "admins"}],
                          "notification_manager": {"resources": [str(tmp_path / "nm.yaml")], "tenant_key": "user",
-                                                  "secrets_dir": str(tmp_path / "secrets")}})
+                                                  "secrets_dir": str(tmp_path / "secrets"), **settings}})
 
 
 def integrations(config: Config, tenant: str, receiver: str) -> list[Any]:
@@ -109,6 +112,88 @@ def test_pushover_profiles_with_the_config_token(tmp_path):
         "u" * 30, "droid2,pixel", "bike", "nm")
     assert (second.reveal("user_key"), second.device) == ("v" * 30, None)
     assert first.reveal("token") == second.reveal("token") == "apptoken"
+
+
+def test_discord_webhook_type_and_mentions(tmp_path, monkeypatch):
+    """NM's Discord is whole in the Receiver: the webhook credential, the message type (content unless
+    embed) and mentions (users, @everyone, roles) in the message content, where they notify."""
+    monkeypatch.setenv("AP_TEST_DISCORD_HOOK", "https://discord.test/api/webhooks/2/b")
+    config = load(
+        tmp_path,
+        resource("Receiver", "chat", GLOBAL, {"discord": {
+            "webhook": secret_ref("chat", "discord"), "mentionedUsers": ["111", "everyone"],
+            "mentionedRoles": ["222"], "alertSelector": {"matchLabels": {"severity": "critical"}},
+            "template": "nm.default.text"}}),
+        resource("Receiver", "embeds", GLOBAL, {"discord": {"webhook": {"value": "${AP_TEST_DISCORD_HOOK}"},
+                                                            "type": "embed"}}),
+        resource("Receiver", "off", GLOBAL, {"discord": {"enabled": False, "webhook": {"value": "https://x"}}}),
+        secrets={"chat/discord": "https://discord.test/api/webhooks/1/a"},
+        channel_defaults={"discord": {"username": "nm", "timeout": "4s", "message_type": "embed"}},
+    )
+    (chat,) = integrations(config, "global", "chat")
+    assert (chat.kind, chat.reveal("webhook_url"), chat.message_type, chat.content) == (
+        "discord", "https://discord.test/api/webhooks/1/a", "content", "<@111>@everyone<@&222>")
+    assert (chat.username, chat.timeout) == ("nm", 4.0)  # channel_defaults fill what NM has no field for
+    (embeds,) = integrations(config, "global", "embeds")
+    assert (embeds.reveal("webhook_url"), embeds.message_type, embeds.content) == (
+        "https://discord.test/api/webhooks/2/b", "embed", None)
+    assert "off" not in {r.name for r in config.receivers}  # its only channel is disabled
+    table = RoutingTable(config)
+    assert receivers_for(table, "global", {"alertname": "X", "severity": "critical"}) == {"chat", "embeds"}
+    assert receivers_for(table, "global", {"alertname": "X", "severity": "info"}) == {"embeds"}
+
+
+def test_telegram_chats_mentions_and_the_selected_config_token(tmp_path):
+    """NM's Telegram: the Receiver's channels (one integration each: chat ids, @channel usernames) and
+    mentioned users; the bot token is the selected Config's telegramTokenSecret."""
+    bob = {"type": "tenant", "user": "bob"}
+    config = load(
+        tmp_path,
+        resource("Config", "default", DEFAULT, {"telegram": {"telegramTokenSecret": {"value": "111:default"}}}),
+        resource("Config", "bob", {**bob, "team": "x"}, {"telegram": {"telegramTokenSecret": secret_ref("tg", "t")}}),
+        resource("Receiver", "bob-tg", bob, {"telegram": {
+            "channels": ["-1001", "@ops_alerts", 42], "mentionedUsers": ["@alice", "bob"],
+            "telegramConfigSelector": {"matchLabels": {"team": "x"}}}}),
+        resource("Receiver", "ops-tg", GLOBAL, {"telegram": {"channels": ["7"]}}),
+        secrets={"tg/t": "222:bob"},
+        channel_defaults={"telegram": {"api_url": "http://127.0.0.1:1", "language": "zh"}},
+    )
+    chats = integrations(config, "bob", "bob-tg")
+    assert [(t.kind, t.chat_id, t.reveal("bot_token"), t.mentions) for t in chats] == [
+        ("telegram", -1001, "222:bob", ["alice", "bob"]), ("telegram", "@ops_alerts", "222:bob", ["alice", "bob"]),
+        ("telegram", 42, "222:bob", ["alice", "bob"])]
+    assert {(t.api_url, t.language) for t in chats} == {("http://127.0.0.1:1", "zh")}
+    (ops,) = integrations(config, "global", "ops-tg")  # a global receiver uses the default Config
+    assert (ops.chat_id, ops.reveal("bot_token"), ops.mentions) == (7, "111:default", [])
+
+
+@pytest.mark.parametrize(("resources", "message"), [
+    ([resource("Receiver", "r", GLOBAL, {"telegram": {"channels": ["ops"]}}),
+      resource("Config", "c", DEFAULT, {"telegram": {"telegramTokenSecret": {"value": "1:t"}}})],
+     r"Receiver 'r' telegram: telegram channel 'ops' is neither a chat id nor an @channelusername"),
+    ([resource("Receiver", "r", GLOBAL, {"telegram": {"channels": ["1"]}}),
+      resource("Config", "c", DEFAULT, {"telegram": {"labels": {"a": "b"}}})],
+     "the telegram Config needs telegramTokenSecret"),
+    ([resource("Receiver", "r", GLOBAL, {"telegram": {"channels": ["1"]}})],
+     "no Config resource with a telegram section"),
+    ([resource("Receiver", "r", GLOBAL, {"telegram": {"mentionedUsers": ["a"]}}),
+      resource("Config", "c", DEFAULT, {"telegram": {"telegramTokenSecret": {"value": "1:t"}}})],
+     "telegram.channels is required"),
+    ([resource("Receiver", "r", GLOBAL, {"discord": {"type": "card", "webhook": {"value": "https://d"}}})],
+     r"Receiver 'r' discord: discord.type must be content or embed, not 'card'"),
+    ([resource("Receiver", "r", GLOBAL, {"discord": {"mentionedUsers": ["1"]}})], "discord.webhook is required"),
+])
+def test_unusable_discord_and_telegram_receivers_are_refused(tmp_path, resources, message):
+    with pytest.raises(ConfigError, match=message):
+        load(tmp_path, *resources)
+
+
+def test_channel_defaults_are_checked(tmp_path):
+    receiver = resource("Receiver", "r", GLOBAL, {"discord": {"webhook": {"value": "https://d"}}})
+    with pytest.raises(ConfigError, match=r"channel_defaults: unknown channels \['sms'\]"):
+        load(tmp_path, receiver, channel_defaults={"sms": {"timeout": "1s"}})
+    with pytest.raises(ConfigError, match=r"discord_configs\[0\]\.colour: unknown key"):
+        load(tmp_path, receiver, channel_defaults={"discord": {"colour": 1}})
 
 
 @pytest.mark.parametrize(("spec", "message"), [
