@@ -99,6 +99,11 @@ class NMReceiver:
     channel: str
     spec: dict[str, Any]
     where: str
+    #: Our receiver's name: the Receiver's, or ``<name>/<channel>`` when it has several channels. A route
+    #: notifies every integration of its receiver, so channels that NM filters (``alertSelector``) and
+    #: routes (a Router's ``type``) one by one must be receivers of their own; one route per channel to a
+    #: shared receiver would also notify each of its integrations once per channel.
+    target: str
 
     def matchers(self) -> list[str]:
         return selector_matchers(self.spec.get("alertSelector"), self.where)
@@ -230,10 +235,11 @@ def load_resources(paths: list[str], tenant_key: str) -> Resources:
                 unknown = set(spec) - set(CHANNELS)
                 if unknown:
                     raise NMError(f"{where}: unknown channels {sorted(unknown)}")
-                for channel, channel_spec in spec.items():
-                    if (channel_spec or {}).get("enabled", True):
-                        resources.receivers.append(
-                            NMReceiver(name, labels, tenant, channel, channel_spec or {}, f"{where} {channel}"))
+                enabled = {channel: body or {} for channel, body in spec.items() if (body or {}).get("enabled", True)}
+                for channel, channel_spec in enabled.items():
+                    resources.receivers.append(NMReceiver(
+                        name, labels, tenant, channel, channel_spec, f"{where} {channel}",
+                        f"{name}/{channel}" if len(enabled) > 1 else name))
             elif kind == "Router":
                 if spec.get("enabled", True):
                     resources.routers.append(NMRouter(
@@ -258,7 +264,7 @@ def load_resources(paths: list[str], tenant_key: str) -> Resources:
 
 
 def _receiver_route(receiver: NMReceiver, extra: list[str] | None = None) -> dict[str, Any]:
-    return {"receiver": receiver.name, "matchers": [*(extra or []), *receiver.matchers()], "continue": True}
+    return {"receiver": receiver.target, "matchers": [*(extra or []), *receiver.matchers()], "continue": True}
 
 
 def policy_routes(own: list[NMReceiver], routers: list[NMRouter], policy: str) -> list[dict[str, Any]]:
@@ -270,8 +276,7 @@ def policy_routes(own: list[NMReceiver], routers: list[NMRouter], policy: str) -
       Router *i* stops the tree when it matches (``continue: false``) and carries the receivers of
       every later router *j* under *j*'s matchers, so all matching routers are still served.
     """
-    candidates = {r.name: r for r in own}
-    per_router = [(router, [r for r in candidates.values() if router.picks(r)]) for router in routers]
+    per_router = [(router, [r for r in own if router.picks(r)]) for router in routers]
     per_router = [(router, picked) for router, picked in per_router if picked]
     routes: list[dict[str, Any]] = []
     for i, (router, picked) in enumerate(per_router):
@@ -299,7 +304,7 @@ class _Mapper:
     def receivers(self, own: list[NMReceiver]) -> list[dict[str, Any]]:
         by_name: dict[str, dict[str, Any]] = {}
         for receiver in own:
-            entry = by_name.setdefault(receiver.name, {"name": receiver.name})
+            entry = by_name.setdefault(receiver.target, {"name": receiver.target})
             key, configs = integrations(receiver, self.configs, self.tenant_key, self.credentials)
             defaults = self.defaults.get(receiver.channel, {})
             entry.setdefault(key, []).extend({**defaults, **config} for config in configs)
@@ -308,7 +313,7 @@ class _Mapper:
     def merged(self, existing: list[dict[str, Any]], own: list[NMReceiver], where: str) -> list[dict[str, Any]]:
         """The config's receivers plus the NM ones (and ``nm-unmatched``); a name on both sides is an error."""
         names = {r.get("name") for r in existing}
-        clash = sorted(names & {r.name for r in own})
+        clash = sorted(names & {r.target for r in own})
         if clash:
             raise NMError(f"{where}: receivers {clash} are defined both in the config and as Receiver resources")
         return [*existing, *(r for r in self.receivers(own) if r["name"] not in names)]

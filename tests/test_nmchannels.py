@@ -11,6 +11,9 @@ import yaml
 
 from pipeline.config import Config, ConfigError, parse_config
 from pipeline.routing import RoutingTable
+from tests.channel_servers import ChannelServer, Request
+from tests.harness import eventually
+from tests.test_end_to_end import alert, post
 from tests.test_nmconfig import receivers_for
 
 API = "notification.kubesphere.io/v2beta2"
@@ -90,7 +93,9 @@ def test_chatbots_dingtalk_feishu_wecom(tmp_path):
         }),
         secrets={"bots/dingtalk": "https://dingtalk.test/robot?access_token=t", "bots/wecom": "https://wecom.test/k"},
     )
-    dingtalk, feishu, wecom = sorted(integrations(config, "global", "bots"), key=lambda i: i.kind)
+    # A Receiver with several channels: one receiver of ours per channel.
+    [dingtalk], [feishu], [wecom] = (integrations(config, "global", f"bots/{c}")
+                                     for c in ("dingtalk", "feishu", "wechat"))
     assert dingtalk.kind == "dingtalk" and dingtalk.reveal("webhook").startswith("https://dingtalk.test/robot")
     assert (dingtalk.reveal("secret"), dingtalk.keywords, dingtalk.at_mobiles, dingtalk.at_all) == (
         "SEC", ["kubesphere"], ["123"], True)
@@ -167,6 +172,28 @@ def test_telegram_chats_mentions_and_the_selected_config_token(tmp_path):
     assert (ops.chat_id, ops.reveal("bot_token"), ops.mentions) == (7, "111:default", [])
 
 
+def test_each_channel_of_a_receiver_has_its_own_alert_selector_and_router_type(tmp_path):
+    """NM filters and routes a Receiver's channels one by one: each becomes a receiver of ours
+    (``<name>/<channel>``), so a channel's alertSelector or a Router's type never reaches another channel,
+    and no integration is notified once per channel."""
+    resources = [
+        resource("Receiver", "team", GLOBAL, {
+            "discord": {"webhook": {"value": "https://d"}, "alertSelector": {"matchLabels": {"severity": "critical"}}},
+            "telegram": {"channels": ["-1"]}}),
+        resource("Config", "c", DEFAULT, {"telegram": {"telegramTokenSecret": {"value": "1:t"}}}),
+        resource("Router", "db", {}, {"alertSelector": {"matchLabels": {"team": "db"}},
+                                      "receivers": {"name": ["team"], "type": "telegram"}}),
+    ]
+    config = load(tmp_path, *resources)
+    table = RoutingTable(config)
+    critical = [r.options.receiver for r in table.match("global", {"alertname": "X", "severity": "critical"})]
+    assert sorted(critical) == ["team/discord", "team/telegram"]  # each once
+    assert receivers_for(table, "global", {"alertname": "X", "severity": "info"}) == {"team/telegram"}
+    only_routers = RoutingTable(load(tmp_path, *resources, route_policy="RouterOnly"))
+    assert receivers_for(only_routers, "global", {"alertname": "X", "severity": "critical", "team": "db"}) == {
+        "team/telegram"}  # the router's type picks that channel only
+
+
 @pytest.mark.parametrize(("resources", "message"), [
     ([resource("Receiver", "r", GLOBAL, {"telegram": {"channels": ["ops"]}}),
       resource("Config", "c", DEFAULT, {"telegram": {"telegramTokenSecret": {"value": "1:t"}}})],
@@ -218,3 +245,67 @@ def test_a_secret_reference_without_secrets_dir_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"refers to Secret 'bots'; set notification_manager\.secrets_dir"):
         parse_config({"route": {"receiver": "admins"}, "receivers": [{"name": "admins"}],
                       "notification_manager": {"resources": [str(tmp_path / "nm.yaml")]}})
+
+
+def discord_content_api(request: Request) -> tuple[int, Any]:
+    """Discord's webhook with NM's defaults: the text as message content (no embed), mentions last."""
+    body = request.json()
+    content = body.get("content") or ""
+    if not request.headers.get("Content-Type", "").startswith("application/json") or "embeds" in body:
+        return 400, {"code": 50006, "message": "Cannot send an empty message"}
+    if len(content) > 2000 or not content.endswith("\n<@111><@&222>"):
+        return 400, {"code": 50035, "message": "Invalid Form Body"}
+    return 204, ""
+
+
+def telegram_chats_api(request: Request) -> tuple[int, Any]:
+    """The Bot API's sendMessage for the two chats of the receiver, the mention on the last line."""
+    body = request.json()
+    if body.get("chat_id") not in (-1001, "@ops_alerts"):
+        return 400, {"ok": False, "error_code": 400, "description": "Bad Request: chat not found"}
+    if body.get("parse_mode") != "HTML" or not body["text"].endswith("\n@alice"):
+        return 400, {"ok": False, "error_code": 400, "description": "Bad Request: can't parse entities"}
+    return 200, {"ok": True, "result": {"message_id": 1}}
+
+
+@pytest.mark.slow
+async def test_nm_discord_and_telegram_receivers_end_to_end(make_config, start_pipeline, tmp_path, monkeypatch):
+    """A tenant's NM Receiver with Discord (webhook from a mounted Secret) and Telegram (token from the
+    default Config, ``${ENV}``): the tenant's alert reaches both loopback APIs, another tenant's never."""
+    api = await ChannelServer().start()
+    try:
+        api.route("/api/webhooks/1/tok", discord_content_api)
+        api.route("/bot111:AAA/sendMessage", telegram_chats_api)
+        monkeypatch.setenv("AP_TEST_TG_TOKEN", "111:AAA")
+        secret = tmp_path / "secrets" / "monitoring" / "shop-chat" / "discord"
+        secret.parent.mkdir(parents=True)
+        secret.write_text(f"{api.url}/api/webhooks/1/tok\n")
+        shop = {"type": "tenant", "namespace": "shop"}
+        (tmp_path / "nm.yaml").write_text(yaml.safe_dump_all([
+            resource("Receiver", "shop-chat", shop, {
+                "discord": {"webhook": secret_ref("shop-chat", "discord"), "mentionedUsers": ["111"],
+                            "mentionedRoles": ["222"]},
+                "telegram": {"channels": ["-1001", "@ops_alerts"], "mentionedUsers": ["alice"]}}),
+            resource("Config", "default", DEFAULT,
+                     {"telegram": {"telegramTokenSecret": {"value": "${AP_TEST_TG_TOKEN}"}}}),
+        ]))
+        config = make_config(receivers=[{"name": "admins"}], notification_manager={
+            "resources": [str(tmp_path / "nm.yaml")], "secrets_dir": str(tmp_path / "secrets"),
+            "channel_defaults": {"telegram": {"api_url": api.url}}})
+        pipeline = await start_pipeline(config)
+        status, _ = await post(pipeline.ingest_url, [alert("PodCrash", "shop", severity="critical"),
+                                                     alert("DiskFull", "other")])
+        assert status == 200
+
+        def chats() -> set[Any]:
+            return {r.json()["chat_id"] for r in api.on("/bot111:AAA/sendMessage")}
+
+        await eventually(lambda: api.on("/api/webhooks/1/tok") and chats() == {-1001, "@ops_alerts"}, timeout=30)
+        [discord] = api.on("/api/webhooks/1/tok")
+        assert discord.json()["content"].startswith("**[FIRING:1] PodCrash")
+        texts = [r.json()["text"] for r in api.on("/bot111:AAA/sendMessage")]
+        assert len(texts) == 2 and all("PodCrash" in t for t in texts)
+        assert api.received == api.accepted  # every request was one the APIs accept
+        assert not any(b"DiskFull" in r.body for r in api.received)  # the other namespace's alert
+    finally:
+        await api.stop()
