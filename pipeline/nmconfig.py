@@ -23,8 +23,10 @@ route agent, dispatch, delivery) is unchanged:
 - ``Silence`` resources are parsed into :class:`ScheduledSilence` (cron schedules included); the config
   carries them (``Config.scheduled_silences``) and the muter applies them at each flush, for their tenant
   only (or every scope when global), and names them in the API's ``silencedBy``;
-- each enabled channel of a Receiver becomes one integration list of its receiver, with the ``Config``
-  resource it selects and its credentials resolved (see :mod:`pipeline.nmchannels`).
+- each enabled channel of a Receiver becomes one integration list of its receiver (of a receiver of
+  its own, ``<name>/<channel>``, when the Receiver has several channels: see :attr:`NMReceiver.target`),
+  with the ``Config`` resource it selects and its credentials resolved (see :mod:`pipeline.nmchannels`),
+  under ``channel_defaults`` (our settings that NM resources have no field for).
 
 A label selector maps onto matchers: ``matchLabels`` ``k: v`` -> ``k="v"``; ``In`` -> ``k=~"v1|v2"``;
 ``NotIn`` -> ``k!~"v1|v2"``; ``Exists`` -> ``k=~".+"``; ``DoesNotExist`` -> ``k=""`` (a missing label
