@@ -13,6 +13,7 @@ from pipeline.config import Config, ConfigError, parse_config
 from pipeline.routing import RoutingTable
 from tests.channel_servers import ChannelServer, Request
 from tests.harness import eventually
+from tests.test_channels import discord_content_api
 from tests.test_end_to_end import alert, post
 from tests.test_nmconfig import receivers_for
 
@@ -247,15 +248,13 @@ def test_a_secret_reference_without_secrets_dir_is_refused(tmp_path):
                       "notification_manager": {"resources": [str(tmp_path / "nm.yaml")]}})
 
 
-def discord_content_api(request: Request) -> tuple[int, Any]:
+def nm_discord_api(request: Request) -> tuple[int, Any]:
     """Discord's webhook with NM's defaults: the text as message content (no embed), mentions last."""
-    body = request.json()
-    content = body.get("content") or ""
-    if not request.headers.get("Content-Type", "").startswith("application/json") or "embeds" in body:
-        return 400, {"code": 50006, "message": "Cannot send an empty message"}
-    if len(content) > 2000 or not content.endswith("\n<@111><@&222>"):
+    if not request.headers.get("Content-Type", "").startswith("application/json"):
+        return 400, {"code": 50109, "message": "The request body contains invalid JSON."}
+    if not (request.json().get("content") or "").endswith("\n<@111><@&222>"):
         return 400, {"code": 50035, "message": "Invalid Form Body"}
-    return 204, ""
+    return discord_content_api(request)
 
 
 def telegram_chats_api(request: Request) -> tuple[int, Any]:
@@ -274,7 +273,7 @@ async def test_nm_discord_and_telegram_receivers_end_to_end(make_config, start_p
     default Config, ``${ENV}``): the tenant's alert reaches both loopback APIs, another tenant's never."""
     api = await ChannelServer().start()
     try:
-        api.route("/api/webhooks/1/tok", discord_content_api)
+        api.route("/api/webhooks/1/tok", nm_discord_api)
         api.route("/bot111:AAA/sendMessage", telegram_chats_api)
         monkeypatch.setenv("AP_TEST_TG_TOKEN", "111:AAA")
         secret = tmp_path / "secrets" / "monitoring" / "shop-chat" / "discord"
