@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from jinja2 import Environment, TemplateSyntaxError
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, StringConstraints, model_validator
 
 from pipeline.durations import Duration
 
@@ -292,8 +292,14 @@ class TelegramConfig(IntegrationConfig):
     api_url: str = "https://api.telegram.org"
     bot_token: SecretStr | None = None
     bot_token_file: str | None = None
-    chat_id: int
+    #: A chat's numeric id, or a public channel's ``@username`` (both are the Bot API's ``chat_id``).
+    chat_id: int | Annotated[str, StringConstraints(pattern=r"^@\w+$")]
     message_thread_id: int | None = None
+    #: Telegram usernames (without ``@``) mentioned on a last line of every message, as Notification
+    #: Manager's ``mentionedUsers`` does: a mention notifies that member even in a muted group.
+    #: At most 50, so that the line they make leaves most of a 4096-character message to the alerts.
+    mentions: list[Annotated[str, StringConstraints(pattern=r"^\w+$")]] = Field(default_factory=list,
+                                                                              max_length=50)
     message: str | None = None
     disable_notifications: bool = False
     #: ``HTML`` (the default templates' markup) or ``""`` for plain text.
@@ -315,6 +321,10 @@ class DiscordConfig(IntegrationConfig):
     content: str | None = None
     username: str | None = None
     avatar_url: str | None = None
+    #: ``embed``: the title and message in an embed, ``content`` beside it. ``content`` (Notification
+    #: Manager's default): the title and message as the message text, split into 2000-character
+    #: messages, each ending with ``content`` (where mentions notify: mentions in an embed do not).
+    message_type: Literal["embed", "content"] = "embed"
     #: Discord allows 30 messages per minute per webhook.
     rate_limit: RateLimit | None = RateLimit(messages=30, per=60.0)
 

@@ -362,6 +362,9 @@ class NotificationManagerSettings(StrictModel):
     #: Where Kubernetes Secrets are mounted (``<namespace>/<name>/<key>`` files): NM credentials'
     #: ``valueFrom.secretKeyRef`` are read there.
     secrets_dir: str | None = None
+    #: Our integration settings for every integration mapped from an NM channel (``{telegram: {api_url:
+    #: ..., timeout: 5s}}``): NM resources have no such fields; what a resource says wins.
+    channel_defaults: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class Config(StrictModel):

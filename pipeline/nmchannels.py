@@ -5,7 +5,7 @@ Pushover ``profiles`` list) and a ``Config`` resource says *how* (the SMTP serve
 Pushover application token). The Receiver picks its Config with ``<channel>ConfigSelector`` (a tenant
 receiver: a Config matching it, of type ``default`` or of its own tenant; otherwise, and always for a
 global receiver: a Config labelled ``type: default``). Channels that are whole in the Receiver
-(webhook, the DingTalk / Feishu / WeCom chatbots) need no Config.
+(webhook, Discord, the DingTalk / Feishu / WeCom chatbots) need no Config.
 
 Secrets are NM *credentials*: ``{value: ...}`` (inline, or ``${ENV}`` as everywhere in our config), or
 ``{valueFrom: {secretKeyRef: {namespace, name, key}}}``, read from the file
@@ -16,10 +16,15 @@ NM's own templates (``template``, ``tmplText``, ``tmplType``) name Go templates 
 not used: our per-channel default templates apply. Parts of a channel that need an application API we
 do not have (DingTalk conversations, Feishu users/departments, WeChat app messages, SMS) are refused
 with the resource named.
+
+NM resources carry none of our delivery settings (``timeout``, ``rate_limit``, ``language``, the
+Telegram ``api_url`` of a self-hosted Bot API server, ...): ``notification_manager.channel_defaults``
+gives them per NM channel, and what a resource says wins over them.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,9 +36,9 @@ if TYPE_CHECKING:
 #: NM channel -> our receiver's integration list.
 FIELDS = {"webhook": "webhook_configs", "email": "email_configs", "slack": "slack_configs",
           "dingtalk": "dingtalk_configs", "feishu": "feishu_configs", "wechat": "wecom_configs",
-          "pushover": "pushover_configs"}
+          "pushover": "pushover_configs", "discord": "discord_configs", "telegram": "telegram_configs"}
 #: Channels whose connection settings live in a ``Config`` resource.
-NEEDS_CONFIG = ("email", "slack", "pushover")
+NEEDS_CONFIG = ("email", "slack", "pushover", "telegram")
 
 
 class Credentials:
@@ -100,7 +105,7 @@ def integrations(receiver: NMReceiver, configs: list[dict[str, Any]], tenant_key
         raise ValueError(f"{where}: the {channel} channel cannot be mapped (supported: {sorted(FIELDS)})")
     config = select_config(receiver, configs, tenant_key) if channel in NEEDS_CONFIG else {}
     build = {"webhook": _webhook, "email": _email, "slack": _slack, "dingtalk": _dingtalk, "feishu": _feishu,
-             "wechat": _wechat, "pushover": _pushover}[channel]
+             "wechat": _wechat, "pushover": _pushover, "discord": _discord, "telegram": _telegram}[channel]
     return FIELDS[channel], build(spec, config, credentials, where)
 
 
@@ -139,13 +144,14 @@ def _email(spec: dict[str, Any], config: dict[str, Any], credentials: Credential
 
 
 def _app_token(spec: dict[str, Any], config: dict[str, Any], credentials: Credentials, where: str,
-               channel: str, targets: str, token: str) -> tuple[list[Any], dict[str, str]]:
-    """An app channel's targets (a Receiver list, one integration each) and the Config's app token."""
+               channel: str, targets: str, token: str, ours: str = "token") -> tuple[list[Any], dict[str, str]]:
+    """An app channel's targets (a Receiver list, one integration each) and the Config's app token (as
+    our secret field ``ours``)."""
     if not spec.get(targets):
         raise ValueError(f"{where}: {channel}.{targets} is required")
     if not config.get(token):
         raise ValueError(f"{where}: the {channel} Config needs {token}")
-    return spec[targets], credentials.field("token", config[token], where)
+    return spec[targets], credentials.field(ours, config[token], where)
 
 
 def _slack(spec: dict[str, Any], config: dict[str, Any], credentials: Credentials,
@@ -204,3 +210,38 @@ def _pushover(spec: dict[str, Any], config: dict[str, Any], credentials: Credent
                 entry[key] = profile[key]
         out.append(entry)
     return out
+
+
+def _discord(spec: dict[str, Any], _: dict[str, Any], credentials: Credentials,
+             where: str) -> list[dict[str, Any]]:
+    if not spec.get("webhook"):
+        raise ValueError(f"{where}: discord.webhook is required")
+    kind = spec.get("type") or "content"  # NM sends the text as the message content unless told embed
+    if kind not in ("content", "embed"):
+        raise ValueError(f"{where}: discord.type must be content or embed, not {kind!r}")
+    # Discord's mention syntax; NM's user "everyone" is @everyone. They go in the message content, where
+    # they notify (in an embed they would only be shown).
+    mentions = ["@everyone" if user == "everyone" else f"<@{user}>" for user in spec.get("mentionedUsers") or []]
+    mentions += [f"<@&{role}>" for role in spec.get("mentionedRoles") or []]
+    out = {**credentials.field("webhook_url", spec["webhook"], where), "message_type": kind}
+    if mentions:
+        out["content"] = "".join(mentions)
+    return [out]
+
+
+def _telegram(spec: dict[str, Any], config: dict[str, Any], credentials: Credentials,
+              where: str) -> list[dict[str, Any]]:
+    chats, token = _app_token(spec, config, credentials, where, "telegram", "channels", "telegramTokenSecret",
+                              ours="bot_token")
+    mentions = [str(user).removeprefix("@") for user in spec.get("mentionedUsers") or []]
+    return [{**token, "chat_id": _chat_id(chat, where), "mentions": mentions} for chat in chats]
+
+
+def _chat_id(channel: Any, where: str) -> int | str:
+    """A Telegram ``channels`` entry: a chat id (negative for groups) or a public channel's ``@username``."""
+    text = str(channel).strip()
+    if re.fullmatch(r"-?\d+", text):
+        return int(text)
+    if re.fullmatch(r"@\w+", text):
+        return text
+    raise ValueError(f"{where}: telegram channel {text!r} is neither a chat id nor an @channelusername")

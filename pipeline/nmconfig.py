@@ -23,8 +23,10 @@ route agent, dispatch, delivery) is unchanged:
 - ``Silence`` resources are parsed into :class:`ScheduledSilence` (cron schedules included); the config
   carries them (``Config.scheduled_silences``) and the muter applies them at each flush, for their tenant
   only (or every scope when global), and names them in the API's ``silencedBy``;
-- each enabled channel of a Receiver becomes one integration list of its receiver, with the ``Config``
-  resource it selects and its credentials resolved (see :mod:`pipeline.nmchannels`).
+- each enabled channel of a Receiver becomes one integration list of its receiver (of a receiver of
+  its own, ``<name>/<channel>``, when the Receiver has several channels: see :attr:`NMReceiver.target`),
+  with the ``Config`` resource it selects and its credentials resolved (see :mod:`pipeline.nmchannels`),
+  under ``channel_defaults`` (our settings that NM resources have no field for).
 
 A label selector maps onto matchers: ``matchLabels`` ``k: v`` -> ``k="v"``; ``In`` -> ``k=~"v1|v2"``;
 ``NotIn`` -> ``k!~"v1|v2"``; ``Exists`` -> ``k=~".+"``; ``DoesNotExist`` -> ``k=""`` (a missing label
@@ -44,7 +46,7 @@ from croniter import croniter
 
 from pipeline.durations import parse_duration
 from pipeline.matchers import Matcher, matches_all
-from pipeline.nmchannels import Credentials, integrations
+from pipeline.nmchannels import FIELDS, Credentials, integrations
 
 API_VERSION = "notification.kubesphere.io/v2beta2"
 KINDS = ("Receiver", "Config", "Router", "Silence")
@@ -99,6 +101,11 @@ class NMReceiver:
     channel: str
     spec: dict[str, Any]
     where: str
+    #: Our receiver's name: the Receiver's, or ``<name>/<channel>`` when it has several channels. A route
+    #: notifies every integration of its receiver, so channels that NM filters (``alertSelector``) and
+    #: routes (a Router's ``type``) one by one must be receivers of their own; one route per channel to a
+    #: shared receiver would also notify each of its integrations once per channel.
+    target: str
 
     def matchers(self) -> list[str]:
         return selector_matchers(self.spec.get("alertSelector"), self.where)
@@ -230,10 +237,11 @@ def load_resources(paths: list[str], tenant_key: str) -> Resources:
                 unknown = set(spec) - set(CHANNELS)
                 if unknown:
                     raise NMError(f"{where}: unknown channels {sorted(unknown)}")
-                for channel, channel_spec in spec.items():
-                    if (channel_spec or {}).get("enabled", True):
-                        resources.receivers.append(
-                            NMReceiver(name, labels, tenant, channel, channel_spec or {}, f"{where} {channel}"))
+                enabled = {channel: body or {} for channel, body in spec.items() if (body or {}).get("enabled", True)}
+                for channel, channel_spec in enabled.items():
+                    resources.receivers.append(NMReceiver(
+                        name, labels, tenant, channel, channel_spec, f"{where} {channel}",
+                        f"{name}/{channel}" if len(enabled) > 1 else name))
             elif kind == "Router":
                 if spec.get("enabled", True):
                     resources.routers.append(NMRouter(
@@ -258,7 +266,7 @@ def load_resources(paths: list[str], tenant_key: str) -> Resources:
 
 
 def _receiver_route(receiver: NMReceiver, extra: list[str] | None = None) -> dict[str, Any]:
-    return {"receiver": receiver.name, "matchers": [*(extra or []), *receiver.matchers()], "continue": True}
+    return {"receiver": receiver.target, "matchers": [*(extra or []), *receiver.matchers()], "continue": True}
 
 
 def policy_routes(own: list[NMReceiver], routers: list[NMRouter], policy: str) -> list[dict[str, Any]]:
@@ -270,8 +278,7 @@ def policy_routes(own: list[NMReceiver], routers: list[NMRouter], policy: str) -
       Router *i* stops the tree when it matches (``continue: false``) and carries the receivers of
       every later router *j* under *j*'s matchers, so all matching routers are still served.
     """
-    candidates = {r.name: r for r in own}
-    per_router = [(router, [r for r in candidates.values() if router.picks(r)]) for router in routers]
+    per_router = [(router, [r for r in own if router.picks(r)]) for router in routers]
     per_router = [(router, picked) for router, picked in per_router if picked]
     routes: list[dict[str, Any]] = []
     for i, (router, picked) in enumerate(per_router):
@@ -293,19 +300,22 @@ class _Mapper:
     configs: list[dict[str, Any]]
     tenant_key: str
     credentials: Credentials
+    #: Our integration settings per NM channel (``notification_manager.channel_defaults``).
+    defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def receivers(self, own: list[NMReceiver]) -> list[dict[str, Any]]:
         by_name: dict[str, dict[str, Any]] = {}
         for receiver in own:
-            entry = by_name.setdefault(receiver.name, {"name": receiver.name})
+            entry = by_name.setdefault(receiver.target, {"name": receiver.target})
             key, configs = integrations(receiver, self.configs, self.tenant_key, self.credentials)
-            entry.setdefault(key, []).extend(configs)
+            defaults = self.defaults.get(receiver.channel, {})
+            entry.setdefault(key, []).extend({**defaults, **config} for config in configs)
         return [{"name": UNMATCHED}, *by_name.values()]
 
     def merged(self, existing: list[dict[str, Any]], own: list[NMReceiver], where: str) -> list[dict[str, Any]]:
         """The config's receivers plus the NM ones (and ``nm-unmatched``); a name on both sides is an error."""
         names = {r.get("name") for r in existing}
-        clash = sorted(names & {r.name for r in own})
+        clash = sorted(names & {r.target for r in own})
         if clash:
             raise NMError(f"{where}: receivers {clash} are defined both in the config and as Receiver resources")
         return [*existing, *(r for r in self.receivers(own) if r["name"] not in names)]
@@ -314,6 +324,17 @@ class _Mapper:
 def _paths(settings: dict[str, Any], base: Path) -> list[str]:
     """Resource files, relative ones taken from the config file's directory."""
     return [str(base / path) for path in settings.get("resources") or []]
+
+
+def _channel_defaults(settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    defaults = settings.get("channel_defaults") or {}
+    unknown = sorted(set(defaults) - set(FIELDS))
+    if unknown:
+        raise NMError(f"notification_manager.channel_defaults: unknown channels {unknown} (mapped: {sorted(FIELDS)})")
+    for channel, values in defaults.items():
+        if not isinstance(values, dict):
+            raise NMError(f"notification_manager.channel_defaults.{channel} must be a mapping of integration settings")
+    return defaults
 
 
 def apply(raw: dict[str, Any], base: Path) -> dict[str, Any]:
@@ -325,7 +346,8 @@ def apply(raw: dict[str, Any], base: Path) -> dict[str, Any]:
         raise NMError(f"notification_manager.route_policy must be All, RouterFirst or RouterOnly, not {policy!r}")
     resources = load_resources(_paths(settings, base), tenant_key)
     secrets_dir = settings.get("secrets_dir")
-    mapper = _Mapper(resources.configs, tenant_key, Credentials(base / secrets_dir if secrets_dir else None))
+    mapper = _Mapper(resources.configs, tenant_key, Credentials(base / secrets_dir if secrets_dir else None),
+                     _channel_defaults(settings))
     out = dict(raw)
 
     root = dict(out.get("route") or {"receiver": UNMATCHED})

@@ -1,5 +1,7 @@
-"""Discord: an embed posted to a channel webhook, truncated to Discord's field limits (as Alertmanager
-does: the title to 256 characters, the description to 4096, the content to 2000)."""
+"""Discord: a message posted to a channel webhook. As an embed (the default), truncated to Discord's
+field limits as Alertmanager does (the title to 256 characters, the description to 4096, the content to
+2000); or, as Notification Manager's ``content`` type, as the message text, split into 2000-character
+messages that each end with the configured ``content`` (its mentions then notify in every piece)."""
 
 from __future__ import annotations
 
@@ -25,6 +27,12 @@ class DiscordSender(Sender):
     async def send(self, notification: Notification) -> None:
         parts = self.render(notification)
         config = self.config
+        if config.message_type == "content":
+            # Half the limit at most for the footer, so that every piece keeps room for the alerts.
+            footer = "\n" + truncate(config.content, MAX_CONTENT_CHARS // 2) if config.content else ""
+            await self.send_split(notification, f"**{parts['title']}**\n{parts['message']}", MAX_CONTENT_CHARS,
+                                  lambda text: self._post({"content": text}), footer=footer)
+            return
         payload: dict[str, Any] = {"embeds": [{
             "title": truncate(parts["title"], MAX_TITLE_CHARS),
             "description": truncate(parts["message"], MAX_DESCRIPTION_CHARS),
@@ -32,6 +40,10 @@ class DiscordSender(Sender):
         }]}
         if config.content:
             payload["content"] = truncate(config.content, MAX_CONTENT_CHARS)
+        await self._post(payload)
+
+    async def _post(self, payload: dict[str, Any]) -> None:
+        config = self.config
         if config.username:
             payload["username"] = config.username
         if config.avatar_url:

@@ -1,5 +1,6 @@
 """Telegram: the Bot API's ``sendMessage``, one message per 4096 characters (a long one is split at
-line ends, so that each alert's lines and the default template's HTML tags stay whole)."""
+line ends, so that each alert's lines and the default template's HTML tags stay whole). Configured
+``mentions`` end every message, so that a split one still notifies them in each piece."""
 
 from __future__ import annotations
 
@@ -18,7 +19,10 @@ class TelegramSender(Sender):
     default_templates = {"message": "telegram.html.j2"}
 
     async def send(self, notification: Notification) -> None:
-        await self.send_split(notification, self.render(notification)["message"], MAX_MESSAGE_CHARS, self._post)
+        mentions = self.config.mentions
+        footer = "\n" + " ".join(f"@{name}" for name in mentions) if mentions else ""
+        await self.send_split(notification, self.render(notification)["message"], MAX_MESSAGE_CHARS, self._post,
+                              footer=footer)
 
     async def _post(self, text: str) -> None:
         config = self.config

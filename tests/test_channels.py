@@ -13,6 +13,7 @@ from urllib.parse import parse_qs
 
 import aiohttp
 import pytest
+from pydantic import ValidationError
 
 from pipeline.channels import INTEGRATION_FIELDS, IntegrationConfig
 from pipeline.models import Notification
@@ -304,6 +305,27 @@ async def test_telegram_html_split_and_retry_after_in_body(server, context, tmp_
     assert limited.value.retryable and limited.value.retry_after == 5.0
 
 
+async def test_telegram_channel_username_and_mentions_end_every_piece(server, context):
+    """Notification Manager's shape: a public channel's @username as chat_id, and mentioned users on the
+    last line of every message of a split notification."""
+    def channel_api(request: Request) -> tuple[int, Any]:
+        body = request.json()
+        if body.get("chat_id") != "@ops_alerts" or len(body["text"]) > 4096:
+            return 400, {"ok": False, "error_code": 400, "description": "Bad Request: chat not found"}
+        return 200, {"ok": True, "result": {"message_id": 2}}
+
+    server.route("/botT:2/sendMessage", channel_api)
+    telegram = sender(context, "telegram_configs", api_url=server.url, bot_token="T:2", chat_id="@ops_alerts",
+                      mentions=["alice", "bob_1"])
+    await telegram.send(notification(*(alert(f"pod-{i}", summary="m" * 200) for i in range(40))))
+    texts = [r.json()["text"] for r in server.on("/botT:2/sendMessage")]
+    assert len(texts) >= 2 and all(t.endswith("\n@alice @bob_1") and len(t) <= 4096 for t in texts)
+    assert sum(t.count("m" * 200) for t in texts) == 40
+    for bad in ({"chat_id": "ops_alerts"}, {"chat_id": -1, "mentions": ["not a name"]}):
+        with pytest.raises(ValidationError):
+            integration("telegram_configs", bot_token="T:2", **bad)
+
+
 # --- Discord -------------------------------------------------------------------------------------------
 
 def discord_api(request: Request) -> tuple[int, Any]:
@@ -331,6 +353,26 @@ async def test_discord_embed_truncated_to_limits(server, context):
     with pytest.raises(DeliveryError) as limited:
         await discord.send(notification(seq=3))
     assert limited.value.retry_after == 0.25
+
+
+def discord_content_api(request: Request) -> tuple[int, Any]:
+    body = request.json()
+    if "embeds" in body or not body.get("content") or len(body["content"]) > 2000:
+        return 400, {"code": 50035, "message": "Invalid Form Body"}
+    return 204, ""
+
+
+async def test_discord_content_type_splits_with_mentions_in_each_message(server, context):
+    server.route("/api/webhooks/2/tok", discord_content_api)
+    discord = sender(context, "discord_configs", webhook_url=f"{server.url}/api/webhooks/2/tok",
+                     message_type="content", content="<@123><@&456>", username="nm")
+    await discord.send(notification(*(alert(f"pod-{i}", summary="c" * 150) for i in range(30))))
+    bodies = [r.json() for r in server.on("/api/webhooks/2/tok")]
+    contents = [b["content"] for b in bodies]
+    assert len(contents) >= 3 and all(c.endswith("\n<@123><@&456>") for c in contents)
+    assert contents[0].startswith("**[FIRING:30] PodCrash")
+    assert sum(c.count("c" * 150) for c in contents) == 30
+    assert {b["username"] for b in bodies} == {"nm"}
 
 
 # --- PagerDuty -----------------------------------------------------------------------------------------
