@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from pipeline.app import Pipeline
-from pipeline.metrics import ALERTS_CHANGED, ALERTS_DEAD_LETTERED, ALERTS_DEDUPLICATED
+from pipeline.metrics import ALERTS_CHANGED, ALERTS_DEDUPLICATED
 from pipeline.models import Alert
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,6 @@ def register(pipeline: Pipeline) -> None:
     app, topics, settings = pipeline.app, pipeline.topics, pipeline.config.worker
     source = pipeline.topic(topics.alerts)
     changes = pipeline.topic(topics.alerts_deduped)
-    dead_letters = pipeline.topic(topics.alerts_dlq)
     table = pipeline.table("dedup-state", help="Merged alert state per fingerprint")
 
     @app.agent(source, name="dedup")
@@ -100,12 +99,7 @@ def register(pipeline: Pipeline) -> None:
                 try:
                     incoming = Alert.from_record(orjson.loads(event.value))
                 except (ValueError, KeyError, TypeError) as exc:
-                    ALERTS_DEAD_LETTERED.labels(topics.alerts).inc()
-                    dead_letters.send_soon(key=event.key, value=orjson.dumps({
-                        "topic": topics.alerts, "partition": event.message.partition,
-                        "offset": event.message.offset, "reason": f"not an alert record: {exc}",
-                        "record": event.value.decode(errors="replace"),
-                    }))
+                    pipeline.dead_letter(event, f"not an alert record: {exc}")
                     continue
                 fp = incoming.fingerprint
                 if fp not in states:

@@ -1,8 +1,11 @@
 """Dispatch stage: ``alerts.routed`` -> ``notifications.<tenant>``, with Alertmanager's grouping timers.
 
-Each aggregation group (one route, one set of group labels, one tenant) lives in a faust table
-keyed by group id, so its alerts, its timers and its notification log survive a worker restart and
-are spread over workers by partition. A timer flushes every group whose time has come:
+Each aggregation group (one route, one set of group labels, one tenant) lives in two faust tables
+(:class:`GroupStore`): its timers, notification log and alert fingerprints in ``groups``, keyed by
+group id, and each of its alerts in ``group-alerts``, one row per alert in the group's partition. So
+its state survives a worker restart and is spread over workers by partition, and a group of
+thousands of alerts costs one small write per changed alert, never a record past Kafka's size limit.
+A timer flushes every group whose time has come:
 
 - a new group waits ``group_wait`` from the moment the ingest accepted its first alert (or flushes
   at once if that alert started longer ago than ``group_wait``, until the group's first flush);
@@ -34,7 +37,7 @@ from typing import Any
 
 import orjson
 
-from pipeline.app import Pipeline
+from pipeline.app import ROW_SEP, Pipeline
 from pipeline.channels import IntegrationConfig
 from pipeline.metrics import GROUPS_ACTIVE, NOTIFICATIONS_CREATED
 from pipeline.models import Alert, Notification
@@ -100,7 +103,7 @@ alert_order = cmp_to_key(_compare_alerts)
 
 @dataclass(slots=True)
 class Group:
-    """An aggregation group as stored in the table."""
+    """An aggregation group: its alert records by fingerprint, its timers and its notification log."""
 
     tenant: str
     route: str
@@ -115,20 +118,21 @@ class Group:
     seq: int = 0
 
     def to_value(self) -> dict[str, Any]:
+        """The group's own row: everything but the alert records, of which only the fingerprints."""
         return {
             "tenant": self.tenant, "route": self.route, "receiver": self.receiver,
             "groupKey": self.group_key, "groupLabels": self.group_labels, "_p": self.partition,
-            "alerts": self.alerts, "next": self.next_flush, "flushed": self.flushed, "seq": self.seq,
+            "alerts": sorted(self.alerts), "next": self.next_flush, "flushed": self.flushed, "seq": self.seq,
             "log": {k: {"firing": sorted(e.firing), "resolved": sorted(e.resolved), "at": e.at}
                     for k, e in self.log.items()},
         }
 
     @classmethod
-    def from_value(cls, value: dict[str, Any]) -> Group:
+    def from_value(cls, value: dict[str, Any], alerts: dict[str, dict[str, Any]]) -> Group:
         return cls(
             tenant=value["tenant"], route=value["route"], receiver=value["receiver"],
             group_key=value["groupKey"], group_labels=value["groupLabels"], partition=value["_p"],
-            alerts=value["alerts"], next_flush=value["next"], flushed=value["flushed"], seq=value["seq"],
+            alerts=alerts, next_flush=value["next"], flushed=value["flushed"], seq=value["seq"],
             log={k: LogEntry(set(e["firing"]), set(e["resolved"]), e["at"]) for k, e in value["log"].items()},
         )
 
@@ -145,17 +149,63 @@ class Group:
             seq=int(now * 1000),
         )
 
-    def insert(self, record: dict[str, Any], options: RouteOptions, now: float) -> None:
+    def insert(self, record: dict[str, Any], options: RouteOptions, now: float) -> bool:
         """Add or update an alert; until the first flush, an alert that is already old flushes at once.
 
         "At once" is when the ingest accepted it, as Alertmanager flushes when the alert reaches it:
         the group's later ticks then keep Alertmanager's schedule instead of lagging by the Kafka hops.
+        Returns whether the group's own row changed (a new fingerprint, an earlier flush).
         """
         alert = Alert.from_record(record)
+        known = alert.fingerprint in self.alerts
         self.alerts[alert.fingerprint] = record
         arrived = min(now, alert.received_at)
-        if not self.flushed and alert.starts_at + options.group_wait < arrived:
-            self.next_flush = min(self.next_flush, arrived)
+        if not self.flushed and alert.starts_at + options.group_wait < arrived < self.next_flush:
+            self.next_flush = arrived
+            return True
+        return not known
+
+
+class GroupStore:
+    """Groups in two tables: ``groups`` (a group's own row) and ``group-alerts`` (one row per alert).
+
+    Writing a group whole at every change would cost a write as large as the group per batch, and a
+    group of a few thousand alerts would exceed Kafka's record size limit and stop the worker; here an
+    alert's change writes that alert's row, and the group's row (fingerprints, timers, log) is written
+    only when it changes.
+    """
+
+    def __init__(self, pipeline: Pipeline):
+        self.groups = pipeline.table("groups", help="Aggregation groups: timers, notification log, fingerprints")
+        self.alerts = pipeline.table("group-alerts", rows=True, help="The alerts of each aggregation group")
+
+    @staticmethod
+    def _row(group_id: str, fingerprint: str) -> str:
+        return f"{group_id}{ROW_SEP}{fingerprint}"
+
+    def load(self, group_id: str, value: dict[str, Any] | None = None) -> Group | None:
+        value = value if value is not None else self.groups.get(group_id)
+        if value is None:
+            return None
+        alerts = {fp: self.alerts.get(self._row(group_id, fp)) for fp in value["alerts"]}
+        return Group.from_value(value, {fp: record for fp, record in alerts.items() if record is not None})
+
+    def save(self, group_id: str, group: Group, alerts: set[str], own_row: bool) -> None:
+        """Write the rows of these (changed) alerts, and the group's own row if it changed."""
+        for fp in alerts:
+            self.alerts[self._row(group_id, fp)] = group.alerts[fp]
+        if own_row:
+            self.groups[group_id] = group.to_value()
+
+    def forget(self, group_id: str, group: Group, fingerprints: set[str]) -> None:
+        """Remove these alerts from the group; the group itself once it has none left."""
+        for fp in fingerprints:
+            del group.alerts[fp]
+            del self.alerts[self._row(group_id, fp)]
+        if group.alerts:
+            self.groups[group_id] = group.to_value()
+        else:
+            del self.groups[group_id]
 
 
 @dataclass(slots=True)
@@ -227,7 +277,7 @@ def next_tick(scheduled: float, interval: float, now: float) -> tuple[float, flo
 def register(pipeline: Pipeline) -> None:
     app, topics = pipeline.app, pipeline.topics
     source = pipeline.topic(topics.alerts_routed)
-    table = pipeline.table("groups", help="Aggregation groups: alerts, timers and notification log")
+    store = GroupStore(pipeline)
     outputs: dict[str, Any] = {}
 
     def output(tenant: str) -> Any:
@@ -238,8 +288,10 @@ def register(pipeline: Pipeline) -> None:
     @app.agent(source, name="dispatch")
     async def dispatch(stream):  # type: ignore[no-untyped-def]
         async for events in pipeline.batches(stream):
-            now = time.time()
+            now, limit = time.time(), pipeline.config.worker.max_group_alerts
             touched: dict[str, Group] = {}
+            changed: dict[str, set[str]] = {}
+            own_rows: set[str] = set()
             for event in events:
                 record = orjson.loads(event.value)
                 key = event.key
@@ -248,19 +300,22 @@ def register(pipeline: Pipeline) -> None:
                     log.warning("dropping alert for route %s of %s, not in the config any more",
                                 record["route"], record["tenant"])
                     continue
-                group = touched.get(key)
+                group = touched.get(key) or store.load(key)
+                fp = record["alert"]["fingerprint"]
+                if group is not None and fp not in group.alerts and len(group.alerts) >= limit:
+                    pipeline.dead_letter(event, f"aggregation group full: {limit} alerts (worker.max_group_alerts)")
+                    continue
                 if group is None:
-                    value = table.get(key)
-                    if value is not None:
-                        group = Group.from_value(value)
-                    elif Alert.from_record(record["alert"]).resolved(now):
+                    if Alert.from_record(record["alert"]).resolved(now):
                         continue  # a resolve for a group that no longer exists notifies nobody
-                    else:
-                        group = Group.new(record, event.message.partition, route.options, now)
-                group.insert(record["alert"], route.options, now)
+                    group = Group.new(record, event.message.partition, route.options, now)
+                    own_rows.add(key)
+                if group.insert(record["alert"], route.options, now):
+                    own_rows.add(key)
                 touched[key] = group
+                changed.setdefault(key, set()).add(fp)
             for key, group in touched.items():
-                table[key] = group.to_value()
+                store.save(key, group, changed[key], key in own_rows)
 
     @app.timer(interval=pipeline.config.worker.tick_interval, name="dispatch-flush")
     async def flush_due_groups() -> None:
@@ -268,21 +323,23 @@ def register(pipeline: Pipeline) -> None:
             return  # a half-recovered table may hold stale versions of groups: flushing them re-sends
         now = time.time()
         due = [
-            (key, Group.from_value(value)) for key, value in list(table.items())
+            (key, value) for key, value in list(store.groups.items())
             if value is not None and value["next"] <= now and pipeline.owns(source.get_topic_name(), value["_p"])
         ]
-        GROUPS_ACTIVE.set(len(table))
+        GROUPS_ACTIVE.set(len(store.groups))
         if not due or not pipeline.muter.ready:
             return  # never notify before every silence and source alert is loaded (e.g. after a restart)
         flushes: list[tuple[str, Group, Flush, float]] = []
         pending = []
-        for key, group in due:
+        for key, value in due:
+            group = store.load(key, value)
+            assert group is not None
             route = pipeline.routing.route(group.tenant, group.route)
             receiver = next((r for r in pipeline.config.receivers_of(group.tenant)
                              if r.name == group.receiver), None)
             if route is None or receiver is None:
                 log.warning("deleting group %s: its route or receiver is not in the config any more", key)
-                del table[key]
+                store.forget(key, group, set(group.alerts))
                 continue
             # Alertmanager's MuteStage: silenced and inhibited alerts are left out before the dedup decision.
             visible, muted_resolved = pipeline.muter.split(group.alerts, group.tenant, now)
@@ -294,28 +351,22 @@ def register(pipeline: Pipeline) -> None:
                 log.debug("group %s not notified: %s", key, result.muted)
             for notification in result.notifications:
                 pending.append(await output(group.tenant).send(
-                    key=key, value=orjson.dumps(notification.to_record())))
+                    key=key, value=notification.encode(pipeline.config.kafka.max_record_bytes)))
                 NOTIFICATIONS_CREATED.labels(group.tenant, group.receiver, notification.integration).inc()
             flushes.append((key, group, result, upcoming))
         # Record the flush only once Kafka has every notification (at-least-once, never lost).
         await asyncio.gather(*pending)
         sent_at = time.time()
         for key, snapshot, result, upcoming in flushes:
-            value = table.get(key)
-            if value is None:
+            # Read again: the stream may have added or updated alerts while the notifications were sent.
+            group = store.load(key)
+            if group is None:
                 continue
-            group = Group.from_value(value)
             for integration, entry in result.log.items():
                 entry.at = sent_at  # Alertmanager logs a notification once it is sent, after its tick
                 group.log[integration] = entry
             group.flushed = True
             group.seq = snapshot.seq + 1
             group.next_flush = upcoming
-            for fp, version in result.resolved_versions.items():
-                if fp in group.alerts and group.alerts[fp]["updatedAt"] == version:
-                    del group.alerts[fp]
-            if group.alerts:
-                table[key] = group.to_value()
-            else:
-                del table[key]
-
+            store.forget(key, group, {fp for fp, version in result.resolved_versions.items()
+                                      if fp in group.alerts and group.alerts[fp]["updatedAt"] == version})

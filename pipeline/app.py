@@ -11,11 +11,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import faust
+import orjson
+from aiokafka.partitioner import murmur2
 from faust.types import TP
 
 from pipeline import codecs
 from pipeline.config import Config
 from pipeline.kafka import faust_options
+from pipeline.metrics import ALERTS_DEAD_LETTERED
 from pipeline.routing import RoutingTable
 from pipeline.tenancy import TenantResolver
 from pipeline.topics import Topics, topics_for
@@ -24,6 +27,28 @@ if TYPE_CHECKING:
     from agents.mute import Muter
 
 log = logging.getLogger(__name__)
+
+
+#: Separates an entity's key from a row's own part in the keys of a :class:`RowTable`.
+ROW_SEP = "\x1f"
+
+
+def key_partition(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2) gives a text key."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+class RowTable(faust.Table):  # type: ignore[misc]
+    """A table of rows keyed ``<entity><ROW_SEP><row>``, each row in the changelog partition of its entity.
+
+    A large entity (an aggregation group of thousands of alerts) is stored as one row per part, so
+    that a change writes one small record instead of the whole entity again, and no record grows past
+    Kafka's size limit. Every row stays in the partition that the entity's own key (the source
+    topic's key) hashes to, so the worker that owns the entity recovers all its rows.
+    """
+
+    def partition_for_key(self, key: str) -> int:
+        return key_partition(key.partition(ROW_SEP)[0], self.partitions)
 
 
 @dataclass
@@ -50,11 +75,15 @@ class Pipeline:
         """A topic of raw bytes values and text keys; agents decode records themselves (orjson)."""
         return self.app.topic(name, key_serializer="text", value_serializer="raw", partitions=None)
 
-    def table(self, name: str, **options: Any) -> faust.Table:
-        """A table of JSON values whose changelog partition follows the key (so timers may write)."""
-        table = self.app.Table(
-            name, default=None, partitions=self.config.kafka.partitions, use_partitioner=True, **options
-        )
+    def table(self, name: str, rows: bool = False, **options: Any) -> faust.Table:
+        """A table of JSON values whose changelog partition follows the key (so timers may write).
+
+        With ``rows``, a :class:`RowTable`: the partition follows the entity part of the key."""
+        kind = RowTable if rows else self.app.conf.Table
+        table = self.app.tables.add(kind(
+            self.app, name=name, default=None, beacon=self.app.tables.beacon,
+            partitions=self.config.kafka.partitions, use_partitioner=not rows, **options,
+        ))
         # faust derives serializers from model types; ours are plain dicts and text keys. The
         # changelog topic, created with the table, must be re-made with them, or recovery would
         # read back with faust's json codec what was written with ours.
@@ -67,6 +96,16 @@ class Pipeline:
         settings = self.config.worker
         take = stream.take_events if events else stream.take
         return take(settings.batch_size, within=settings.batch_linger)
+
+    def dead_letter(self, event: Any, reason: str) -> None:
+        """Put a record of a stream that cannot be processed on ``alerts.dlq``, with where it was and why,
+        instead of failing the batch it came in."""
+        topic = event.message.topic
+        ALERTS_DEAD_LETTERED.labels(topic).inc()
+        self.topic(self.topics.alerts_dlq).send_soon(key=event.key, value=orjson.dumps({
+            "topic": topic, "partition": event.message.partition, "offset": event.message.offset,
+            "reason": reason, "record": bytes(event.value or b"").decode(errors="replace"),
+        }))
 
     def owns(self, topic: str, partition: int) -> bool:
         """Whether this worker is the active owner of a source partition (timers touch only those)."""

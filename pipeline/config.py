@@ -257,6 +257,10 @@ class KafkaSettings(StrictModel):
     linger_ms: int = Field(default=5, ge=0)
     #: Producer batch size per partition; keep it under the broker's message.max.bytes.
     max_batch_bytes: int = Field(default=512 * 1024, ge=16 * 1024)
+    #: The largest record the worker writes: a notification of a huge group is cut to it, its other
+    #: alerts counted in ``truncatedAlerts``. Keep it under the broker's ``message.max.bytes`` and the
+    #: producers' ``max_request_size`` (both about 1 MiB by default).
+    max_record_bytes: int = Field(default=1_000_000, ge=16 * 1024, le=1024 * 1024)
     #: Pause after a fetch that brought nothing (see ``pipeline.kafka.install_idle_fetch_backoff``).
     fetch_idle_backoff: Duration = Field(default=0.02, ge=0)
     #: Consumer group session timeout; the embedded broker needs at least 6 s.
@@ -291,6 +295,10 @@ class WorkerSettings(StrictModel):
     #: How long a resolved alert's dedup state is kept, to absorb late repeats of the resolve.
     dedup_retention: Duration = 3600.0
     batch_size: int = Field(default=500, ge=1)
+    #: Alerts one aggregation group may hold; a new alert past it is dead-lettered on ``alerts.dlq``.
+    #: A group's own record lists its fingerprints (about 20 bytes each, once more per integration's
+    #: notification log), which must stay under ``kafka.max_record_bytes``.
+    max_group_alerts: int = Field(default=10_000, ge=1)
     #: How long an agent waits to fill a batch: each stage adds up to this much latency when traffic
     #: is low; under load batches fill before it passes.
     batch_linger: Duration = Field(default=0.01, gt=0)

@@ -211,6 +211,8 @@ class Notification:
     created_at: float
     #: When the ingest accepted the oldest new alert of this notification (delivery latency).
     received_at: float
+    #: Alerts of the group left out because the record would have exceeded Kafka's size limit.
+    truncated: int = 0
 
     @property
     def status(self) -> str:
@@ -228,7 +230,22 @@ class Notification:
             "reason": self.reason,
             "createdAt": self.created_at,
             "receivedAt": self.received_at,
+            "truncatedAlerts": self.truncated,
         }
+
+    def encode(self, limit: int) -> bytes:
+        """The record as bytes of at most ``limit``: alerts past it are left out (the last ones, in
+        Alertmanager's order) and counted in ``truncatedAlerts``, as a webhook's ``max_alerts`` does.
+
+        A group of tens of thousands of alerts would otherwise make a record the broker refuses,
+        and the flush would fail forever; no receiver could use such a message anyway."""
+        data = orjson.dumps(self.to_record())
+        cut = self
+        while len(data) > limit and len(cut.alerts) > 1:
+            keep = max(1, min(len(cut.alerts) - 1, int(len(cut.alerts) * limit / len(data) * 0.95)))
+            cut = replace(cut, alerts=cut.alerts[:keep], truncated=cut.truncated + len(cut.alerts) - keep)
+            data = orjson.dumps(cut.to_record())
+        return data
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Notification:
@@ -243,6 +260,7 @@ class Notification:
             reason=record.get("reason", ""),
             created_at=record["createdAt"],
             received_at=record.get("receivedAt") or record["createdAt"],
+            truncated=record.get("truncatedAlerts", 0),
         )
 
     def webhook_payload(self, external_url: str, max_alerts: int = 0) -> dict[str, Any]:
@@ -256,7 +274,7 @@ class Notification:
         return {
             "version": "4",
             "groupKey": self.group_key,
-            "truncatedAlerts": len(self.alerts) - len(alerts),
+            "truncatedAlerts": self.truncated + len(self.alerts) - len(alerts),
             "status": "firing" if any(a["status"] == "firing" for a in alerts) else "resolved",
             "receiver": self.receiver,
             "groupLabels": self.group_labels,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+import orjson
+
 from agents.dispatch import Group, LogEntry, alert_order, flush, needs_update, next_tick
 from pipeline.config import parse_config
 from pipeline.models import Alert, Notification
@@ -159,12 +161,28 @@ def test_group_wait_counts_from_the_ingest_and_old_alerts_flush_at_once():
               "alert": received.to_record()}
     group = Group.new(record, 3, options, NOW)
     assert (group.next_flush, group.partition) == (NOW - 1 + 30, 3)  # not delayed by the Kafka hops
-    group.insert(record["alert"], options, NOW)
+    assert group.insert(record["alert"], options, NOW)  # a new fingerprint: the group's own row changed
     assert group.next_flush == NOW + 29
+    assert not group.insert(record["alert"], options, NOW)  # the same alert again: only its own row
     old = Alert({"alertname": "X", "pod": "old"}, {}, NOW - 3600, NOW + 300, received_at=NOW - 0.5).to_record()
-    group.insert(old, options, NOW)
+    assert group.insert(old, options, NOW)
     assert group.next_flush == NOW - 0.5  # started longer ago than group_wait: flush as of its arrival
     group.flushed, group.next_flush = True, NOW + 60
-    group.insert(old, options, NOW + 1)
+    assert not group.insert(old, options, NOW + 1)
     assert group.next_flush == NOW + 60  # after the first flush, only the group_interval ticks
-    assert Group.from_value(group.to_value()) == group
+    value = group.to_value()
+    assert value["alerts"] == sorted(group.alerts)  # the group's row holds fingerprints, not the records
+    assert Group.from_value(value, group.alerts) == group
+
+
+def test_a_notification_too_large_for_kafka_is_cut_and_counts_what_it_left_out():
+    group = make_group(*(record(f"pod-{i:05d}") for i in range(3000)))
+    integrations, options, intervals = setup()
+    notification = flush(group, integrations, options, "gid", NOW, NOW, intervals).notifications[0]
+    whole = notification.encode(10_000_000)
+    cut = orjson.loads(notification.encode(100_000))
+    assert len(whole) > 100_000 and len(orjson.dumps(cut)) <= 100_000
+    assert cut["truncatedAlerts"] == 3000 - len(cut["alerts"]) > 0
+    assert cut["alerts"] == orjson.loads(whole)["alerts"][:len(cut["alerts"])]  # the first ones, in order
+    payload = Notification.from_record(cut).webhook_payload("http://am", max_alerts=10)
+    assert payload["truncatedAlerts"] == 3000 - 10

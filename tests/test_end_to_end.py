@@ -9,7 +9,7 @@ import aiohttp
 import orjson
 
 from pipeline.models import fingerprint
-from tests.harness import eventually
+from tests.harness import eventually, kcat_consume, kcat_produce
 
 
 def alert(name: str, namespace: str, **labels: str) -> dict:
@@ -85,3 +85,49 @@ async def test_send_resolved_false_notifies_firing_only(make_config, start_pipel
     assert receiver.payloads("/loud")[-1]["status"] == "resolved"
     time.sleep(3)
     assert len(receiver.payloads("/quiet")) == 1
+
+
+async def test_a_huge_group_is_stored_per_alert_cut_to_kafkas_limit_and_capped(make_config, start_pipeline, receiver):
+    """A group of 1,200 alerts: each alert is its own small table row, the notification is cut to
+    ``kafka.max_record_bytes`` (the rest counted in ``truncatedAlerts``), and alerts past
+    ``worker.max_group_alerts`` are dead-lettered. Before, the group was one record rewritten whole,
+    and at ~2,000 alerts it outgrew Kafka's 1 MB limit and crashed the worker."""
+    config = make_config(receivers=[{"name": "admins", "webhook_configs": [{"url": f"{receiver.url}/admins"}]}])
+    config["kafka"]["max_record_bytes"] = 64 * 1024
+    config["worker"]["max_group_alerts"] = 1000
+    pipeline = await start_pipeline(config)
+    pods = [alert("NodeDown", "ns1", pod=f"pod-{i:04d}") for i in range(1200)]
+    for i in range(0, len(pods), 300):
+        assert (await post(pipeline.ingest_url, pods[i:i + 300]))[0] == 200
+
+    def whole(payload: dict) -> int:
+        return len(payload["alerts"]) + payload["truncatedAlerts"]
+
+    await eventually(lambda: receiver.payloads() and whole(receiver.payloads()[-1]) == 1000, timeout=60)
+    last = receiver.payloads()[-1]
+    assert 0 < len(last["alerts"]) < 1000 and last["truncatedAlerts"] == 1000 - len(last["alerts"])
+    assert len(orjson.dumps(last)) < 64 * 1024 + 2048  # the record's alerts, plus the v4 envelope
+
+    prefix, bootstrap = config["kafka"]["topic_prefix"], config["kafka"]["bootstrap_servers"]
+    app_id = config["worker"]["app_id"]
+    rows = kcat_consume(bootstrap, f"{app_id}-group-alerts-changelog")
+    groups = [orjson.loads(v) for v in kcat_consume(bootstrap, f"{app_id}-groups-changelog")]
+    assert len(rows) >= 1000 and max(map(len, rows)) < 2048  # one alert per record
+    assert all(isinstance(fp, str) and len(fp) == 16 for g in groups for fp in g["alerts"])  # fingerprints only
+    assert len(groups[-1]["alerts"]) == 1000
+
+    dead = [orjson.loads(v) for v in kcat_consume(bootstrap, f"{prefix}alerts.dlq")]
+    assert len(dead) == 200 and {d["topic"] for d in dead} == {f"{prefix}alerts.routed"}
+    assert {d["reason"] for d in dead} == {"aggregation group full: 1000 alerts (worker.max_group_alerts)"}
+
+
+async def test_an_unreadable_record_on_the_alerts_topic_is_dead_lettered(make_config, start_pipeline, receiver):
+    config = make_config(receivers=[{"name": "admins", "webhook_configs": [{"url": f"{receiver.url}/admins"}]}])
+    pipeline = await start_pipeline(config)
+    prefix, bootstrap = config["kafka"]["topic_prefix"], config["kafka"]["bootstrap_servers"]
+    kcat_produce(bootstrap, f"{prefix}alerts", [b"not json", b'{"labels": "not a map"}'])
+    assert (await post(pipeline.ingest_url, [alert("After", "ns1")]))[0] == 200
+    await eventually(lambda: len(receiver.payloads()) == 1)  # the stream went on
+    dead = [orjson.loads(v) for v in kcat_consume(bootstrap, f"{prefix}alerts.dlq")]
+    assert sorted(d["record"] for d in dead) == ["not json", '{"labels": "not a map"}']
+    assert all(d["reason"].startswith("not an alert record") and d["topic"] == f"{prefix}alerts" for d in dead)
