@@ -1,4 +1,4 @@
-"""Dedup stage: ``alerts`` -> ``alerts.deduped``.
+"""Dedup stage: ``alerts`` -> ``alerts.deduped`` (its state) and ``alerts.routed`` (its changes, routed).
 
 Prometheus re-sends every firing alert at every evaluation, so most records on ``alerts`` change
 nothing. This stage keeps each alert's merged state per fingerprint (a faust table, so it survives
@@ -14,6 +14,12 @@ restarts) and passes an alert on only when something a receiver could see change
 
 Merging follows Alertmanager's ``Alert.Merge``. Resolved alerts are forgotten after
 ``worker.dedup_retention``.
+
+The table's changelog is ``alerts.deduped`` itself (compacted, one state per fingerprint, a tombstone
+when forgotten): the record that persists the state is the one the inhibition and the API's alert
+views read, so a change costs one write, not two. Each change is routed here too
+(:func:`agents.route.routed_records`, stateless) and written to ``alerts.routed``: a separate route
+agent would cost every change one more Kafka hop for no state of its own.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import Any
 
 import orjson
 
+from agents.route import route_changes
 from pipeline.app import Pipeline
 from pipeline.metrics import ALERTS_CHANGED, ALERTS_DEDUPLICATED
 from pipeline.models import Alert
@@ -84,8 +91,9 @@ def decide(previous: DedupState | None, incoming: Alert, now: float) -> tuple[De
 def register(pipeline: Pipeline) -> None:
     app, topics, settings = pipeline.app, pipeline.topics, pipeline.config.worker
     source = pipeline.topic(topics.alerts)
-    changes = pipeline.topic(topics.alerts_deduped)
-    table = pipeline.table("dedup-state", help="Merged alert state per fingerprint")
+    routed = pipeline.topic(topics.alerts_routed)
+    table = pipeline.table("dedup-state", changelog=topics.alerts_deduped,
+                           help="Merged alert state per fingerprint (changelog: alerts.deduped)")
 
     @app.agent(source, name="dedup")
     async def dedup(stream):  # type: ignore[no-untyped-def]
@@ -95,6 +103,7 @@ def register(pipeline: Pipeline) -> None:
             # which is most of the traffic (Prometheus re-sends every alert every evaluation).
             states: dict[str, DedupState | None] = {}
             changed: dict[str, int] = {}
+            changes: list[dict[str, Any]] = []
             for event in events:
                 try:
                     incoming = Alert.from_record(orjson.loads(event.value))
@@ -110,11 +119,13 @@ def register(pipeline: Pipeline) -> None:
                 if change is None:
                     ALERTS_DEDUPLICATED.inc()
                     continue
+                # Later repeats in the batch update the state; each change is routed as it was decided.
                 changed[fp] = event.message.partition
                 ALERTS_CHANGED.labels(change).inc()
-                changes.send_soon(key=fp, value=orjson.dumps(state.alert.to_record()))
+                changes.append(state.alert.to_record())
             for fp, partition in changed.items():
                 table[fp] = states[fp].to_value(partition)  # type: ignore[union-attr]
+            await route_changes(pipeline, changes, routed)
 
     @app.timer(interval=60.0, name="dedup-gc")
     async def forget_resolved() -> None:
@@ -127,7 +138,6 @@ def register(pipeline: Pipeline) -> None:
             and Alert.from_record(value["alert"]).ends_at < horizon
         ]
         for fp in stale:
-            del table[fp]
-            changes.send_soon(key=fp, value=None)  # tombstone: compaction forgets the alert
+            del table[fp]  # a tombstone on alerts.deduped: compaction forgets the alert
         if stale:
             log.info("dedup: forgot %d alerts resolved before the retention", len(stale))

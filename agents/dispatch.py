@@ -39,7 +39,7 @@ import orjson
 
 from pipeline.app import ROW_SEP, Pipeline
 from pipeline.channels import IntegrationConfig
-from pipeline.metrics import GROUPS_ACTIVE, NOTIFICATIONS_CREATED
+from pipeline.metrics import ALERTS_GROUPED, GROUPS_ACTIVE, NOTIFICATIONS_CREATED
 from pipeline.models import Alert, Notification
 from pipeline.routing import RouteOptions
 from pipeline.timeintervals import TimeIntervals
@@ -183,10 +183,15 @@ class GroupStore:
     def _row(group_id: str, fingerprint: str) -> str:
         return f"{group_id}{ROW_SEP}{fingerprint}"
 
-    def load(self, group_id: str, value: dict[str, Any] | None = None) -> Group | None:
+    def load(self, group_id: str, value: dict[str, Any] | None = None, records: bool = True) -> Group | None:
+        """A group with its alert records; without ``records``, with its fingerprints only (mapped to
+        ``None``), which is all that adding alerts needs: a group's records are read at its flushes,
+        not at every batch that touches it."""
         value = value if value is not None else self.groups.get(group_id)
         if value is None:
             return None
+        if not records:
+            return Group.from_value(value, dict.fromkeys(value["alerts"]))  # type: ignore[arg-type]
         alerts = {fp: self.alerts.get(self._row(group_id, fp)) for fp in value["alerts"]}
         return Group.from_value(value, {fp: record for fp, record in alerts.items() if record is not None})
 
@@ -300,7 +305,7 @@ def register(pipeline: Pipeline) -> None:
                     log.warning("dropping alert for route %s of %s, not in the config any more",
                                 record["route"], record["tenant"])
                     continue
-                group = touched.get(key) or store.load(key)
+                group = touched.get(key) or store.load(key, records=False)
                 fp = record["alert"]["fingerprint"]
                 if group is not None and fp not in group.alerts and len(group.alerts) >= limit:
                     pipeline.dead_letter(event, f"aggregation group full: {limit} alerts (worker.max_group_alerts)")
@@ -314,6 +319,7 @@ def register(pipeline: Pipeline) -> None:
                     own_rows.add(key)
                 touched[key] = group
                 changed.setdefault(key, set()).add(fp)
+                ALERTS_GROUPED.labels(group.tenant).inc()
             for key, group in touched.items():
                 store.save(key, group, changed[key], key in own_rows)
 

@@ -43,7 +43,7 @@ class Muter:
         topics = topics_for(config)
         self.sources_only = sources_only
         self.silence_view = CompactedView(config.kafka, topics.silences)
-        self.alert_view = CompactedView(config.kafka, topics.alerts_deduped,
+        self.alert_view = CompactedView(config.kafka, topics.alerts_deduped, field="alert",
                                         keep=self._is_source if sources_only else None)
         self.silences = SilenceIndex()
         self.silence_view.listen(self.silences.on_change)

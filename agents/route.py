@@ -1,9 +1,10 @@
-"""Tenant enrichment and routing: ``alerts.deduped`` -> ``alerts.routed``.
+"""Tenant enrichment and routing of the alerts the dedup stage passes on, to ``alerts.routed``.
 
 Each changed alert is given its tenants (by its ``namespace`` label), then matched against the
 global route tree and against the tree of each of its tenants. One record is written per matched
 route, keyed by the aggregation group, so that a group's alerts meet in one partition (and one
-worker) of the dispatch stage. Stateless: any worker can route any alert.
+worker) of the dispatch stage. Stateless (any worker can route any alert), so it runs inside the
+dedup agent on the changes it decides, rather than as an agent of its own one Kafka hop later.
 
 A tenant's tree only ever sees alerts of that tenant's namespaces: this is where isolation is
 decided, and the only place.
@@ -26,7 +27,7 @@ def group_id(tenant: str, route_id: str, group_labels: str) -> str:
 
 
 def routed_records(pipeline: Pipeline, record: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """The ``(group id, record)`` pairs for one alert record of ``alerts.deduped``."""
+    """The ``(group id, record)`` pairs for one changed alert record."""
     labels = record["labels"]
     tenants = pipeline.tenants.for_labels(labels)
     record["tenants"] = list(tenants)
@@ -49,18 +50,12 @@ def routed_records(pipeline: Pipeline, record: dict[str, Any]) -> list[tuple[str
     return out
 
 
-def register(pipeline: Pipeline) -> None:
-    app, topics = pipeline.app, pipeline.topics
-    source = pipeline.topic(topics.alerts_deduped)
-    routed = pipeline.topic(topics.alerts_routed)
-
-    @app.agent(source, name="route")
-    async def route(stream):  # type: ignore[no-untyped-def]
-        async for values in pipeline.batches(stream, events=False):
-            # None: a tombstone, dedup forgot the alert (the topic is compacted).
-            records = [orjson.loads(value) for value in values if value is not None]
-            await pipeline.tenants.prepare({r["labels"]["namespace"] for r in records if r["labels"].get("namespace")})
-            for alert in records:
-                for key, record in routed_records(pipeline, alert):
-                    ALERTS_ROUTED.labels(record["tenant"]).inc()
-                    routed.send_soon(key=key, value=orjson.dumps(record))
+async def route_changes(pipeline: Pipeline, alerts: list[dict[str, Any]], routed: Any) -> None:
+    """Route changed alert records and write them to ``alerts.routed`` (the ``routed`` topic)."""
+    if not alerts:
+        return
+    await pipeline.tenants.prepare({a["labels"]["namespace"] for a in alerts if a["labels"].get("namespace")})
+    for alert in alerts:
+        for key, record in routed_records(pipeline, alert):
+            ALERTS_ROUTED.labels(record["tenant"]).inc()
+            routed.send_soon(key=key, value=orjson.dumps(record))

@@ -75,21 +75,23 @@ class Pipeline:
         """A topic of raw bytes values and text keys; agents decode records themselves (orjson)."""
         return self.app.topic(name, key_serializer="text", value_serializer="raw", partitions=None)
 
-    def table(self, name: str, rows: bool = False, **options: Any) -> faust.Table:
+    def table(self, name: str, rows: bool = False, changelog: str | None = None, **options: Any) -> faust.Table:
         """A table of JSON values whose changelog partition follows the key (so timers may write).
 
-        With ``rows``, a :class:`RowTable`: the partition follows the entity part of the key."""
+        With ``rows``, a :class:`RowTable`: the partition follows the entity part of the key. With
+        ``changelog``, that topic of ours is the changelog (it must be compacted, and no agent of the
+        app may read it as a stream: faust pauses a changelog's partitions after recovery)."""
         kind = RowTable if rows else self.app.conf.Table
-        table = self.app.tables.add(kind(
-            self.app, name=name, default=None, beacon=self.app.tables.beacon,
-            partitions=self.config.kafka.partitions, use_partitioner=not rows, **options,
-        ))
+        table = kind(self.app, name=name, default=None, beacon=self.app.tables.beacon,
+                     partitions=self.config.kafka.partitions, use_partitioner=not rows, **options)
         # faust derives serializers from model types; ours are plain dicts and text keys. The
-        # changelog topic, created with the table, must be re-made with them, or recovery would
-        # read back with faust's json codec what was written with ours.
+        # changelog topic, made with the table, must be re-made with them, or recovery would read
+        # back with faust's json codec what was written with ours.
         table.key_serializer, table.value_serializer = "text", "orjson"
-        table.changelog_topic = table._new_changelog_topic()
-        return table
+        table.changelog_topic = table._new_changelog_topic() if changelog is None else self.app.topic(
+            changelog, key_serializer="text", value_serializer="orjson", partitions=self.config.kafka.partitions,
+            compacting=True, internal=True, acks=False, allow_empty=True, maxsize=131_072)
+        return self.app.tables.add(table)
 
     def batches(self, stream: Any, events: bool = True) -> Any:
         """Batches of a stream (events, or values), acknowledged only after the batch is processed."""
@@ -128,10 +130,10 @@ def create_app(config: Config) -> tuple[faust.App, Pipeline]:
     )
     pipeline = Pipeline(app, config, topics_for(config))
 
-    from agents import auditing, dedup, dispatch, events, route
+    from agents import auditing, dedup, dispatch, events
     from senders import delivery
 
-    for module in (dedup, route, dispatch, delivery, events, auditing):
+    for module in (dedup, dispatch, delivery, events, auditing):
         module.register(pipeline)
     from agents import mute  # no agent: the views and the muter that dispatch asks at each flush
 

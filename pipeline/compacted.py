@@ -36,9 +36,11 @@ class CompactedView:
     """The current ``{key: decoded value}`` of a compacted topic, kept up to date in the background."""
 
     def __init__(self, settings: KafkaSettings, topic: str, poll_ms: int = 100,
-                 keep: Callable[[Any], bool] | None = None):
+                 keep: Callable[[Any], bool] | None = None, field: str | None = None):
         self.settings = settings
         self.topic = topic
+        #: The part of each record to hold, when the records wrap what the view is about.
+        self.field = field
         #: Which values to hold (others are treated as deleted), for a reader that needs only a part.
         self.keep = keep
         self.items: dict[str, Any] = {}
@@ -135,6 +137,8 @@ class CompactedView:
                     key = record.key.decode(errors="replace") if record.key is not None else ""
                     try:
                         value = orjson.loads(record.value) if record.value is not None else None
+                        if self.field is not None and isinstance(value, dict):
+                            value = value.get(self.field)
                     except orjson.JSONDecodeError:
                         log.warning("skipping a record of %s that is not JSON (offset %d)", self.topic, record.offset)
                         continue

@@ -47,6 +47,11 @@ CONFIG_RELOADS = Counter(
     "Config reloads (SIGHUP or POST /-/reload), by result: success, or failure (the running config kept).",
     ["result"],
 )
+ALERTS_GROUPED = Counter(
+    "alert_pipeline_alerts_grouped_total",
+    "Routed alert changes the dispatch stage placed in their aggregation group, by tenant.",
+    ["tenant"],
+)
 GROUPS_ACTIVE = Gauge(
     "alert_pipeline_aggregation_groups",
     "Aggregation groups held by this worker.",

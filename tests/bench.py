@@ -224,6 +224,8 @@ async def pipeline_benchmark(count: int = 20_000, batch: int = 100) -> None:
             print(f"{'ingest: accepted (acks=all) over HTTP':<48}{rate(count, ingest_done - started)}")
             await _wait_metric(processes, "alert_pipeline_alerts_routed_total", count)
             print(f"{'worker: new alerts through dedup + route':<48}{rate(count, time.perf_counter() - started)}")
+            await _wait_metric(processes, "alert_pipeline_alerts_grouped_total", count)
+            print(f"{'worker: new alerts grouped by dispatch':<48}{rate(count, time.perf_counter() - started)}")
             await _wait_metric(processes, "alert_pipeline_notifications_sent_total", 1)
             repeats = [orjson.dumps([{**a, "startsAt": format_time(starts), "endsAt": format_time(starts + 660)}
                                      for a in alerts[i:i + batch]]) for i in range(0, count, batch)]
