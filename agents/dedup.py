@@ -123,9 +123,12 @@ def register(pipeline: Pipeline) -> None:
                 changed[fp] = event.message.partition
                 ALERTS_CHANGED.labels(change).inc()
                 changes.append(state.alert.to_record())
+            # The routed records first, acknowledged, then the new states: a crash in between re-reads
+            # the batch against the old states and routes it again (a duplicate the groups absorb).
+            # The other order could lose a change: recovered as already passed on, never routed.
+            await route_changes(pipeline, changes, routed)
             for fp, partition in changed.items():
                 table[fp] = states[fp].to_value(partition)  # type: ignore[union-attr]
-            await route_changes(pipeline, changes, routed)
 
     @app.timer(interval=60.0, name="dedup-gc")
     async def forget_resolved() -> None:

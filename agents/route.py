@@ -12,6 +12,7 @@ decided, and the only place.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -51,11 +52,14 @@ def routed_records(pipeline: Pipeline, record: dict[str, Any]) -> list[tuple[str
 
 
 async def route_changes(pipeline: Pipeline, alerts: list[dict[str, Any]], routed: Any) -> None:
-    """Route changed alert records and write them to ``alerts.routed`` (the ``routed`` topic)."""
+    """Route changed alert records and write them to ``alerts.routed`` (the ``routed`` topic); returns
+    once Kafka has acknowledged every record, so that a caller may then record them as passed on."""
     if not alerts:
         return
     await pipeline.tenants.prepare({a["labels"]["namespace"] for a in alerts if a["labels"].get("namespace")})
+    pending = []
     for alert in alerts:
         for key, record in routed_records(pipeline, alert):
             ALERTS_ROUTED.labels(record["tenant"]).inc()
-            routed.send_soon(key=key, value=orjson.dumps(record))
+            pending.append(routed.send_soon(key=key, value=orjson.dumps(record)))
+    await asyncio.gather(*pending)

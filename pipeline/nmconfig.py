@@ -9,7 +9,7 @@ A config may list YAML files of Notification Manager resources::
       tenant_sidecar: {url: http://127.0.0.1:19094, refresh_interval: 60s}
 
 They are turned into the Alertmanager-style model before validation, so everything downstream (the
-route agent, dispatch, delivery) is unchanged:
+route stage, dispatch, delivery) is unchanged:
 
 - a ``Receiver`` labelled ``type: global`` becomes a global receiver; one labelled ``type: tenant`` and
   ``<tenant_key>: <name>`` becomes a receiver of tenant ``<name>`` (created if ``tenants:`` lacks it);

@@ -30,10 +30,10 @@ class Topics:
 
     @property
     def alerts_deduped(self) -> str:
-        """Alerts whose state changed (new, updated, resolved, refreshed), keyed by fingerprint.
+        """The dedup state of each alert, written when it changed (new, updated, resolved, refreshed).
 
-        Compacted, so it is both the stream the route stage reads and the current state of every
-        alert, which inhibition and ``GET /api/v2/alerts`` read whole; a tombstone forgets an alert.
+        Compacted and keyed by fingerprint: the changelog of the dedup table, and the current state of
+        every alert, which inhibition and ``GET /api/v2/alerts`` read whole; a tombstone forgets an alert.
         """
         return f"{self.prefix}alerts.deduped"
 
