@@ -71,9 +71,10 @@ def _when(context: Context, alert: dict[str, Any]) -> str:
 
 @pass_context
 def _counts(context: Context) -> str:
-    t, firing, resolved = context["t"], context["firing"], context["resolved"]
+    t, firing, resolved, left_out = context["t"], context["firing"], context["resolved"], context["truncatedAlerts"]
     return ", ".join(([t("alerts_firing", n=len(firing))] if firing else [])
-                     + ([t("alerts_resolved", n=len(resolved))] if resolved else []))
+                     + ([t("alerts_resolved", n=len(resolved))] if resolved else [])
+                     + ([t("alerts_not_shown", n=left_out)] if left_out else []))
 
 
 @pass_context

@@ -4,6 +4,7 @@ fallback to the default template (counted and logged) when an override fails to 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import get_args
 
 import pytest
@@ -40,6 +41,13 @@ def test_default_templates_in_each_language(language, firing, resolved, namespac
     assert parts["title"] == firing and namespace in parts["text"]
     assert parts["text"].endswith(f"({EXTERNAL_URL})")
     assert templates.render(notification(alert("a", "resolved")), EXTERNAL_URL)["title"] == resolved
+
+
+def test_alerts_left_out_of_a_huge_group_are_counted_in_the_text():
+    templates = MessageTemplates("dingtalk", {"title": "title.j2", "text": "markdown.j2"}, {}, "en")
+    huge = replace(notification(alert("a"), alert("b")), truncated=1234)
+    assert "2 firing, 1234 more not shown" in templates.render(huge, EXTERNAL_URL)["text"]
+    assert "not shown" not in templates.render(notification(alert("a")), EXTERNAL_URL)["text"]
 
 
 def test_inline_and_file_overrides(tmp_path):
