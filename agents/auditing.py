@@ -14,17 +14,15 @@ from agents.sources import register_source
 from pipeline.app import Pipeline
 from pipeline.ingest.kube import AUDITING
 from pipeline.models import Alert
-from pipeline.rules.auditing import load_audit_rules
 
 log = logging.getLogger(__name__)
 
 
 def register(pipeline: Pipeline) -> None:
-    config = pipeline.config
-    rules = load_audit_rules(config.rules.files("auditing"), config.rules.audit_alerting_priority)
-    log.info("audit rules: %d alerting rules", len(rules))
+    log.info("audit rules: %d alerting rules", len(pipeline.config.audit_rules))
 
     def evaluate(event: dict[str, Any], now: float) -> list[Alert]:
-        return rules.alerts(event, now, pipeline.config.global_.resolve_timeout, pipeline.tenants.tenants_of)
+        config = pipeline.config  # the rules in force: a reload re-reads the rule files
+        return config.audit_rules.alerts(event, now, config.global_.resolve_timeout, pipeline.tenants.tenants_of)
 
     register_source(pipeline, AUDITING, evaluate)

@@ -14,18 +14,16 @@ from agents.sources import register_source
 from pipeline.app import Pipeline
 from pipeline.ingest.kube import EVENTS
 from pipeline.models import Alert
-from pipeline.rules.events import load_event_rules
 
 log = logging.getLogger(__name__)
 
 
 def register(pipeline: Pipeline) -> None:
-    config = pipeline.config
-    rules = load_event_rules(config.rules.files("events"))
-    log.info("event rules: %d enabled alert rules", len(rules))
+    log.info("event rules: %d enabled alert rules", len(pipeline.config.event_rules))
 
     def evaluate(event: dict[str, Any], now: float) -> list[Alert]:
-        alert = rules.alert(event, now, pipeline.config.global_.resolve_timeout, pipeline.tenants.tenants_of)
+        config = pipeline.config  # the rules in force: a reload re-reads the rule files
+        alert = config.event_rules.alert(event, now, config.global_.resolve_timeout, pipeline.tenants.tenants_of)
         return [] if alert is None else [alert]
 
     register_source(pipeline, EVENTS, evaluate)

@@ -395,11 +395,32 @@ class Config(StrictModel):
     # Notification Manager Silence resources (pipeline.nmconfig.ScheduledSilence), set by parse_config:
     # they come from resource files, not from a key of this document, so they are not a field.
     _scheduled_silences: list[Any] = PrivateAttr(default_factory=list)
+    # The compiled rule files (pipeline.rules), read with the config: a reload re-reads them too.
+    _event_rules: Any = PrivateAttr(default=None)
+    _audit_rules: Any = PrivateAttr(default=None)
 
     @property
     def scheduled_silences(self) -> list[Any]:
         """The NM Silences (cron or fixed windows) the muter applies beside the API's silences."""
         return self._scheduled_silences
+
+    @property
+    def event_rules(self) -> Any:
+        """The ``rules.events`` files compiled (an ``EventRuleSet``); raises ``RuleError`` if one is bad."""
+        if self._event_rules is None:
+            from pipeline.rules.events import load_event_rules
+
+            self._event_rules = load_event_rules(self.rules.files("events"))
+        return self._event_rules
+
+    @property
+    def audit_rules(self) -> Any:
+        """The ``rules.auditing`` files compiled (an ``AuditRuleSet``); raises ``RuleError`` if one is bad."""
+        if self._audit_rules is None:
+            from pipeline.rules.auditing import load_audit_rules
+
+            self._audit_rules = load_audit_rules(self.rules.files("auditing"), self.rules.audit_alerting_priority)
+        return self._audit_rules
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
@@ -497,18 +518,17 @@ def parse_config(raw: Any, source: str = "config") -> Config:
 
 
 def _check_rules(config: Config) -> None:
-    """Compile the rule files now, so that a bad rule is refused with the config (name and position)."""
-    from pipeline.rules.auditing import load_audit_rules
-    from pipeline.rules.events import load_event_rules
+    """Compile the rule files now, so that a bad rule is refused with the config (name and position),
+    and the config in force carries the rules read with it."""
     from pipeline.rules.loader import RuleError
 
     errors: list[tuple[str, str]] = []
     try:
-        load_event_rules(config.rules.files("events"))
+        config.event_rules  # noqa: B018  (compiles and keeps them)
     except RuleError as exc:
         errors += [("rules.events", problem) for problem in exc.problems]
     try:
-        load_audit_rules(config.rules.files("auditing"), config.rules.audit_alerting_priority)
+        config.audit_rules  # noqa: B018
     except RuleError as exc:
         errors += [("rules.auditing", problem) for problem in exc.problems]
     if errors:

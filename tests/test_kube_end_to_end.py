@@ -147,3 +147,52 @@ async def test_repeats_keep_an_event_alert_firing_and_silence_resolves_it(make_c
     # Once the repeats stop, the alert ends resolve_timeout after the last one.
     await eventually(lambda: "resolved" in statuses(), timeout=20)
     assert pipeline.metric("alert_pipeline_kube_alerts_total") == 8
+
+
+RULE_FILE = """
+apiVersion: events.kubesphere.io/v1alpha1
+kind: Rule
+metadata: {{name: mine}}
+spec:
+  rules:
+    - {{name: {name}, type: alert, enable: true, condition: 'reason = "{reason}"', labels: {{severity: warning}}}}
+"""
+
+
+def event(reason: str, uid: str) -> bytes:
+    return orjson.dumps({"kind": "Event", "apiVersion": "v1", "reason": reason, "type": "Warning",
+                         "message": f"{reason} happened", "metadata": {"name": uid, "namespace": "shop-prod"},
+                         "involvedObject": {"kind": "Pod", "namespace": "shop-prod", "name": f"pod-{uid}"}})
+
+
+def rule_pods(receiver) -> set[tuple[str, str]]:
+    return {(a["labels"]["alertname"], a["labels"]["pod"]) for a in receiver.alerts("/shop")}
+
+
+async def test_a_reload_re_reads_the_rule_files(make_config, start_pipeline, receiver, tmp_path):
+    """Operators edit a rule file and reload (SIGHUP or POST /-/reload): the worker evaluates events
+    with the new rules without a restart; a broken rule file is refused and the running rules kept."""
+    rules = tmp_path / "event-rules.yaml"
+    rules.write_text(RULE_FILE.format(name="OldRule", reason="Old"))
+    config = tenant_config(make_config, receiver)
+    config["rules"] = {"defaults": False, "events": [str(rules)]}
+    pipeline = await start_pipeline(config)
+    events_url = f"{pipeline.ingest_url}/api/v1/events"
+    reload_url = pipeline.worker_metrics_url.removesuffix("/metrics") + "/-/reload"
+
+    # One request is one record of the raw topic: both events are evaluated by the same rules.
+    assert (await post(events_url, b"\n".join([event("New", "e1"), event("Old", "e2")])))[0] == 200
+    await eventually(lambda: rule_pods(receiver) == {("OldRule", "pod-e2")})
+
+    async def reload() -> tuple[int, str]:
+        async with aiohttp.ClientSession() as http, http.post(reload_url) as response:
+            return response.status, await response.text()
+
+    rules.write_text("not: [a rule file")
+    status, text = await reload()
+    assert status == 500 and "rules.events" in text
+    rules.write_text(RULE_FILE.format(name="NewRule", reason="New"))
+    assert (await reload())[0] == 200
+    assert (await post(events_url, b"\n".join([event("New", "e3"), event("Old", "e4")])))[0] == 200
+    await eventually(lambda: ("NewRule", "pod-e3") in rule_pods(receiver))
+    assert rule_pods(receiver) == {("OldRule", "pod-e2"), ("NewRule", "pod-e3")}  # e4: its rule is gone
