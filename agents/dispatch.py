@@ -195,6 +195,11 @@ class GroupStore:
         alerts = {fp: self.alerts.get(self._row(group_id, fp)) for fp in value["alerts"]}
         return Group.from_value(value, {fp: record for fp, record in alerts.items() if record is not None})
 
+    def version(self, group_id: str, fingerprint: str) -> str | None:
+        """The ``updatedAt`` of one alert of a group as stored now."""
+        record = self.alerts.get(self._row(group_id, fingerprint))
+        return record["updatedAt"] if record else None
+
     def save(self, group_id: str, group: Group, alerts: set[str], own_row: bool) -> None:
         """Write the rows of these (changed) alerts, and the group's own row if it changed."""
         for fp in alerts:
@@ -365,7 +370,7 @@ def register(pipeline: Pipeline) -> None:
         sent_at = time.time()
         for key, snapshot, result, upcoming in flushes:
             # Read again: the stream may have added or updated alerts while the notifications were sent.
-            group = store.load(key)
+            group = store.load(key, records=False)
             if group is None:
                 continue
             for integration, entry in result.log.items():
@@ -375,4 +380,4 @@ def register(pipeline: Pipeline) -> None:
             group.seq = snapshot.seq + 1
             group.next_flush = upcoming
             store.forget(key, group, {fp for fp, version in result.resolved_versions.items()
-                                      if fp in group.alerts and group.alerts[fp]["updatedAt"] == version})
+                                      if fp in group.alerts and store.version(key, fp) == version})
