@@ -93,11 +93,10 @@ class Pipeline:
             compacting=True, internal=True, acks=False, allow_empty=True, maxsize=131_072)
         return self.app.tables.add(table)
 
-    def batches(self, stream: Any, events: bool = True) -> Any:
-        """Batches of a stream (events, or values), acknowledged only after the batch is processed."""
+    def batches(self, stream: Any) -> Any:
+        """Batches of a stream's events, acknowledged only after the batch is processed."""
         settings = self.config.worker
-        take = stream.take_events if events else stream.take
-        return take(settings.batch_size, within=settings.batch_linger)
+        return stream.take_events(settings.batch_size, within=settings.batch_linger)
 
     def dead_letter(self, event: Any, reason: str) -> None:
         """Put a record of a stream that cannot be processed on ``alerts.dlq``, with where it was and why,
