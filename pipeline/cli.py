@@ -8,7 +8,6 @@ import os
 import sys
 
 from pipeline.config import Config, ConfigError, load_config
-from pipeline.kafka import install_idle_fetch_backoff
 
 
 def _load(path: str, bootstrap: str | None) -> Config:
@@ -21,7 +20,6 @@ def _load(path: str, bootstrap: str | None) -> Config:
         for where, message in exc.errors:
             print(f"  {where or '(top level)'}: {message}", file=sys.stderr)
         raise SystemExit(2) from None
-    install_idle_fetch_backoff(config.kafka.fetch_idle_backoff)
     return config
 
 
@@ -110,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("config")
 
     for name, help, func in (
-        ("run", "the whole pipeline (embedded broker unless one is given), for development", cmd_run),
+        ("run", "the whole pipeline (a local Kafka unless one is given), for development", cmd_run),
         ("ingest", "the HTTP ingest only", cmd_ingest),
         ("worker", "the stream and sender agents only", cmd_worker),
     ):

@@ -25,6 +25,7 @@ from aiokafka.errors import KafkaError
 
 from pipeline.config import KafkaSettings
 from pipeline.kafka import client_options
+from pipeline.topicreader import topic_partitions
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +118,7 @@ class CompactedView:
                 await consumer.stop()
 
     async def _follow(self, consumer: AIOKafkaConsumer) -> None:
-        partitions = consumer.partitions_for_topic(self.topic) or set()
-        if not partitions:
-            await consumer.topics()  # refresh metadata; the topic may have just been created
-            partitions = consumer.partitions_for_topic(self.topic) or set()
+        partitions = await topic_partitions(consumer, self.topic)
         if not partitions:
             raise KafkaError(f"topic {self.topic} does not exist yet")
         tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]

@@ -244,7 +244,11 @@ class KafkaSettings(StrictModel):
     bootstrap_servers: str = "127.0.0.1:9092"
     topic_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$")
     partitions: int = Field(default=4, ge=1)
-    replication_factor: int = Field(default=1, ge=1)
+    #: Replicas of every topic the pipeline creates; unset: the cluster's broker count, at most 3.
+    replication_factor: int | None = Field(default=None, ge=1)
+    #: ``min.insync.replicas`` of those topics, which acks=all waits for; unset: one less than the
+    #: replication factor (at least 1), so an acknowledged record survives the loss of one broker.
+    min_insync_replicas: int | None = Field(default=None, ge=1)
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
@@ -261,9 +265,8 @@ class KafkaSettings(StrictModel):
     #: alerts counted in ``truncatedAlerts``. Keep it under the broker's ``message.max.bytes`` and the
     #: producers' ``max_request_size`` (both about 1 MiB by default).
     max_record_bytes: int = Field(default=1_000_000, ge=16 * 1024, le=1024 * 1024)
-    #: Pause after a fetch that brought nothing (see ``pipeline.kafka.install_idle_fetch_backoff``).
-    fetch_idle_backoff: Duration = Field(default=0.02, ge=0)
-    #: Consumer group session timeout; the embedded broker needs at least 6 s.
+    #: Consumer group session timeout: a killed worker's partitions move after it (the broker's
+    #: ``group.min.session.timeout.ms`` bounds it from below).
     session_timeout: Duration = Field(default=10.0, ge=1.0)
     heartbeat_interval: Duration = Field(default=3.0, gt=0)
 

@@ -6,7 +6,6 @@ and SASL are configured once, in ``kafka:`` or ``KAFKA_*`` environment variables
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 from typing import Any
 
@@ -40,10 +39,12 @@ def client_options(settings: KafkaSettings) -> dict[str, Any]:
 
 
 def producer_options(settings: KafkaSettings) -> dict[str, Any]:
-    """A producer that only reports success once every in-sync replica has the record."""
+    """A producer that only reports success once every in-sync replica has the record, and that the
+    broker deduplicates when it retries (idempotence), so a retry after a lost answer writes once."""
     return {
         **client_options(settings),
         "acks": "all",
+        "enable_idempotence": True,
         "linger_ms": settings.linger_ms,
         "compression_type": settings.compression_type,
         "max_batch_size": settings.max_batch_bytes,
@@ -57,7 +58,7 @@ def faust_options(settings: KafkaSettings) -> dict[str, Any]:
     options: dict[str, Any] = {
         "broker": ";".join(f"kafka://{server}" for server in settings.bootstrap_servers.split(",")),
         "topic_partitions": settings.partitions,
-        "topic_replication_factor": settings.replication_factor,
+        "topic_replication_factor": settings.replication_factor or 1,
         "broker_session_timeout": settings.session_timeout,
         "broker_heartbeat_interval": settings.heartbeat_interval,
         "producer_acks": -1,
@@ -79,31 +80,3 @@ def faust_options(settings: KafkaSettings) -> dict[str, Any]:
     elif context is not None:
         options["broker_credentials"] = faust.SSLCredentials(context)
     return options
-
-
-def install_idle_fetch_backoff(seconds: float) -> None:
-    """Wait ``seconds`` after a fetch that brought no record, before the consumer fetches again.
-
-    Kafka holds an empty fetch for ``fetch_max_wait`` (a long poll), so an idle consumer costs
-    nothing. The embedded broker answers it at once, and aiokafka's prefetch loop then spins: each
-    idle consumer burned 0.4 of a core, which on a 2-core machine delayed every stage. The pause
-    only follows empty answers, so it adds at most ``seconds`` of latency after an idle spell and
-    nothing under load; against Kafka it comes after the broker's own wait and changes nothing.
-    """
-    from aiokafka.consumer.fetcher import Fetcher
-
-    if seconds <= 0 or getattr(Fetcher, "_idle_backoff", None) is not None:
-        return
-    fetch = Fetcher._proc_fetch_request
-
-    async def fetch_with_backoff(self: Fetcher, assignment: Any, node_id: int, request: Any) -> bool:
-        got_records = await fetch(self, assignment, node_id, request)
-        if not got_records:
-            try:
-                await asyncio.sleep(seconds)
-            except asyncio.CancelledError:
-                return False  # as the original: close() or an unassignment cancels a pending fetch
-        return bool(got_records)
-
-    Fetcher._proc_fetch_request = fetch_with_backoff  # type: ignore[method-assign]
-    Fetcher._idle_backoff = seconds  # type: ignore[attr-defined]

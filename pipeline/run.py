@@ -1,4 +1,4 @@
-"""``alert-pipeline run``: broker, ingest and worker as one process group, for development and demos.
+"""``alert-pipeline run``: a local Kafka, ingest and worker as one process group, for development and demos.
 
 The parts run as child processes exactly as they are deployed (``ingest``, ``worker``), so what a
 developer sees here is what production runs. This process only starts them, prints where they
@@ -19,7 +19,7 @@ from pathlib import Path
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.broker import EmbeddedBroker, free_port, wait_for_port
+from pipeline.broker import BrokerError, LocalKafka, free_port, wait_for_port
 from pipeline.config import Config
 
 
@@ -91,7 +91,14 @@ def run_all(config_path: str, config: Config, listen: str | None, demo: bool, ex
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     broker = None
     if not external:
-        broker = EmbeddedBroker(workdir / "broker", 19092 if _port_free(19092) else free_port()).start()
+        print("starting a local Apache Kafka (KRaft, one node)...", flush=True)
+        broker = LocalKafka(workdir / "kafka", port=19092 if _port_free(19092) else free_port())
+        try:
+            broker.start()
+        except BrokerError as exc:
+            broker.stop()
+            print(f"cannot start the local Kafka: {exc}", file=sys.stderr)
+            return 1
         env["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
     listen = listen or config.ingest.listen
     metrics_listen = config.worker.metrics_listen
@@ -102,7 +109,7 @@ def run_all(config_path: str, config: Config, listen: str | None, demo: bool, ex
                 "--log-file", str(workdir / "worker.log")], workdir / "worker.log", env),
     ]
     print(f"broker   {env.get('KAFKA_BOOTSTRAP_SERVERS', config.kafka.bootstrap_servers)}"
-          + (" (embedded)" if broker else ""))
+          + (" (local Apache Kafka)" if broker else ""))
     print(f"ingest   http://{listen}  (POST /api/v2/alerts, GET /metrics, amtool --alertmanager.url=http://{listen})")
     print(f"worker   metrics on http://{metrics_listen}/metrics")
     print(f"logs     {workdir}")

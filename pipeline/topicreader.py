@@ -1,8 +1,8 @@
 """Reading a whole topic (or its newest records) without a consumer group.
 
 The dead-letter CLI and the history API read topics the workers write; they must not join a
-consumer group (that would take partitions from the workers, and the embedded broker allows only
-one member per group) nor commit offsets. They assign every partition themselves.
+consumer group (that would take partitions from the workers) nor commit offsets. They assign every
+partition themselves.
 """
 
 from __future__ import annotations
@@ -16,12 +16,20 @@ from pipeline.config import KafkaSettings
 from pipeline.kafka import client_options
 
 
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    """The partitions of ``topic`` by fresh cluster metadata (empty if it does not exist).
+
+    A group-less consumer's own metadata covers only what it assigned, and ``consumer.topics()``
+    fetches the cluster's metadata without keeping it, so the partitions are read from that answer."""
+    metadata = await consumer._client.fetch_all_metadata()
+    return metadata.partitions_for_topic(topic) or set()
+
+
 async def assign_all(consumer: AIOKafkaConsumer, topic: str, timeout: float = 10.0) -> list[TopicPartition]:
     """Assign every partition of ``topic`` (waiting for it to exist, up to ``timeout``)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        # ``topics()`` refreshes the cluster metadata, so a topic created meanwhile shows up.
-        partitions = consumer.partitions_for_topic(topic) if topic in await consumer.topics() else None
+        partitions = await topic_partitions(consumer, topic)
         if partitions:
             break
         if asyncio.get_running_loop().time() > deadline:
@@ -45,7 +53,8 @@ async def seek_to_tail(consumer: AIOKafkaConsumer, assigned: list[TopicPartition
 
 async def read_topic(settings: KafkaSettings, topic: str) -> list[ConsumerRecord]:
     """Every record of ``topic`` up to its current end, partition by partition."""
-    consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False, group_id=None)
+    consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False, group_id=None,
+                                auto_offset_reset="earliest")
     await consumer.start()
     try:
         assigned = await assign_all(consumer, topic)
@@ -71,7 +80,8 @@ async def read_topic(settings: KafkaSettings, topic: str) -> list[ConsumerRecord
 
 async def follow_topic(settings: KafkaSettings, topic: str, newest: int) -> AsyncIterator[ConsumerRecord]:
     """The newest ``newest`` records of each partition, then every new record, forever."""
-    consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False, group_id=None)
+    consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False, group_id=None,
+                                auto_offset_reset="earliest")
     await consumer.start()
     try:
         assigned = await assign_all(consumer, topic, timeout=float("inf"))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from pipeline.config import Config
+from pipeline.config import Config, KafkaSettings
 from pipeline.kafka import client_options
 
 log = logging.getLogger(__name__)
@@ -109,22 +109,36 @@ def topics_for(config: Config) -> Topics:
     return Topics(config.kafka.topic_prefix)
 
 
+def topic_configs(settings: KafkaSettings, replicas: int, compacted: bool) -> dict[str, str]:
+    """The configs every topic of ours is created with."""
+    min_isr = settings.min_insync_replicas or max(1, replicas - 1)
+    configs = {"min.insync.replicas": str(min(min_isr, replicas))}
+    if compacted:
+        configs["cleanup.policy"] = "compact"
+    return configs
+
+
 async def ensure_topics(config: Config, names: list[str] | None = None) -> list[str]:
-    """Create the missing topics with the configured partitions; returns the ones created."""
+    """Create the missing topics with the configured partitions; returns the ones created.
+
+    An unset ``kafka.replication_factor`` is resolved here, once, from the cluster's size (at most 3),
+    and kept on the settings for the other clients of the process (faust's own topics)."""
     topics = topics_for(config)
     names = names or topics.all_topics(config)
-    admin = AIOKafkaAdminClient(**client_options(config.kafka))
+    settings = config.kafka
+    admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
+        if settings.replication_factor is None:
+            settings.replication_factor = min(3, len((await admin.describe_cluster())["brokers"]))
+        replicas = settings.replication_factor
         existing = set(await admin.list_topics())
         missing = [name for name in names if name not in existing]
         if not missing:
             return []
-        new = [
-            NewTopic(name, config.kafka.partitions, config.kafka.replication_factor,
-                     topic_configs={"cleanup.policy": "compact"} if name in topics.compacted() else None)
-            for name in missing
-        ]
+        new = [NewTopic(name, settings.partitions, replicas,
+                        topic_configs=topic_configs(settings, replicas, name in topics.compacted()))
+               for name in missing]
         response = await admin.create_topics(new)
         for topic, code, *rest in response.topic_errors:
             # 36: another process created it first (several replicas starting at once).

@@ -19,7 +19,7 @@ import aiohttp
 import orjson
 
 from agents.dedup import decide
-from pipeline.broker import EmbeddedBroker
+from pipeline.broker import LocalKafka
 from pipeline.config import parse_config
 from pipeline.ingest.alertmanager import parse_alerts_body
 from pipeline.models import Alert, fingerprint, format_time
@@ -203,9 +203,9 @@ async def _wait_metric(processes: PipelineProcesses, name: str, target: float, t
 
 
 async def pipeline_benchmark(count: int = 20_000, batch: int = 100) -> None:
-    print(f"\npipeline (embedded broker, one ingest, one worker; {count:,} distinct alerts, {batch} per request)")
+    print(f"\npipeline (local Kafka, one ingest, one worker; {count:,} distinct alerts, {batch} per request)")
     with tempfile.TemporaryDirectory() as tmp:
-        broker = EmbeddedBroker(Path(tmp) / "broker").start()
+        broker = LocalKafka(Path(tmp) / "kafka").start()
         config = base_config(broker, Path(tmp))
         config["receivers"] = [{"name": "admins", "file_configs": [{"path": str(Path(tmp) / "out.log")}]}]
         config["route"].update(group_wait="1s", group_interval="5s")

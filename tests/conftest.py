@@ -1,4 +1,4 @@
-"""Fixtures: one embedded broker for the session, a loopback receiver, and pipeline processes per test."""
+"""Fixtures: one local Apache Kafka for the session, a loopback receiver, and pipeline processes per test."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.broker import EmbeddedBroker
+from pipeline.broker import LocalKafka
 from tests.harness import PipelineProcesses, Receiver, base_config
 
 
@@ -22,19 +22,27 @@ class ExternalBroker:
 
 
 @pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker | ExternalBroker]:
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka | ExternalBroker]:
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         yield ExternalBroker(os.environ["KAFKA_BOOTSTRAP_SERVERS"])
         return
-    instance = EmbeddedBroker(tmp_path_factory.mktemp("broker")).start()
+    instance = LocalKafka(tmp_path_factory.mktemp("kafka")).start()
     yield instance
     instance.stop()
 
 
 @pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    """A broker for one test, for tests that stop or restart it (always the embedded one)."""
-    instance = EmbeddedBroker(tmp_path / "own-broker").start()
+def own_broker(tmp_path: Path) -> Iterator[LocalKafka]:
+    """A single-node Kafka for one test, for tests that stop or restart it."""
+    instance = LocalKafka(tmp_path / "own-kafka").start()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[LocalKafka]:
+    """A 3-node Kafka (replication factor 3, min.insync.replicas 2) for one test."""
+    instance = LocalKafka(tmp_path / "cluster", nodes=3).start()
     yield instance
     instance.stop()
 
@@ -47,7 +55,7 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 
 @pytest.fixture
-def make_config(broker: EmbeddedBroker, tmp_path: Path) -> Callable[..., dict[str, Any]]:
+def make_config(broker: LocalKafka, tmp_path: Path) -> Callable[..., dict[str, Any]]:
     return lambda **overrides: base_config(broker, tmp_path, **overrides)
 
 

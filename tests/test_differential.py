@@ -34,7 +34,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from pipeline.broker import EmbeddedBroker
+from pipeline.broker import LocalKafka
 from pipeline.models import fingerprint, format_time, parse_time
 from tests.harness import Alertmanager, PipelineProcesses, Receiver, base_config, eventually
 
@@ -262,7 +262,7 @@ async def play(scenario: Scenario, start: float, post: Any) -> None:
         await post(alerts)
 
 
-async def play_all(broker: EmbeddedBroker, tmp: Path) -> Run:
+async def play_all(broker: LocalKafka, tmp: Path) -> Run:
     am_receiver, ap_receiver = await TimedReceiver().start(), await TimedReceiver().start()
     now = datetime.now(UTC)
     alertmanager = Alertmanager({"global": {"resolve_timeout": "5m"}, **routing_config(am_receiver.url, now)}, tmp)
@@ -299,7 +299,7 @@ async def play_all(broker: EmbeddedBroker, tmp: Path) -> Run:
 
 
 @pytest.fixture(scope="module")
-def run(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Run:
+def run(broker: LocalKafka, tmp_path_factory: pytest.TempPathFactory) -> Run:
     return asyncio.run(play_all(broker, tmp_path_factory.mktemp("differential")))
 
 

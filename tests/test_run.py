@@ -47,7 +47,7 @@ def test_run_demo_shows_notifications_and_stops_cleanly(tmp_path):
             time.sleep(0.5)
         else:
             raise AssertionError(f"the demo did not show every tenant's notifications:\n{text}")
-        assert "broker   127.0.0.1:" in text and "(embedded)" in text
+        assert "broker   127.0.0.1:" in text and "(local Apache Kafka)" in text
         assert "ingest   http://127.0.0.1:19093" in text
     finally:
         process.send_signal(signal.SIGTERM)
