@@ -1,4 +1,5 @@
-"""The ``alert-pipeline`` command: ``run``, ``ingest``, ``worker``, ``check-config``, ``dlq``."""
+"""The ``alert-pipeline`` command: ``run``, ``ingest``, ``worker``, ``check-config``, ``dlq``, ``receivers``,
+``templates``."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 import os
 import sys
 
+from pipeline import opscli
 from pipeline.config import Config, ConfigError, load_config
 
 
@@ -133,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     dlq.add_argument("--id", action="append", help="only this notification id (repeatable)")
     dlq.add_argument("--limit", type=int, default=0, help="list: only the newest N")
     dlq.add_argument("--json", action="store_true", help="list: one JSON record per line")
+    opscli.add_commands(commands, _load)
     return parser
 
 
