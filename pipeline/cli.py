@@ -7,6 +7,7 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 
 from pipeline import opscli
 from pipeline.config import Config, ConfigError, load_config
@@ -29,6 +30,14 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args.config, None)
     receivers = len(config.receivers) + sum(len(t.receivers) for t in config.tenants)
     print(f"{args.config}: OK ({len(config.tenants)} tenants, {receivers} receivers)")
+    if config.notification_manager is not None:
+        import yaml
+
+        from pipeline.nmreport import report
+
+        path = Path(args.config)
+        for line in report(yaml.safe_load(path.read_text()), path.parent):
+            print(f"  {line}")
     return 0
 
 
