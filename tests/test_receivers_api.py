@@ -19,7 +19,7 @@ import yaml
 
 from pipeline.broker import free_port
 from tests.channel_servers import ChannelServer, Request
-from tests.harness import ROOT
+from tests.harness import ROOT, _get
 from tests.test_delivery import GatedReceiver, until
 from tests.test_end_to_end import alert, post
 
@@ -186,6 +186,7 @@ async def test_delivery_status_per_integration(make_config, start_pipeline, serv
     config["ingest"]["worker_metrics"] = [f"http://localhost:{metrics_port}/metrics"]
     try:
         pipeline = await start_pipeline(config)
+        assert _get(f"http://127.0.0.1:{metrics_port}/-/ready") == (200, "OK")  # the chart's readiness probe
         base = f"{pipeline.ingest_url}/api/v1/receivers"
         alerts = [alert("Good", "ns"), alert("Bad", "ns"), *(alert(f"Slow{i}", "ns") for i in range(3))]
         assert (await post(pipeline.ingest_url, alerts))[0] == 200
