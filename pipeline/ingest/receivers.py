@@ -25,7 +25,7 @@ from pipeline.config import GLOBAL_TENANT, Config, ReceiverConfig
 from pipeline.ingest.alertmanager import parse_alert
 from pipeline.ingest.history import STORE, IntegrationStatus
 from pipeline.ingest.queues import QueueSizes, WorkerQueues
-from pipeline.ingest.scope import Scope, request_scope
+from pipeline.ingest.scope import request_scope
 from pipeline.ingest.server import CONFIG, error, read_json
 from pipeline.models import Alert, format_time
 from senders.testsend import send_test
@@ -85,14 +85,21 @@ async def get_receivers(request: web.Request) -> web.Response:
     return answer(await receiver_statuses(request, tenant))
 
 
-def requested_tenant(body: dict[str, Any], scope: Scope) -> str:
-    """The request's ``tenant`` (the global route when absent); raises 400/403 answers."""
+def _bad_request(message: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=orjson.dumps({"error": message}).decode(), content_type="application/json")
+
+
+async def operator_request(request: web.Request, source: str) -> tuple[Config, dict[str, Any], str]:
+    """The config in force, the request's JSON object, and its ``tenant`` (the global route when absent),
+    which the caller's scope must allow; raises the 400/403 answers."""
+    body = await read_json(request, source)
+    if not isinstance(body, dict):
+        raise _bad_request("expected a JSON object")
     tenant = body.get("tenant", GLOBAL_TENANT)
     if not isinstance(tenant, str):
-        raise web.HTTPBadRequest(text=orjson.dumps({"error": "tenant must be a string"}).decode(),
-                                 content_type="application/json")
-    scope.require(tenant)
-    return tenant
+        raise _bad_request("tenant must be a string")
+    request_scope(request).require(tenant)
+    return request.app[CONFIG], body, tenant
 
 
 def requested_alerts(body: dict[str, Any], config: Config) -> list[Alert] | None:
@@ -155,11 +162,7 @@ def requested_receiver(body: dict[str, Any], config: Config, tenant: str) -> Rec
 
 async def test_receiver(request: web.Request) -> web.Response:
     """``POST /api/v1/receivers/test``: ``{tenant?, receiver: name | config, alerts?}``."""
-    config: Config = request.app[CONFIG]
-    body = await read_json(request, "receivers_test")
-    if not isinstance(body, dict):
-        return error(400, "expected a JSON object")
-    tenant = requested_tenant(body, request_scope(request))
+    config, body, tenant = await operator_request(request, "receivers_test")
     try:
         receiver = requested_receiver(body, config, tenant)
         alerts = requested_alerts(body, config)

@@ -13,10 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
-from pipeline.config import Config
-from pipeline.ingest.receivers import answer, requested_alerts, requested_tenant
-from pipeline.ingest.scope import request_scope
-from pipeline.ingest.server import CONFIG, error, read_json
+from pipeline.ingest.receivers import answer, operator_request, requested_alerts
+from pipeline.ingest.server import error
 from senders.preview import preview, preview_receiver
 
 #: A template sent for preview may be at most this long (a part of a notification, not a program).
@@ -43,11 +41,7 @@ def _templates(body: dict[str, Any]) -> dict[str, str]:
 
 
 async def test_templates(request: web.Request) -> web.Response:
-    config: Config = request.app[CONFIG]
-    body = await read_json(request, "templates_test")
-    if not isinstance(body, dict):
-        return error(400, "expected a JSON object")
-    tenant = requested_tenant(body, request_scope(request))
+    config, body, tenant = await operator_request(request, "templates_test")
     external_url = config.global_.external_url
     try:
         alerts = requested_alerts(body, config)
