@@ -125,6 +125,7 @@ IMAGE_INPUTS := Dockerfile .dockerignore pyproject.toml requirements.lock README
 IMAGE_DIGEST = $(shell cat $(IMAGE_INPUTS) | sha256sum | cut -c1-16)
 
 image:
+	@mkdir -p $(TOOLS)
 	@command -v buildah >/dev/null && command -v debootstrap >/dev/null || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah debootstrap >/dev/null; }
 	@buildah inspect --type image $(BASE_IMAGE) >/dev/null 2>&1 || { set -e; rm -rf $(TOOLS)/rootfs; \
