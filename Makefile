@@ -138,6 +138,8 @@ image:
 	     $(if $(wildcard $(CA_BUNDLE)),--secret id=ca-bundle$(comma)src=$(CA_BUNDLE)) \
 	     -t $(IMAGE) -t alert-pipeline:inputs-$(IMAGE_DIGEST) . >$(TOOLS)/image-build.log 2>&1 \
 	  || { tail -30 $(TOOLS)/image-build.log; exit 1; }
+	@buildah images --format '{{.Name}}:{{.Tag}}' | grep '/alert-pipeline:inputs-' \
+	  | grep -v ':inputs-$(IMAGE_DIGEST)$$' | xargs -r buildah rmi >/dev/null   # earlier builds
 	@echo "$(IMAGE) built (inputs $(IMAGE_DIGEST))"
 
 clean:
