@@ -283,6 +283,9 @@ class IngestSettings(StrictModel):
     #: How long an expired silence is kept (and listed by the API) before it is deleted, as
     #: Alertmanager's ``--data.retention``.
     silence_retention: Duration = 120 * 3600.0
+    #: The workers' metrics URLs (``http://host:port/metrics``), where ``GET /api/v1/receivers`` reads
+    #: the delivery queue sizes; each host is resolved to all its addresses (a headless Service).
+    worker_metrics: list[str] = Field(default_factory=list)
 
 
 
