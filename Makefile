@@ -55,7 +55,7 @@ check-config: install
 # Deploy checks: helm and kubeconform built by `go install` at pinned versions, and kubeconform's schemas
 # generated from the Kubernetes OpenAPI spec (the k8s.io/kubernetes module) and the Prometheus Operator's
 # CRDs, once each, behind stamps in .tools (git-ignored). Strimzi's CRDs come from no registry reachable
-# here, so KafkaTopic and KafkaUser are checked by tests/test_helm_chart.py instead of a schema.
+# here, so KafkaTopic and KafkaUser are checked by tests/test_deploy.py instead of a schema.
 TOOLS := $(CURDIR)/.tools
 HELM_VERSION := v3.16.4
 KUBECONFORM_VERSION := v0.7.0
