@@ -6,7 +6,7 @@ import random
 
 import orjson
 
-from agents.dispatch import Group, LogEntry, alert_order, flush, needs_update, next_tick
+from agents.grouping import Group, GroupAlert, LogEntry, alert_order, flush, needs_update, next_tick
 from pipeline.config import parse_config
 from pipeline.models import Alert, Notification
 from pipeline.routing import RoutingTable
