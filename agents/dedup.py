@@ -163,7 +163,7 @@ class DedupStage(PartitionedStage[Entries]):
                             raise ValueError("fingerprint: does not match the labels")
                     except Exception as exc:  # anything a record can hold must not stop the stream
                         await self._reject(outbox, letter_for(event, self.name, f"not an alert record: {exc}",
-                                                              orjson.dumps(item), where))
+                                                              orjson.dumps(item) if batched else None, where))
                         continue
                     fp = incoming.fingerprint
                     home = key_partition(fp, partitions)

@@ -145,13 +145,14 @@ class DispatchStage(PartitionedStage[Groups]):
                     try:
                         group, new = self._insert(state, item, event.key, partition, limit, now)
                     except GroupFull as exc:
-                        await self._reject(outbox, letter_for(event, self.name, str(exc), orjson.dumps(item),
-                                                              f"item {index}" if batched else "", exc.group_id))
+                        await self._reject(outbox, letter_for(
+                            event, self.name, str(exc), orjson.dumps(item) if batched else None,
+                            f"item {index}" if batched else "", exc.group_id))
                         continue
                     except Exception as exc:  # anything a record can hold must not stop the stream
                         await self._reject(outbox, letter_for(
                             event, self.name, f"not a routed record: {type(exc).__name__}: {exc}",
-                            orjson.dumps(item), f"item {index}" if batched else ""))
+                            orjson.dumps(item) if batched else None, f"item {index}" if batched else ""))
                         continue
                     if group is None:
                         continue
