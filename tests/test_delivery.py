@@ -142,8 +142,10 @@ async def test_retry_then_dead_letter_with_history(make_config, start_pipeline, 
     dead = await read_topic(bootstrap, f"{prefix}notifications.dlq", 1)
     assert len(dead) == 1
     assert dead[0]["reason"].startswith("HTTP 503") and dead[0]["attempts"] == 3
-    assert dead[0]["notification"]["receiver"] == "down"
-    assert dead[0]["notification"]["alerts"][0]["labels"]["alertname"] == "A"
+    notification = orjson.loads(dead[0]["record"])  # the record as read, in the one dead-letter format
+    assert (dead[0]["stage"], dead[0]["topic"]) == ("deliver", f"{prefix}notifications.global")
+    assert notification["receiver"] == "down"
+    assert notification["alerts"][0]["labels"]["alertname"] == "A"
     assert receiver.payloads("/down") == []
 
     history = await read_topic(bootstrap, f"{prefix}notifications.history", 5)
