@@ -18,6 +18,7 @@ from faust.types import TP
 from pipeline import codecs
 from pipeline.config import Config
 from pipeline.kafka import faust_options
+from pipeline.metrics import PARTITIONS_ASSIGNED
 from pipeline.routing import RoutingTable
 from pipeline.tenancy import TenantResolver
 from pipeline.topics import Topics, topics_for
@@ -75,6 +76,9 @@ class Pipeline:
             await stage.on_revoked()
 
     async def on_assigned(self, sender: Any, assigned: set[TP], **kwargs: Any) -> None:
+        PARTITIONS_ASSIGNED.clear()
+        for tp in assigned:
+            PARTITIONS_ASSIGNED.labels(tp.topic).inc()
         for stage in self.stages:
             await stage.on_assigned({tp.partition for tp in assigned if tp.topic in stage.sources})
 

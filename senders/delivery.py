@@ -35,6 +35,7 @@ import contextlib
 import hashlib
 import logging
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -211,7 +212,7 @@ class Delivery:
         self.log = DeliveryLog(pipeline, sources)
         self.acks = AckTracker(pipeline.config.delivery.max_in_flight)
         self._senders: dict[IntegrationKey, Sender] = {}
-        self._queues: dict[IntegrationKey, asyncio.Queue[Work]] = {}
+        self._queues: dict[IntegrationKey, list[asyncio.Queue[Work]]] = {}
         self._workers: list[asyncio.Task[None]] = []
         self._context: SenderContext | None = None
 
@@ -314,11 +315,10 @@ class Delivery:
             return
 
     async def _drain(self, key: IntegrationKey, queue: asyncio.Queue[Work]) -> None:
-        """The worker of one receiver integration: its notifications, one after the other, in order."""
-        gauge = QUEUED.labels(*key)
+        """The worker of one lane of a receiver integration: its notifications, one after the other, in order."""
         while True:
             work = await queue.get()
-            gauge.set(queue.qsize())
+            self._gauge(key)
             if self.log.handled(work.key, work.slot.event.message.partition, work.notification):
                 # The same notification twice in the queue (a re-read and a re-flush): the first was sent.
                 NOTIFICATIONS_SKIPPED.labels(work.notification.tenant).inc()
@@ -333,12 +333,20 @@ class Delivery:
                     await asyncio.sleep(self.pipeline.config.delivery.max_backoff)
             self._settle(work)
 
-    def _queue(self, key: IntegrationKey) -> asyncio.Queue[Work]:
-        queue = self._queues.get(key)
-        if queue is None:
-            queue = self._queues[key] = asyncio.Queue(self.pipeline.config.delivery.queue_size)
-            self._workers.append(asyncio.create_task(self._drain(key, queue), name=f"deliver-{'/'.join(key)}"))
-        return queue
+    def _queue(self, key: IntegrationKey, group: str) -> asyncio.Queue[Work]:
+        """The lane of a group's notifications to an integration: ``delivery.concurrency`` lanes send at once,
+        each in order, and a group always uses the same lane (its notifications arrive in order)."""
+        lanes = self._queues.get(key)
+        if lanes is None:
+            policy = self.pipeline.config.delivery
+            size = max(1, -(-policy.queue_size // policy.concurrency))
+            lanes = self._queues[key] = [asyncio.Queue(size) for _ in range(policy.concurrency)]
+            self._workers += [asyncio.create_task(self._drain(key, lane), name=f"deliver-{'/'.join(key)}-{i}")
+                              for i, lane in enumerate(lanes)]
+        return lanes[zlib.crc32(group.encode()) % len(lanes)]
+
+    def _gauge(self, key: IntegrationKey) -> None:
+        QUEUED.labels(*key).set(sum(lane.qsize() for lane in self._queues.get(key, ())))
 
     async def accept(self, event: EventT) -> None:
         """Take one event of a notifications topic: queue it for its receiver, or settle it now."""
@@ -362,16 +370,17 @@ class Delivery:
             self.acks.done(slot)
             return
         integration = (notification.tenant, notification.receiver, notification.integration)
-        queue = self._queue(integration)
+        queue = self._queue(integration, key)
         work = Work(notification, key, slot)
         if queue.full():
             await asyncio.sleep(0)  # an idle worker takes its next item only when we yield
         if queue.full():
-            await self._give_up(work, f"receiver backlog full ({queue.maxsize} notifications queued)", 0)
+            await self._give_up(work, f"receiver backlog full ({self.pipeline.config.delivery.queue_size} "
+                                      "notifications queued)", 0)
             self._settle(work)
             return
         queue.put_nowait(work)
-        QUEUED.labels(*integration).set(queue.qsize())
+        self._gauge(integration)
 
 
 def register(pipeline: Pipeline) -> None:

@@ -287,7 +287,7 @@ async def test_full_receiver_backlog_is_dead_lettered_not_stalling_others(make_c
     try:
         config = make_config(receivers=two_integrations(receiver),
                              delivery={"max_attempts": 3, "initial_backoff": "100ms", "max_backoff": "1s",
-                                       "queue_size": 2})
+                                       "queue_size": 2, "concurrency": 1})
         pipeline = await start_pipeline(config)
         # One group at a time, so that the fast integration never has more than one notification
         # outstanding (queue_size bounds its backlog too): one request held at the slow one, two queued
