@@ -181,7 +181,9 @@ async def test_slow_receiver_does_not_delay_another(make_config, start_pipeline)
     receiver = await GatedReceiver().start()
     receiver.held.add("/slow")
     try:
-        pipeline = await start_pipeline(make_config(receivers=two_integrations(receiver)))
+        # One lane: the held request is the only one in flight (with lanes, one per group would be held).
+        pipeline = await start_pipeline(make_config(receivers=two_integrations(receiver),
+                                                    delivery={"concurrency": 1}))
         assert (await post(pipeline.ingest_url, groups(5)))[0] == 200
         # Every fast delivery completes while the slow receiver holds its first request unanswered.
         await eventually(lambda: len(receiver.payloads("/fast")) == 5 and receiver.waiting == 1)
@@ -203,7 +205,9 @@ async def test_kill_9_mid_delivery_loses_nothing_and_duplicates_nothing(broker, 
     receiver = await GatedReceiver().start()
     receiver.held.add("/slow")
     try:
-        pipeline = await start_pipeline(base_config(broker, tmp_path, receivers=two_integrations(receiver)))
+        config = base_config(broker, tmp_path, receivers=two_integrations(receiver))
+        config["delivery"]["concurrency"] = 1  # one request held, the others queued behind it
+        pipeline = await start_pipeline(config)
         assert (await post(pipeline.ingest_url, groups(6)))[0] == 200
         await fast_delivered_while_slow_held(receiver)
         await asyncio.sleep(1)  # the delivery log's changelog writes are batched (linger): let them land

@@ -75,11 +75,12 @@ async def test_poison_on_each_input_topic_is_dead_lettered_and_its_neighbours_de
         return [orjson.loads(v) for v in kcat_consume(bootstrap, f"{prefix}{topic}")]
 
     dead = await eventually(lambda: len(letters("alerts.dlq")) >= 8 and letters("alerts.dlq"), timeout=30)
-    by_stage = {(d["stage"], d["topic"].removeprefix(prefix), d["where"], d["reason"].split(":")[0]) for d in dead}
+    by_stage = {(d["stage"], d["topic"].removeprefix(prefix), d["where"], d["reason"].split(":")[0].split(" of ")[0])
+                for d in dead}
     assert by_stage >= {
         ("dedup", "alerts", "", "not an alert record"),  # not JSON, a number as label value, a tombstone
         ("dedup", "alerts", "item 0", "not an alert record"),  # the bad half of a batch record
-        ("dedup", "alerts", "", "routed record of 24"),
+        ("dedup", "alerts", "", "routed record"),  # 3 copies of an 8 KB label
         ("dispatch", "alerts.routed", "", "not a routed record"),
         ("dispatch", "alerts.routed", "item 0", "not a routed record"),
     }, by_stage
