@@ -111,3 +111,9 @@ KUBE_ALERTS_MADE = Counter(
     "Alerts made from Kubernetes Events and audit events, by rule.",
     ["source", "rule"],
 )
+LIMITS_EXCEEDED = Counter(
+    "alert_pipeline_limits_exceeded_total",
+    "Alerts, requests, silences or notifications refused or dead-lettered for a limit (pipeline/limits.py), "
+    "by tenant (global: the platform's own) and limit.",
+    ["tenant", "limit"],
+)

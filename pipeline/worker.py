@@ -12,7 +12,7 @@ from collections.abc import Callable
 import faust
 from aiohttp import web
 
-from pipeline.app import create_app
+from pipeline.app import Pipeline, create_app
 from pipeline.config import Config
 from pipeline.ingest.server import metrics
 from pipeline.metrics import CONSUMER_LAG, WORKER_READY
@@ -25,6 +25,15 @@ log = logging.getLogger(__name__)
 def _split_listen(listen: str) -> tuple[str, int]:
     host, _, port = listen.rpartition(":")
     return host or "0.0.0.0", int(port)
+
+
+def worker_ready(app: faust.App, pipeline: Pipeline) -> bool:
+    """Whether every stage of this worker can serve: its partitions assigned, its tables recovered, the
+    silences and source alerts loaded. The one place the condition lives (``/-/ready`` and the
+    ``alert_pipeline_worker_ready`` gauge); a stage whose readiness changes re-points it here."""
+    recovered = app.tables.recovery.completed.is_set()
+    assigned = not app.rebalancing and bool(app.consumer.assignment())
+    return recovered and assigned and pipeline.muter.ready
 
 
 def run_worker(config: Config, load: Callable[[], Config], loglevel: str = "INFO", logfile: str | None = None) -> None:
@@ -40,9 +49,15 @@ def run_worker(config: Config, load: Callable[[], Config], loglevel: str = "INFO
 
     @app.timer(interval=0.5, name="readiness")
     async def report_ready() -> None:
-        recovered = app.tables.recovery.completed.is_set()
-        assigned = not app.rebalancing and bool(app.consumer.assignment())
-        WORKER_READY.set(int(recovered and assigned and pipeline.muter.ready))
+        WORKER_READY.set(int(worker_ready(app, pipeline)))
+
+    async def ready(request: web.Request) -> web.Response:
+        if worker_ready(app, pipeline):
+            return web.Response(text="OK")
+        return web.Response(status=503, text="not ready: partitions, tables or silences still loading")
+
+    async def healthy(request: web.Request) -> web.Response:
+        return web.Response(text="OK")
 
     def apply(new: Config) -> None:
         pipeline.reload(new)
@@ -53,10 +68,13 @@ def run_worker(config: Config, load: Callable[[], Config], loglevel: str = "INFO
 
     @app.task
     async def serve_admin() -> None:
-        """``/metrics`` and ``POST /-/reload`` on the metrics address; SIGHUP reloads too."""
+        """``/metrics``, ``/-/ready``, ``/-/healthy`` and ``POST /-/reload`` on the metrics address; SIGHUP
+        reloads too."""
         reloader.on_sighup(asyncio.get_running_loop())
         admin = web.Application()
         admin.router.add_get("/metrics", metrics)
+        admin.router.add_get("/-/ready", ready)
+        admin.router.add_get("/-/healthy", healthy)
         admin.router.add_post("/-/reload", reloader.handle)
         runner = web.AppRunner(admin, access_log=None)
         await runner.setup()

@@ -41,7 +41,7 @@ class FakeClock:
 
 def test_rate_limiter_allows_a_burst_then_spaces_requests():
     clock = FakeClock()
-    limiter = RateLimiter(messages=3, per=6.0, clock=clock)  # one token every 2 s
+    limiter = RateLimiter(3, per=6.0, clock=clock)  # one token every 2 s
     assert [limiter.reserve() for _ in range(3)] == [0.0, 0.0, 0.0]
     assert limiter.reserve() == 2.0  # the fourth waits for the next token
     assert limiter.reserve() == 4.0  # and the fifth behind it
@@ -52,7 +52,7 @@ def test_rate_limiter_allows_a_burst_then_spaces_requests():
 
 async def test_a_cancelled_wait_gives_its_slot_back():
     clock = FakeClock()
-    limiter = RateLimiter(messages=1, per=10.0, clock=clock)
+    limiter = RateLimiter(1, per=10.0, clock=clock)
     await limiter.acquire()  # the only token
     waiting = asyncio.create_task(limiter.acquire())  # reserved the next one, 10 s away
     await asyncio.sleep(0)
