@@ -117,3 +117,8 @@ LIMITS_EXCEEDED = Counter(
     "by tenant (global: the platform's own) and limit.",
     ["tenant", "limit"],
 )
+TENANT_SIDECAR_FAILURES = Counter(
+    "alert_pipeline_tenant_sidecar_failures_total",
+    "Requests to Notification Manager's tenant sidecar that failed (the cached answer or the config's "
+    "tenants were used instead).",
+)

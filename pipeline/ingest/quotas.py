@@ -209,21 +209,25 @@ def count(tenant: str | None, limit: str, amount: int = 1) -> None:
     LIMITS_EXCEEDED.labels(tenant or "global", limit).inc(amount)
 
 
-def silence_refusal(config: Config, silences: Iterable[Any], silence: Any, now: float) -> tuple[str, str] | None:
-    """``(limit, message)`` if a silence scoped to a tenant (``__tenant__="T"``) is over the tenant's
-    silence limits; ``silences`` are the current ones (the one it replaces, same id, is not counted)."""
+def silence_refusal(config: Config, silences: Iterable[Any], silence: Any, now: float) -> str | None:
+    """The message (and the metric counted) if a silence scoped to a tenant (``__tenant__="T"``) is over
+    the tenant's silence limits; ``silences`` are the current ones (the one it replaces is not counted).
+
+    These are the tenants' own limits; limits on every silence (Alertmanager's ``--silences.max-*``)
+    are separate."""
     tenant = next((m.value for m in silence.matchers if m.name == TENANT_LABEL and m.is_equal and not m.is_regex), None)
     if tenant is None or config.tenant(tenant) is None:
         return None
     limits = config.limits_of(tenant)
     size = len(orjson.dumps(silence.to_record()))
     if limits.max_silence_bytes and size > limits.max_silence_bytes:
-        return "max_silence_bytes", (f"the silence is {size} bytes, over tenant {tenant}'s limit of "
-                                     f"{limits.max_silence_bytes} (limits.max_silence_bytes)")
+        count(tenant, "max_silence_bytes")
+        return (f"the silence is {size} bytes, over tenant {tenant}'s limit of {limits.max_silence_bytes} "
+                f"(limits.max_silence_bytes)")
     if limits.max_silences:
         scoped = [s for s in silences if s.id != silence.id and s.state(now) != "expired" and any(
             m.name == TENANT_LABEL and m.value == tenant and m.is_equal and not m.is_regex for m in s.matchers)]
         if len(scoped) >= limits.max_silences:
-            return "max_silences", (f"tenant {tenant} has {len(scoped)} active or pending silences, the limit "
-                                    f"(limits.max_silences)")
+            count(tenant, "max_silences")
+            return f"tenant {tenant} has {len(scoped)} active or pending silences, the limit (limits.max_silences)"
     return None

@@ -23,7 +23,7 @@ from pipeline.config import Config
 from pipeline.ingest import kube, quotas
 from pipeline.ingest.alertmanager import ParsedBatch, TooManyAlerts, parse_alerts_body
 from pipeline.metrics import ALERTS_RECEIVED, ALERTS_REJECTED
-from pipeline.producer import BrokerUnavailable, KafkaWriter
+from pipeline.producer import BrokerUnavailable, KafkaWriter, RecordTooLarge
 from pipeline.topics import ensure_topics, topics_for
 
 log = logging.getLogger(__name__)
@@ -70,9 +70,15 @@ async def read_json(request: web.Request, source: str) -> Any:
 
 async def write_or_503(request: web.Request, topic: str, records: list[tuple[bytes | None, bytes]],
                        source: str) -> None:
-    """Write to Kafka; raises the 503 answer when the broker does not acknowledge in time."""
+    """Write to Kafka; raises the 503 answer when the broker does not acknowledge in time, 413 for a
+    record Kafka would never take."""
     try:
         await request.app[WRITER].write(topic, records)
+    except RecordTooLarge as exc:
+        ALERTS_REJECTED.labels(source, "too_large").inc(len(records))
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=request.app[CONFIG].kafka.max_record_bytes, actual_size=request.content_length or 0,
+            text=orjson.dumps({"error": str(exc)}).decode(), content_type="application/json") from None
     except BrokerUnavailable as exc:
         ALERTS_REJECTED.labels(source, "broker_unavailable").inc(len(records))
         raise web.HTTPServiceUnavailable(
