@@ -49,6 +49,7 @@ from pipeline.app import Pipeline
 from pipeline.metrics import DELIVERY_LATENCY, NOTIFICATIONS_FAILED, NOTIFICATIONS_SENT
 from pipeline.models import Notification
 from senders.base import DeliveryError, Sender, SenderContext, create_sender
+from senders.ratelimit import NotificationRates
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +159,8 @@ class Delivery:
         self._queues: dict[IntegrationKey, asyncio.Queue[Work]] = {}
         self._workers: list[asyncio.Task[None]] = []
         self._context: SenderContext | None = None
+        #: The tenants' notification rate limits (a notification waits for them, or is dead-lettered).
+        self.rates = NotificationRates()
 
     async def start(self) -> None:
         self._context = SenderContext(
@@ -215,6 +218,10 @@ class Delivery:
         sender = self.sender(labels)
         if sender is None:
             await self._give_up(work, "receiver or integration not in the config", 0)
+            return
+        over_rate = await self.rates.wait(self.pipeline.config, notification.tenant, sender.config.kind)
+        if over_rate is not None:
+            await self._give_up(work, over_rate, 0)
             return
         policy = self.pipeline.config.delivery
         backoff = policy.initial_backoff
