@@ -24,12 +24,12 @@ from pipeline.channels import INTEGRATION_FIELDS, RateLimit, StrictModel
 from pipeline.durations import Duration
 from pipeline.models import Alert
 
-#: How many times the encoded size of an alert the largest record made from it may be. A routed record
-#: holds the alert, its group labels and the group key (the labels Go-quoted: up to 3.5 bytes of JSON
-#: per byte of JSON of a label, for a 2-byte unprintable character); a notification of one alert holds
-#: the group key twice (in its id too), the group labels and the alert; a dead letter escapes a whole
-#: routed record as a JSON string (up to twice its size). ``tests/test_limits.py`` measures it.
-RECORD_FANOUT = 12
+#: How many times the encoded size of an alert the largest record made from it (key and value) may be.
+#: The group key holds the group labels Go-quoted, which grows some characters fivefold in JSON (DEL is
+#: one byte in JSON, ``\\x7f`` in the key); a notification holds the group key four times (its Kafka key,
+#: its id, ``groupKey``, and the dead letter's key), and a dead letter escapes a routed record whole.
+#: Measured worst, DEL in a grouping label: 19.6 (``tests/test_limits.py``).
+RECORD_FANOUT = 20
 #: Room left in a record for what the config adds: route keys, receiver and tenant names, ids.
 RECORD_OVERHEAD = 16 * 1024
 
@@ -83,7 +83,7 @@ class Limits(TenantLimits):
     max_label_name_bytes: int = Field(default=1024, ge=1)
     max_label_value_bytes: int = Field(default=16 * 1024, ge=1)
     #: The alert record as written to Kafka (labels, annotations, times, URL).
-    max_alert_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_alert_bytes: int = Field(default=32 * 1024, ge=1024)
 
     def for_tenant(self, overrides: TenantLimits | None) -> TenantLimits:
         """This tenant's limits: the defaults, with what its own ``limits`` set."""
