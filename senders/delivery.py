@@ -219,7 +219,8 @@ class Delivery:
         if sender is None:
             await self._give_up(work, "receiver or integration not in the config", 0)
             return
-        over_rate = await self.rates.wait(self.pipeline.config, notification.tenant, sender.config.kind)
+        over_rate = await self.rates.wait(self.pipeline.config, notification.tenant, sender.config.kind,
+                                          time.time() - notification.created_at)
         if over_rate is not None:
             await self._give_up(work, over_rate, 0)
             return

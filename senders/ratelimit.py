@@ -46,9 +46,11 @@ class NotificationRates:
     """The tenant limits on notifications (``limits.notification_rate`` and ``..._per_integration``).
 
     A notification takes a slot of its tenant's bucket and of its integration kind's; it waits for the
-    later of the two. Unlike Mimir, nothing is dropped: a notification whose wait would exceed
-    ``notification_max_delay`` gives its slots back and is dead-lettered with the reason (``dlq replay``
-    sends it again). The global route is not a tenant and is not limited here.
+    later of the two. Unlike Mimir, nothing is dropped: a notification that must wait, and whose delay
+    (the time since it was made, which includes its wait in the integration's queue behind the ones
+    the rate held back, plus this wait) would exceed ``notification_max_delay``, gives its slots back and
+    is dead-lettered with the reason (``dlq replay`` sends it again). The global route is not a tenant
+    and is not limited here.
     """
 
     def __init__(self) -> None:
@@ -60,8 +62,8 @@ class NotificationRates:
             kept = self._buckets[(tenant, scope)] = (rate, TokenBucket(rate.messages, rate.per))
         return kept[1]
 
-    def reserve(self, config: Config, tenant: str, kind: str) -> tuple[float, str | None]:
-        """``(seconds to wait, None)``, or ``(0, reason)`` when the wait would be too long."""
+    def reserve(self, config: Config, tenant: str, kind: str, waited: float = 0.0) -> tuple[float, str | None]:
+        """``(seconds to wait, None)``, or ``(0, reason)`` when ``waited`` and the wait would be too long."""
         if tenant == GLOBAL_TENANT or config.tenant(tenant) is None:
             return 0.0, None
         limits = config.limits_of(tenant)
@@ -70,7 +72,7 @@ class NotificationRates:
         taken = [(name, self._bucket(tenant, scope, rate), rate) for name, scope, rate in scopes if rate]
         waits = [(bucket.reserve(), name, rate) for name, bucket, rate in taken]
         wait, name, rate = max(waits, default=(0.0, "", None), key=lambda w: w[0])
-        if wait <= limits.notification_max_delay:
+        if wait <= 0 or waited + wait <= limits.notification_max_delay:
             return wait, None
         for _, bucket, _ in taken:
             bucket.give_back()
@@ -78,12 +80,12 @@ class NotificationRates:
         where = f" for {kind}" if name.endswith("integration") else ""
         assert rate is not None
         return 0.0, (f"tenant {tenant}'s notification rate{where} of {rate.messages} per {rate.per:g}s "
-                     f"(limits.{name}) would delay it {wait:.0f}s, over limits.notification_max_delay "
+                     f"(limits.{name}) would delay it {waited + wait:.1f}s, over limits.notification_max_delay "
                      f"({limits.notification_max_delay:g}s)")
 
-    async def wait(self, config: Config, tenant: str, kind: str) -> str | None:
+    async def wait(self, config: Config, tenant: str, kind: str, waited: float = 0.0) -> str | None:
         """Wait for the notification's turn; the reason to dead-letter it instead, if any."""
-        delay, reason = self.reserve(config, tenant, kind)
+        delay, reason = self.reserve(config, tenant, kind, waited)
         if delay > 0:
             await asyncio.sleep(delay)
         return reason
