@@ -45,7 +45,8 @@ async def _write(request: web.Request, silences: list[Silence]) -> None:
         await request.app[WRITER].write(topic, records)
     except RecordTooLarge as exc:
         raise web.HTTPRequestEntityTooLarge(max_size=request.app[CONFIG].kafka.max_record_bytes, actual_size=0,
-                                            body=orjson.dumps(str(exc)), content_type="application/json") from None
+                                            text=orjson.dumps(str(exc)).decode(),
+                                            content_type="application/json") from None
     except BrokerUnavailable as exc:
         raise web.HTTPServiceUnavailable(body=orjson.dumps(str(exc)), content_type="application/json",
                                          headers={"Retry-After": "5"}) from None

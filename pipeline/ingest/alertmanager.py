@@ -75,7 +75,8 @@ def parse_alert(item: Any, now: float, timeout: float, source: str, limits: Limi
         raise OverLimit(*problem)
     starts_at = parse_time(item.get("startsAt"), "startsAt")
     ends_at = parse_time(item.get("endsAt"), "endsAt")
-    generator_url = item.get("generatorURL") or ""
+    generator_url = item.get("generatorURL")
+    generator_url = "" if generator_url is None else generator_url
     if not isinstance(generator_url, str):
         raise ValueError("generatorURL: expected a string")
     if starts_at is None:
