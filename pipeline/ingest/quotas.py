@@ -87,7 +87,13 @@ class TenantUsage:
         self.tenants = TenantResolver(config)
         self.routing = RoutingTable(config)
         self.usage: dict[str, Usage] = {}
-        self._counts_groups = {t.name for t in config.tenants if config.limits_of(t.name).max_aggregation_groups}
+        limits = {t.name: config.limits_of(t.name) for t in config.tenants}
+        #: Only tenants with a count limit are counted (the others cost nothing).
+        self.limited = frozenset(name for name, of in limits.items()
+                                 if of.max_active_alerts or of.max_alerts_bytes or of.max_aggregation_groups)
+        self._counts_groups = {name for name, of in limits.items() if of.max_aggregation_groups}
+        #: Whether any tenant has a request rate (otherwise a request's tenant need not be found).
+        self.rate_limited = any(of.ingest_rate for of in limits.values())
 
     def groups_of(self, tenant: str, labels: dict[str, str]) -> tuple[str, ...]:
         """The tenant's aggregation groups an alert is in (only for tenants with a group limit)."""
@@ -103,16 +109,21 @@ class TenantUsage:
         usage.expire(now)
         return usage
 
+    def limited_tenants(self, labels: dict[str, str]) -> list[str]:
+        return [t for t in self.tenants.for_labels(labels) if t in self.limited] if self.limited else []
+
     def put(self, fingerprint: str, labels: dict[str, str], ends_at: float, size: int,
             tenants: Iterable[str] | None = None) -> None:
-        for tenant in self.tenants.for_labels(labels) if tenants is None else tenants:
+        for tenant in self.limited_tenants(labels) if tenants is None else tenants:
             firing = Firing(ends_at, size, self.groups_of(tenant, labels))
             self.usage.setdefault(tenant, Usage()).put(fingerprint, firing)
 
     def on_change(self, fingerprint: str, old: Any, new: Any) -> None:
         """Listener of the ``alerts.deduped`` view: the alert's state as the dedup stage passed it on."""
+        if not self.limited:
+            return
         if isinstance(old, dict) and isinstance(old.get("labels"), dict):
-            for tenant in self.tenants.for_labels(old["labels"]):
+            for tenant in self.limited_tenants(old["labels"]):
                 self.usage.get(tenant, Usage()).put(fingerprint, None)
         if isinstance(new, dict) and isinstance(new.get("labels"), dict):
             try:
@@ -125,10 +136,12 @@ class TenantUsage:
     def refusal(self, alert: Alert, now: float) -> tuple[str, str, str] | None:
         """``(tenant, limit, message)`` if taking this alert would put one of its tenants over a limit;
         else None, and the alert is counted (a new alert is counted before the view shows it)."""
-        if alert.resolved(now):
-            self.put(alert.fingerprint, alert.labels, alert.ends_at, 0)  # leaves the counts
+        tenants = self.limited_tenants(alert.labels)
+        if not tenants:
             return None
-        tenants = self.tenants.for_labels(alert.labels)
+        if alert.resolved(now):
+            self.put(alert.fingerprint, alert.labels, alert.ends_at, 0, tenants)  # leaves the counts
+            return None
         size = alert_bytes(alert.labels, alert.annotations, alert.generator_url)
         for tenant in tenants:
             limits, usage = self.config.limits_of(tenant), self.of(tenant, now)

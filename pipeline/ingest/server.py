@@ -92,7 +92,7 @@ def apply_tenant_limits(request: web.Request, batch: ParsedBatch, now: float) ->
     would put a tenant over a limit move from the batch to ``batch.over_quota``."""
     config, limiter = request.app[CONFIG], request.app[quotas.QUOTAS]
     usage = limiter.current(config)
-    tenant = quotas.request_tenant(usage.tenants, batch.alerts)
+    tenant = quotas.request_tenant(usage.tenants, batch.alerts) if usage.rate_limited else None
     over_rate = limiter.rate_refusal(config, tenant)
     if over_rate is not None:
         quotas.count(tenant, "ingest_rate")
