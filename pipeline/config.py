@@ -451,7 +451,7 @@ class Config(StrictModel):
         duplicates = {n for n in names if names.count(n) > 1}
         if duplicates:
             raise ValueError(f"tenants: names must be unique, repeated: {sorted(duplicates)}")
-        self.limits.check_record_size(self.kafka.max_record_bytes)
+        self.limits.fit_record_size(self.kafka.max_record_bytes)
         for tenant in self.tenants:
             max_bytes = self.limits_of(tenant.name).max_template_bytes
             problems = template_problems(tenant.receivers, max_bytes) if max_bytes else []

@@ -31,7 +31,8 @@ from pipeline.models import Alert
 #: Measured worst, DEL in a grouping label: 19.6 (``tests/test_limits.py``).
 RECORD_FANOUT = 20
 #: Room left in a record for what the config adds: route keys, receiver and tenant names, ids.
-RECORD_OVERHEAD = 16 * 1024
+RECORD_OVERHEAD = 4 * 1024
+DEFAULT_MAX_ALERT_BYTES = 32 * 1024
 
 
 class RequestRate(StrictModel):
@@ -82,8 +83,9 @@ class Limits(TenantLimits):
     max_annotations: int = Field(default=128, ge=0)
     max_label_name_bytes: int = Field(default=1024, ge=1)
     max_label_value_bytes: int = Field(default=16 * 1024, ge=1)
-    #: The alert record as written to Kafka (labels, annotations, times, URL).
-    max_alert_bytes: int = Field(default=32 * 1024, ge=1024)
+    #: The alert record as written to Kafka (labels, annotations, times, URL). Unset: 32 KiB, or less if
+    #: ``kafka.max_record_bytes`` holds less than :data:`RECORD_FANOUT` times that.
+    max_alert_bytes: int = Field(default=DEFAULT_MAX_ALERT_BYTES, ge=1024)
 
     def for_tenant(self, overrides: TenantLimits | None) -> TenantLimits:
         """This tenant's limits: the defaults, with what its own ``limits`` set."""
@@ -92,13 +94,16 @@ class Limits(TenantLimits):
             merged.update(overrides.model_dump(exclude_unset=True))
         return TenantLimits.model_validate(merged)
 
-    def check_record_size(self, max_record_bytes: int) -> None:
-        """Raises ValueError when an alert within the shape limits could make a record past the limit."""
-        if self.max_alert_bytes * RECORD_FANOUT + RECORD_OVERHEAD > max_record_bytes:
-            largest = (max_record_bytes - RECORD_OVERHEAD) // RECORD_FANOUT
-            raise ValueError(f"max_alert_bytes ({self.max_alert_bytes}) must be at most {largest}: records made "
-                             f"from an alert reach {RECORD_FANOUT} times its size, and kafka.max_record_bytes "
-                             f"is {max_record_bytes}")
+    def fit_record_size(self, max_record_bytes: int) -> None:
+        """Set an unset ``max_alert_bytes`` to what fits; raises ValueError when a set one does not, i.e. when
+        an alert within the shape limits could make a record past ``kafka.max_record_bytes``."""
+        largest = (max_record_bytes - RECORD_OVERHEAD) // RECORD_FANOUT
+        if "max_alert_bytes" not in self.model_fields_set:
+            self.max_alert_bytes = min(self.max_alert_bytes, largest)
+        elif self.max_alert_bytes > largest:
+            raise ValueError(f"limits.max_alert_bytes ({self.max_alert_bytes}) must be at most {largest}: records "
+                             f"made from an alert reach {RECORD_FANOUT} times its size, and "
+                             f"kafka.max_record_bytes is {max_record_bytes}")
 
 
 def _utf8_over(text: str, limit: int) -> int:

@@ -22,6 +22,7 @@ from agents.dedup import decide
 from pipeline.broker import LocalKafka
 from pipeline.config import parse_config
 from pipeline.ingest.alertmanager import parse_alerts_body
+from pipeline.limits import Limits
 from pipeline.models import Alert, fingerprint, format_time
 from pipeline.routing import RoutingTable
 from pipeline.tenancy import TenantResolver
@@ -151,8 +152,8 @@ def micro_benchmarks() -> None:
     body = orjson.dumps(alerts)
     now = time.time()
     micro("ingest: parse + validate + encode records", len(alerts), lambda: [
-        orjson.dumps(a.to_record()) for a in parse_alerts_body(orjson.loads(body), now, 300, 3600).alerts])
-    parsed = parse_alerts_body(alerts, now, 300, 3600).alerts
+        orjson.dumps(a.to_record()) for a in parse_alerts_body(orjson.loads(body), now, 300, 3600, Limits()).alerts])
+    parsed = parse_alerts_body(alerts, now, 300, 3600, Limits()).alerts
     records = [orjson.dumps(a.to_record()) for a in parsed]
 
     def dedup_repeats() -> None:

@@ -195,8 +195,10 @@ def test_shape_limits_name_the_alert_and_the_limit_and_keep_the_others():
 
 def test_the_config_keeps_the_alert_limit_inside_the_record_limit_and_templates_small(tmp_path):
     base = {"route": {"receiver": "r"}, "receivers": [{"name": "r"}]}
-    with pytest.raises(ConfigError, match=r"max_alert_bytes \(200000\) must be at most 49180"):
+    with pytest.raises(ConfigError, match=r"limits.max_alert_bytes \(200000\) must be at most 49795"):
         parse_config({**base, "limits": {"max_alert_bytes": 200_000}})
+    assert parse_config(base).limits.max_alert_bytes == 32 * 1024
+    assert parse_config({**base, "kafka": {"max_record_bytes": 64 * 1024}}).limits.max_alert_bytes == 3072
     parse_config({**base, "kafka": {"max_record_bytes": 1_040_000}, "limits": {"max_alert_bytes": 51_000}})
     template = tmp_path / "text.j2"
     template.write_text("{{ title() }}" + " " * 3000)
