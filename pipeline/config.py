@@ -266,7 +266,8 @@ class KafkaSettings(StrictModel):
     max_batch_bytes: int = Field(default=512 * 1024, ge=16 * 1024)
     #: The largest record (key and value) of any topic: a notification of a huge group is cut to it, its
     #: other alerts counted in ``truncatedAlerts``, and ``limits.max_alert_bytes`` is bounded by it. Every
-    #: producer's ``max_request_size`` and every topic's ``max.message.bytes`` are this plus 1 KiB of framing.
+    #: producer's ``max_request_size`` is this plus 1 KiB of framing; every topic's ``max.message.bytes``
+    #: (a whole batch) this or ``max_batch_bytes``, whichever is larger, plus the framing.
     #: At most 1 MiB less the framing, so that the topics faust creates itself (changelogs), which take the
     #: broker's ``message.max.bytes`` (1 MiB and 12 bytes by default), hold such records too.
     max_record_bytes: int = Field(default=1_000_000, ge=16 * 1024, le=1024 * 1024 - 1024)

@@ -16,9 +16,15 @@ RECORD_FRAMING = 1024
 
 
 def max_request_bytes(settings: KafkaSettings) -> int:
-    """The one size every producer's ``max_request_size`` and every topic's ``max.message.bytes`` take:
-    a record of ``kafka.max_record_bytes`` (key and value) always fits, a larger one never does."""
+    """Every producer's ``max_request_size``: a record of ``kafka.max_record_bytes`` (key and value) always
+    fits, a larger one never does."""
     return settings.max_record_bytes + RECORD_FRAMING
+
+
+def max_message_bytes(settings: KafkaSettings) -> int:
+    """Every topic's ``max.message.bytes``, which bounds a whole record batch: the largest record's or the
+    producers' batch size (``kafka.max_batch_bytes``), whichever is larger."""
+    return max(settings.max_record_bytes, settings.max_batch_bytes) + RECORD_FRAMING
 
 
 def ssl_context(settings: KafkaSettings) -> ssl.SSLContext | None:

@@ -14,7 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from pipeline.config import Config, KafkaSettings
-from pipeline.kafka import client_options, max_request_bytes
+from pipeline.kafka import client_options, max_message_bytes
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def topic_configs(settings: KafkaSettings, replicas: int, compacted: bool) -> di
     """The configs every topic of ours is created with."""
     min_isr = settings.min_insync_replicas or max(1, replicas - 1)
     configs = {"min.insync.replicas": str(min(min_isr, replicas)),
-               "max.message.bytes": str(max_request_bytes(settings))}
+               "max.message.bytes": str(max_message_bytes(settings))}
     if compacted:
         configs["cleanup.policy"] = "compact"
     return configs
