@@ -289,6 +289,9 @@ class IngestSettings(StrictModel):
     #: How long an expired silence is kept (and listed by the API) before it is deleted, as
     #: Alertmanager's ``--data.retention``.
     silence_retention: Duration = 120 * 3600.0
+    #: The workers' metrics URLs (``http://host:port/metrics``), where ``GET /api/v1/receivers`` reads
+    #: the delivery queue sizes; each host is resolved to all its addresses (a headless Service).
+    worker_metrics: list[str] = Field(default_factory=list)
 
 
 
@@ -324,6 +327,9 @@ class DeliverySettings(StrictModel):
     #: the reason, replayable) rather than let one dead receiver hold up everyone else. It bounds a
     #: burst too: size it above the most notifications one integration gets within one request's time.
     queue_size: int = Field(default=1000, ge=1)
+    #: Requests in flight at once per receiver integration. A group's notifications share one lane, so
+    #: they arrive in order; different groups are sent side by side, as Alertmanager's groups are.
+    concurrency: int = Field(default=8, ge=1)
     #: Notifications read but not yet committable in one worker; beyond it the worker stops reading.
     max_in_flight: int = Field(default=10000, ge=1)
     #: Handled notification ids remembered per aggregation group by the delivery log.

@@ -68,8 +68,10 @@ NOTIFICATIONS_SENT = Counter(
 )
 NOTIFICATIONS_FAILED = Counter(
     "alert_pipeline_notifications_failed_total",
-    "Delivery attempts that failed (each retry counts), by whether the notification was given up.",
-    ["tenant", "receiver", "integration", "final"],
+    "Delivery attempts that failed (each retry counts), by whether the notification was given up and why: "
+    "auth, rate_limit, client_error, server_error, timeout, connection, other; backlog (queue full) and "
+    "config (receiver gone) for notifications given up unsent.",
+    ["tenant", "receiver", "integration", "final", "reason"],
 )
 DELIVERY_LATENCY = Histogram(
     "alert_pipeline_delivery_latency_seconds",
@@ -86,6 +88,11 @@ CONSUMER_LAG = Gauge(
     "alert_pipeline_consumer_lag",
     "Records not yet processed (highwater minus committed offset) per topic partition.",
     ["topic", "partition"],
+)
+PARTITIONS_ASSIGNED = Gauge(
+    "alert_pipeline_partitions_assigned",
+    "Partitions of each source topic assigned to this worker (after the last rebalance).",
+    ["topic"],
 )
 WORKER_READY = Gauge(
     "alert_pipeline_worker_ready",

@@ -52,9 +52,10 @@ def run_worker(config: Config, load: Callable[[], Config], loglevel: str = "INFO
         WORKER_READY.set(int(worker_ready(app, pipeline)))
 
     async def ready(request: web.Request) -> web.Response:
+        """Kubernetes' readiness probe: a rolling update waits until a new worker has its partitions."""
         if worker_ready(app, pipeline):
             return web.Response(text="OK")
-        return web.Response(status=503, text="not ready: partitions, tables or silences still loading")
+        return web.Response(status=503, text="waiting for partitions, table recovery or the silences")
 
     async def healthy(request: web.Request) -> web.Response:
         return web.Response(text="OK")

@@ -18,13 +18,14 @@ the default templates are there for overrides too: ``summary(a)``, ``where(a)``,
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
-from jinja2 import FileSystemLoader, Template, pass_context, select_autoescape
+from jinja2 import FileSystemLoader, Template, TemplateSyntaxError, pass_context, select_autoescape
 from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -130,6 +131,36 @@ def template_context(notification: Notification, external_url: str, language: st
     return context
 
 
+@dataclass(frozen=True, slots=True)
+class TemplateFailure:
+    """A part's template that failed to render: which (``custom`` or ``default``), why, and the line
+    of the template where it failed (``None`` when the error has no place in it)."""
+
+    part: str
+    template: str
+    message: str
+    line: int | None
+
+    @classmethod
+    def of(cls, part: str, template: str, exc: Exception) -> TemplateFailure:
+        return cls(part, template, f"{type(exc).__name__}: {exc}", error_line(exc))
+
+
+def error_line(exc: Exception) -> int | None:
+    """The template line an error happened on: Jinja rewrites tracebacks so that a template's frames
+    carry its file name (``<template>`` for a string) and the template's own line numbers."""
+    if isinstance(exc, TemplateSyntaxError):
+        return exc.lineno
+    line = None
+    traceback = exc.__traceback__
+    while traceback is not None:
+        filename = traceback.tb_frame.f_code.co_filename
+        if filename == "<template>" or filename.endswith(".j2"):
+            line = traceback.tb_lineno
+        traceback = traceback.tb_next
+    return line
+
+
 def _compile(source: str, html: bool) -> Template:
     if html:
         source = "{% autoescape true %}" + source + "{% endautoescape %}"
@@ -149,26 +180,33 @@ class MessageTemplates:
                           for part, source in overrides.items()}
 
     def render(self, notification: Notification, external_url: str) -> dict[str, str]:
-        context = template_context(notification, external_url, self.language)
-        return {part: self._render_part(part, context, notification) for part in self.defaults}
+        parts, failures = self.render_checked(notification, external_url)
+        for failure in failures:
+            TEMPLATE_ERRORS.labels(self.channel, failure.part, failure.template).inc()
+            log.warning("template error in the %s %s template of %s/%s %s (%s); using the default",
+                        failure.template, failure.part, notification.tenant, notification.receiver,
+                        notification.integration, failure.message)
+        return parts
 
-    def _render_part(self, part: str, context: dict[str, Any], notification: Notification) -> str:
+    def render_checked(self, notification: Notification,
+                       external_url: str) -> tuple[dict[str, str], list[TemplateFailure]]:
+        """Every part, and the failures that made a part fall back (what a template preview shows)."""
+        context = template_context(notification, external_url, self.language)
+        failures: list[TemplateFailure] = []
+        return {part: self._render_part(part, context, notification, failures) for part in self.defaults}, failures
+
+    def _render_part(self, part: str, context: dict[str, Any], notification: Notification,
+                     failures: list[TemplateFailure]) -> str:
         override = self.overrides.get(part)
         if override is not None:
             try:
                 return override.render(context).strip()
             except Exception as exc:  # any error of a tenant's template; the default takes over
-                self._failed(part, "custom", notification, exc)
+                failures.append(TemplateFailure.of(part, "custom", exc))
         try:
             return self.defaults[part].render(context).strip()
         except Exception as exc:  # a bug of ours; still send something readable
-            self._failed(part, "default", notification, exc)
+            failures.append(TemplateFailure.of(part, "default", exc))
             from senders.file import text_line
 
             return text_line(notification)
-
-    def _failed(self, part: str, which: str, notification: Notification, exc: Exception) -> None:
-        TEMPLATE_ERRORS.labels(self.channel, part, which).inc()
-        log.warning("template error in the %s %s template of %s/%s %s (%s: %s); using the default",
-                    which, part, notification.tenant, notification.receiver, notification.integration,
-                    type(exc).__name__, exc)

@@ -13,9 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents.dedup import DedupState
-from agents.dispatch import Group, flush
-from agents.route import routed_records
+from agents.dispatch import ROW_SEP
+from agents.grouping import Group, flush
+from agents.route import route_changes
 from pipeline.config import Config, ConfigError, parse_config
+from pipeline.deadletters import DeadLetter
 from pipeline.ingest.alertmanager import OverLimit, TooManyAlerts, parse_alert, parse_alerts_body
 from pipeline.limits import RECORD_FANOUT, RECORD_OVERHEAD, Limits
 from pipeline.models import Alert
@@ -80,14 +82,14 @@ async def test_a_cancelled_wait_gives_its_slot_back():
 # --- The shape of an alert, and every record made from it -----------------------------------------------------
 
 def limits_config(**limits: object) -> Config:
-    """A config whose records are small (64 KiB), so that alerts at its limits are quick to make."""
+    """A config whose records are small (256 KiB), so that alerts at its limits are quick to make."""
     return parse_config({
         "route": {"receiver": "admins", "group_by": ["..."]},
         "receivers": [{"name": "admins", "webhook_configs": [{"url": "http://127.0.0.1:1/hook"}]}],
         "tenants": [{"name": "team-a", "namespaces": ["*"], "route": {"receiver": "a", "group_by": ["..."]},
                      "receivers": [{"name": "a", "webhook_configs": [{"url": "http://127.0.0.1:1/a"}]}]}],
-        "kafka": {"max_record_bytes": 64 * 1024},
-        "limits": {"max_alert_bytes": (64 * 1024 - RECORD_OVERHEAD) // RECORD_FANOUT, **limits},
+        "kafka": {"max_record_bytes": 256 * 1024},
+        "limits": {"max_alert_bytes": (256 * 1024 - RECORD_OVERHEAD) // RECORD_FANOUT, **limits},
     })
 
 
@@ -95,29 +97,31 @@ def derived_records(config: Config, alert: Alert) -> dict[str, int]:
     """The size (key and value) of each record the pipeline makes from one alert, by the real code paths."""
     now = time.time()
     record = alert.to_record()
-    sizes = {"alerts": len(alert.fingerprint) + len(orjson.dumps(record)),
+    sizes = {"alerts": len(orjson.dumps([record])),
              "alerts.deduped": len(alert.fingerprint) + len(orjson.dumps(
                  DedupState(alert, alert.ends_at, now, False).to_value(0)))}
     stages = SimpleNamespace(tenants=TenantResolver(config), routing=RoutingTable(config))
-    for key, routed in routed_records(stages, dict(record)):
+    ((_, items),) = asyncio.run(route_changes(stages, [dict(record)]))  # type: ignore[arg-type]
+    for key, item in items:
+        routed = orjson.loads(item)
         tenant = routed["tenant"]
-        value = orjson.dumps(routed)
-        sizes[f"alerts.routed {tenant}"] = len(key) + len(value)
-        # Pipeline.dead_letter's record: the routed record as text, with where it was and why.
-        sizes[f"alerts.dlq {tenant}"] = len(key) + len(orjson.dumps({
-            "topic": "alerts.routed", "partition": 0, "offset": 0, "reason": "x" * 200, "record": value.decode()}))
+        sizes[f"alerts.routed {tenant}"] = len(item) + 2  # one item alone in a batch record
+        letter = DeadLetter.of("alerts.routed", "x" * 200, b"[" + item + b"]", key=key, stage="dispatch")
+        sizes[f"alerts.dlq {tenant}"] = len(key) + len(letter.encode())
         route = stages.routing.route(tenant, routed["route"])
-        group = Group.new(routed, 0, route.options, now)
+        group = Group.new(routed, 0, route.options, now, key)
         group.insert(routed["alert"], route.options, now)
         sizes[f"groups {tenant}"] = len(key) + len(orjson.dumps(group.to_value()))
+        fp = routed["alert"]["fingerprint"]
+        sizes[f"group-alerts {tenant}"] = len(f"{key}{ROW_SEP}{fp}") + len(group.alerts[fp].raw)
         receiver = config.receivers_of(tenant)[0]
         result = flush(group, receiver.integrations(), route.options, key, now, now, stages.routing.time_intervals)
         (notification,) = result.notifications
         encoded = notification.encode(config.kafka.max_record_bytes)
         assert orjson.loads(encoded)["truncatedAlerts"] == 0  # the one alert fits
         sizes[f"notifications.{tenant}"] = len(key) + len(encoded)
-        sizes[f"notifications.dlq {tenant}"] = len(key) + len(orjson.dumps({
-            "key": key, "reason": "x" * 200, "attempts": 5, "failedAt": now, "notification": orjson.loads(encoded)}))
+        letter = DeadLetter.of(f"notifications.{tenant}", "x" * 200, encoded, key=key, stage="deliver")
+        sizes[f"notifications.dlq {tenant}"] = len(key) + len(letter.encode())
     return sizes
 
 
@@ -148,12 +152,12 @@ ADVERSARIAL = ['"', "\\", "\x01", "\x7f", "\u0085", "\u00ad", "\u2028", "\ufeff"
 @pytest.mark.parametrize("char", ADVERSARIAL)
 @pytest.mark.parametrize("group_label", [True, False])
 def test_no_record_made_from_an_alert_within_the_limits_outgrows_the_record_limit(char, group_label):
-    config = limits_config(max_label_value_bytes=64 * 1024)
+    config = limits_config(max_label_value_bytes=256 * 1024)
     alert = largest_alert(config, char, group_label)
     size = len(orjson.dumps(alert.to_record()))
     assert size > config.limits.max_alert_bytes * 0.9  # the alert is as large as the limits allow
     sizes = derived_records(config, alert)
-    assert len(sizes) == 12  # alerts, deduped, and five records for each of the two routes
+    assert len(sizes) == 14  # alerts, deduped, and six records for each of the two routes
     assert max(sizes.values()) <= config.kafka.max_record_bytes, sizes
     assert max(sizes.values()) <= size * RECORD_FANOUT + RECORD_OVERHEAD
 
