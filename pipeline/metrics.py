@@ -69,8 +69,8 @@ NOTIFICATIONS_SENT = Counter(
 NOTIFICATIONS_FAILED = Counter(
     "alert_pipeline_notifications_failed_total",
     "Delivery attempts that failed (each retry counts), by whether the notification was given up and why: "
-    "auth, rate_limit, client_error, server_error, timeout, connection, other; backlog (queue full) and "
-    "config (receiver gone) for notifications given up unsent.",
+    "auth, rate_limit, client_error, server_error, timeout, connection, other; backlog (queue full), "
+    "config (receiver gone) and tenant_limit (the tenant's notification rate) for notifications given up unsent.",
     ["tenant", "receiver", "integration", "final", "reason"],
 )
 DELIVERY_LATENCY = Histogram(

@@ -297,7 +297,7 @@ class Delivery:
         over_rate = await self.rates.wait(self.pipeline.config, notification.tenant, sender.config.kind,
                                           time.time() - notification.created_at)
         if over_rate is not None:
-            await self._give_up(work, over_rate, 0)
+            await self._give_up(work, over_rate, 0, "tenant_limit")
             return
         policy = self.pipeline.config.delivery
         backoff = policy.initial_backoff
