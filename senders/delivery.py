@@ -272,7 +272,11 @@ class Delivery:
         """Queued with the event's other records: the event is acked only once the letter is on Kafka."""
         letter = letter_for(event, "deliver", reason, value)
         letter.attempts = attempts
-        await queue_letter(self.pipeline.writer, self.writes.outbox, self.pipeline.topics.notifications_dlq, letter)
+        dlq = self.pipeline.topics.notifications_dlq
+        # The topic's metadata first: the outbox is taken only after the last await, or a write that swapped
+        # it meanwhile would be iterating the outbox the letter lands in (and would lose it).
+        await self.pipeline.writer.partitions(dlq)
+        await queue_letter(self.pipeline.writer, self.writes.outbox, dlq, letter)
 
     async def _give_up(self, work: Work, reason: str, attempts: int, failure: str) -> None:
         notification = work.notification
