@@ -119,10 +119,22 @@ def test_posting_kubernetes_events_never_gives_a_5xx(ingest, body, path):
     assert ingest[1].status("POST", path, body) < 500
 
 
+@settings(SETTINGS, max_examples=400)
+@given(body=(st.fixed_dictionaries({}, optional={
+    "receiver": TEXT | JSON, "tenant": TEXT | JSON, "alerts": st.lists(ALERT, max_size=3) | JSON,
+    "templates": st.dictionaries(st.sampled_from(["title", "text", "html"]), TEXT | JSON) | JSON,
+    "channels": st.lists(TEXT) | JSON, "languages": st.lists(st.sampled_from(["en", "zh", "ko", "xx"])) | JSON,
+}) | JSON).map(orjson.dumps) | st.binary(max_size=64),
+       path=st.sampled_from(["/api/v1/receivers/test", "/api/v1/templates/test"]))
+def test_testing_receivers_and_templates_never_gives_a_5xx(ingest, body, path):
+    assert ingest[1].status("POST", path, body) < 500
+
+
 @settings(SETTINGS, max_examples=700)
 @given(params=QUERY, silence_id=TEXT, endpoint=st.sampled_from([
     "GET /api/v2/alerts", "GET /api/v2/alerts/groups", "GET /api/v2/silences", "GET /api/v1/history",
-    "GET /api/v2/silence/", "DELETE /api/v2/silence/", "GET /api/v2/receivers", "GET /api/v2/status"]))
+    "GET /api/v2/silence/", "DELETE /api/v2/silence/", "GET /api/v2/receivers", "GET /api/v2/status",
+    "GET /api/v1/receivers"]))
 def test_queries_never_give_a_5xx(ingest, params, silence_id, endpoint):
     method, path = endpoint.split(" ")
     if path.endswith("/"):
