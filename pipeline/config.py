@@ -33,6 +33,7 @@ from pipeline.channels import (
     WeComConfig,
 )
 from pipeline.durations import Duration
+from pipeline.limits import Limits, TenantLimits, template_problems
 from pipeline.matchers import Matcher, parse_matchers
 from pipeline.timeintervals import TimeIntervalConfig
 
@@ -218,6 +219,8 @@ class TenantConfig(StrictModel):
     receivers: list[ReceiverConfig] = Field(default_factory=list)
     #: Rules whose source alerts are this tenant's alerts only, and which mute only its notifications.
     inhibit_rules: list[InhibitRuleConfig] = Field(default_factory=list)
+    #: Overrides of the tenant limits of ``limits:`` (``pipeline/limits.py``).
+    limits: TenantLimits | None = None
 
     @field_validator("name")
     @classmethod
@@ -261,10 +264,13 @@ class KafkaSettings(StrictModel):
     linger_ms: int = Field(default=5, ge=0)
     #: Producer batch size per partition; keep it under the broker's message.max.bytes.
     max_batch_bytes: int = Field(default=512 * 1024, ge=16 * 1024)
-    #: The largest record the worker writes: a notification of a huge group is cut to it, its other
-    #: alerts counted in ``truncatedAlerts``. Keep it under the broker's ``message.max.bytes`` and the
-    #: producers' ``max_request_size`` (both about 1 MiB by default).
-    max_record_bytes: int = Field(default=1_000_000, ge=16 * 1024, le=1024 * 1024)
+    #: The largest record (key and value) of any topic: a notification of a huge group is cut to it, its
+    #: other alerts counted in ``truncatedAlerts``, and ``limits.max_alert_bytes`` is bounded by it. Every
+    #: producer's ``max_request_size`` is this plus 1 KiB of framing; every topic's ``max.message.bytes``
+    #: (a whole batch) this or ``max_batch_bytes``, whichever is larger, plus the framing.
+    #: At most 1 MiB less the framing, so that the topics faust creates itself (changelogs), which take the
+    #: broker's ``message.max.bytes`` (1 MiB and 12 bytes by default), hold such records too.
+    max_record_bytes: int = Field(default=1_000_000, ge=16 * 1024, le=1024 * 1024 - 1024)
     #: Consumer group session timeout: a killed worker's partitions move after it (the broker's
     #: ``group.min.session.timeout.ms`` bounds it from below).
     session_timeout: Duration = Field(default=10.0, ge=1.0)
@@ -395,6 +401,7 @@ class Config(StrictModel):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     rules: RulesSettings = Field(default_factory=RulesSettings)
+    limits: Limits = Field(default_factory=Limits)
     notification_manager: NotificationManagerSettings | None = None
     # Accepted for compatibility with Alertmanager files; templates are set per receiver here.
     templates: list[str] = Field(default_factory=list)
@@ -407,6 +414,7 @@ class Config(StrictModel):
     # The compiled rule files (pipeline.rules), read with the config: a reload re-reads them too.
     _event_rules: Any = PrivateAttr(default=None)
     _audit_rules: Any = PrivateAttr(default=None)
+    _tenant_limits: dict[str, TenantLimits] = PrivateAttr(default_factory=dict)
 
     @property
     def scheduled_silences(self) -> list[Any]:
@@ -450,7 +458,21 @@ class Config(StrictModel):
         duplicates = {n for n in names if names.count(n) > 1}
         if duplicates:
             raise ValueError(f"tenants: names must be unique, repeated: {sorted(duplicates)}")
+        self.limits.fit_record_size(self.kafka.max_record_bytes)
+        for tenant in self.tenants:
+            max_bytes = self.limits_of(tenant.name).max_template_bytes
+            problems = template_problems(tenant.receivers, max_bytes) if max_bytes else []
+            if problems:
+                raise ValueError(f"tenants.{tenant.name}: " + "; ".join(problems))
         return self
+
+    def limits_of(self, tenant: str) -> TenantLimits:
+        """A tenant's limits: ``limits:`` with its own overrides (``tenants[].limits``); made once per config."""
+        found = self._tenant_limits.get(tenant)
+        if found is None:
+            config = self.tenant(tenant)
+            found = self._tenant_limits[tenant] = self.limits.for_tenant(config.limits if config else None)
+        return found
 
     def tenant(self, name: str) -> TenantConfig | None:
         return next((t for t in self.tenants if t.name == name), None)

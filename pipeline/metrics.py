@@ -69,8 +69,8 @@ NOTIFICATIONS_SENT = Counter(
 NOTIFICATIONS_FAILED = Counter(
     "alert_pipeline_notifications_failed_total",
     "Delivery attempts that failed (each retry counts), by whether the notification was given up and why: "
-    "auth, rate_limit, client_error, server_error, timeout, connection, other; backlog (queue full) and "
-    "config (receiver gone) for notifications given up unsent.",
+    "auth, rate_limit, client_error, server_error, timeout, connection, other; backlog (queue full), "
+    "config (receiver gone) and tenant_limit (the tenant's notification rate) for notifications given up unsent.",
     ["tenant", "receiver", "integration", "final", "reason"],
 )
 DELIVERY_LATENCY = Histogram(
@@ -117,4 +117,15 @@ KUBE_ALERTS_MADE = Counter(
     "alert_pipeline_kube_alerts_total",
     "Alerts made from Kubernetes Events and audit events, by rule.",
     ["source", "rule"],
+)
+LIMITS_EXCEEDED = Counter(
+    "alert_pipeline_limits_exceeded_total",
+    "Alerts, requests, silences or notifications refused or dead-lettered for a limit (pipeline/limits.py), "
+    "by tenant (global: the platform's own) and limit.",
+    ["tenant", "limit"],
+)
+TENANT_SIDECAR_FAILURES = Counter(
+    "alert_pipeline_tenant_sidecar_failures_total",
+    "Requests to Notification Manager's tenant sidecar that failed (the cached answer or the config's "
+    "tenants were used instead).",
 )

@@ -8,15 +8,12 @@ Times are RFC 3339 strings on the wire and epoch seconds (floats) in memory.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
 import orjson
 
-#: Go's zero time, which Alertmanager writes for "not set" (e.g. ``endsAt`` of a firing alert).
-ZERO_TIME = "0001-01-01T00:00:00Z"
-_ZERO_EPOCH = -62135596800.0
+from pipeline.timestamps import MAX_EPOCH, ZERO_EPOCH, ZERO_TIME, BadTime, format_epoch, parse_go_time
 
 _FNV_OFFSET = 14695981039346656037
 _FNV_PRIME = 1099511628211
@@ -45,25 +42,25 @@ def _fingerprint(items: tuple[tuple[str, str], ...]) -> str:
 
 
 def parse_time(value: Any, what: str) -> float | None:
-    """RFC 3339 text to epoch seconds; ``None`` for absent or Go's zero time. Raises ValueError."""
+    """A timestamp as Alertmanager's API reads it (:mod:`pipeline.timestamps`) to epoch seconds.
+
+    ``None`` for absent, empty or Go's zero time (and anything before it). An instant past year 9999
+    in UTC (``9999-12-31T23:59:59-23:59``) is kept as the last second of 9999. Raises ValueError.
+    """
     if value is None or value == "" or value == ZERO_TIME:
         return None
     if not isinstance(value, str):
         raise ValueError(f"{what}: expected an RFC 3339 timestamp string, got {type(value).__name__}")
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"{what}: {value!r} is not an RFC 3339 timestamp") from None
-    if parsed.tzinfo is None:
-        raise ValueError(f"{what}: {value!r} has no time zone (use Z or an offset)")
-    epoch = parsed.timestamp()
-    return None if epoch <= _ZERO_EPOCH else epoch
+        epoch = parse_go_time(value)
+    except BadTime:
+        raise ValueError(f"{what}: {value[:64]!r} is not an RFC 3339 timestamp "
+                         "(as Alertmanager reads them, e.g. 2024-05-01T12:00:00Z)") from None
+    return None if epoch <= ZERO_EPOCH else min(epoch, MAX_EPOCH)
 
 
 def format_time(epoch: float | None) -> str:
-    if epoch is None:
-        return ZERO_TIME
-    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
+    return ZERO_TIME if epoch is None else format_epoch(epoch)
 
 
 @dataclass(slots=True)

@@ -14,7 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from pipeline.config import Config, KafkaSettings
-from pipeline.kafka import client_options
+from pipeline.kafka import client_options, max_message_bytes
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,8 @@ def topics_for(config: Config) -> Topics:
 def topic_configs(settings: KafkaSettings, replicas: int, compacted: bool) -> dict[str, str]:
     """The configs every topic of ours is created with."""
     min_isr = settings.min_insync_replicas or max(1, replicas - 1)
-    configs = {"min.insync.replicas": str(min(min_isr, replicas))}
+    configs = {"min.insync.replicas": str(min(min_isr, replicas)),
+               "max.message.bytes": str(max_message_bytes(settings))}
     if compacted:
         configs["cleanup.policy"] = "compact"
     return configs

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import faust
 from aiohttp import web
 
-from pipeline.app import create_app
+from pipeline.app import Pipeline, create_app
 from pipeline.config import Config
 from pipeline.ingest.server import metrics
 from pipeline.metrics import CONSUMER_LAG, WORKER_READY
@@ -27,6 +27,15 @@ def _split_listen(listen: str) -> tuple[str, int]:
     return host or "0.0.0.0", int(port)
 
 
+def worker_ready(app: faust.App, pipeline: Pipeline) -> bool:
+    """Whether every stage of this worker can serve: its partitions assigned, its tables recovered, the
+    silences and source alerts loaded. The one place the condition lives (``/-/ready`` and the
+    ``alert_pipeline_worker_ready`` gauge); a stage whose readiness changes re-points it here."""
+    recovered = app.tables.recovery.completed.is_set()
+    assigned = not app.rebalancing and bool(app.consumer.assignment())
+    return recovered and assigned and pipeline.muter.ready
+
+
 def run_worker(config: Config, load: Callable[[], Config], loglevel: str = "INFO", logfile: str | None = None) -> None:
     asyncio.run(ensure_topics(config, topics_for(config).all_topics(config)))
     app, pipeline = create_app(config)
@@ -38,18 +47,13 @@ def run_worker(config: Config, load: Callable[[], Config], loglevel: str = "INFO
             committed = monitor.tp_committed_offsets.get(tp, 0)
             CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, end - committed))
 
-    readiness = {"ready": False}
-
     @app.timer(interval=0.5, name="readiness")
     async def report_ready() -> None:
-        recovered = app.tables.recovery.completed.is_set()
-        assigned = not app.rebalancing and bool(app.consumer.assignment())
-        readiness["ready"] = recovered and assigned and pipeline.muter.ready
-        WORKER_READY.set(int(readiness["ready"]))
+        WORKER_READY.set(int(worker_ready(app, pipeline)))
 
     async def ready(request: web.Request) -> web.Response:
         """Kubernetes' readiness probe: a rolling update waits until a new worker has its partitions."""
-        if readiness["ready"]:
+        if worker_ready(app, pipeline):
             return web.Response(text="OK")
         return web.Response(status=503, text="waiting for partitions, table recovery or the silences")
 

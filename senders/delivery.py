@@ -54,6 +54,7 @@ from pipeline.models import Notification
 from pipeline.stage import PartitionedStage, guarded
 from pipeline.writer import BatchWriter, Outbox, key_partition
 from senders.base import DeliveryError, Sender, SenderContext, create_sender
+from senders.ratelimit import NotificationRates
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +216,8 @@ class Delivery:
         self._queues: dict[IntegrationKey, list[asyncio.Queue[Work]]] = {}
         self._workers: list[asyncio.Task[None]] = []
         self._context: SenderContext | None = None
+        #: The tenants' notification rate limits (a notification waits for them, or is dead-lettered).
+        self.rates = NotificationRates()
 
     @property
     def sources(self) -> frozenset[str]:
@@ -269,7 +272,11 @@ class Delivery:
         """Queued with the event's other records: the event is acked only once the letter is on Kafka."""
         letter = letter_for(event, "deliver", reason, value)
         letter.attempts = attempts
-        await queue_letter(self.pipeline.writer, self.writes.outbox, self.pipeline.topics.notifications_dlq, letter)
+        dlq = self.pipeline.topics.notifications_dlq
+        # The topic's metadata first: the outbox is taken only after the last await, or a write that swapped
+        # it meanwhile would be iterating the outbox the letter lands in (and would lose it).
+        await self.pipeline.writer.partitions(dlq)
+        await queue_letter(self.pipeline.writer, self.writes.outbox, dlq, letter)
 
     async def _give_up(self, work: Work, reason: str, attempts: int, failure: str) -> None:
         notification = work.notification
@@ -290,6 +297,11 @@ class Delivery:
         sender = self.sender(labels)
         if sender is None:
             await self._give_up(work, "receiver or integration not in the config", 0, "config")
+            return
+        over_rate = await self.rates.wait(self.pipeline.config, notification.tenant, sender.config.kind,
+                                          time.time() - notification.created_at)
+        if over_rate is not None:
+            await self._give_up(work, over_rate, 0, "tenant_limit")
             return
         policy = self.pipeline.config.delivery
         backoff = policy.initial_backoff

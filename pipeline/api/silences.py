@@ -20,8 +20,9 @@ from aiohttp import web
 from agents.silence import TENANT_LABEL, Silence, can_update, create, expire, validate
 from pipeline.api import STATE, answer, failure, state
 from pipeline.api.filters import BadQuery, filter_matchers, matches_filter
+from pipeline.ingest.quotas import silence_refusal
 from pipeline.ingest.server import CONFIG, WRITER
-from pipeline.producer import BrokerUnavailable
+from pipeline.producer import BrokerUnavailable, RecordTooLarge
 from pipeline.topics import topics_for
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,10 @@ async def _write(request: web.Request, silences: list[Silence]) -> None:
     records = [(s.id.encode(), orjson.dumps(s.to_record())) for s in silences]
     try:
         await request.app[WRITER].write(topic, records)
+    except RecordTooLarge as exc:
+        raise web.HTTPRequestEntityTooLarge(max_size=request.app[CONFIG].kafka.max_record_bytes, actual_size=0,
+                                            text=orjson.dumps(str(exc)).decode(),
+                                            content_type="application/json") from None
     except BrokerUnavailable as exc:
         raise web.HTTPServiceUnavailable(body=orjson.dumps(str(exc)), content_type="application/json",
                                          headers={"Retry-After": "5"}) from None
@@ -82,6 +87,9 @@ async def post_silence(request: web.Request) -> web.Response:
         _check_tenant(silence, request)
     except (ValueError, TypeError) as exc:  # orjson.JSONDecodeError is a ValueError
         return failure(400, f"invalid silence: {exc}")
+    over_limit = silence_refusal(request.app[CONFIG], current.muter.silences.by_id.values(), silence, now)
+    if over_limit is not None:
+        return failure(400, over_limit)
     writes = []
     old = current.muter.silences.by_id.get(silence.id) if silence.id else None
     if silence.id and old is None:

@@ -113,7 +113,7 @@ def requested_alerts(body: dict[str, Any], config: Config) -> list[Alert] | None
     alerts = []
     for index, item in enumerate(items):
         try:
-            alerts.append(parse_alert(item, now, config.global_.resolve_timeout, "test"))
+            alerts.append(parse_alert(item, now, config.global_.resolve_timeout, "test", config.limits))
         except ValueError as exc:
             raise ValueError(f"alerts[{index}]: {exc}") from None
     return alerts

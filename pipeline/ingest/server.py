@@ -1,9 +1,10 @@
 """The ingest HTTP server (aiohttp).
 
 Every accepted record is on Kafka before the answer: 200 means "acknowledged by all in-sync
-replicas", 503 means "retry" (what Alertmanager and Prometheus do on 5xx), 4xx means "fix the
-request". Readiness follows the broker, so that Kubernetes stops routing to a replica that cannot
-write.
+replicas", 503 means "retry" (what Alertmanager and Prometheus do on 5xx: only when the broker does
+not answer), 4xx means "fix the request" (bad input, a limit). ``/-/ready`` says whether every API of
+the process can serve: the broker answers and the silence and alert views are loaded, so that
+Kubernetes routes no request (``amtool silence add``) to a replica that would answer 503.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeline.config import Config
-from pipeline.ingest import kube
-from pipeline.ingest.alertmanager import parse_alerts_body
+from pipeline.ingest import kube, quotas
+from pipeline.ingest.alertmanager import ParsedBatch, TooManyAlerts, parse_alerts_body
 from pipeline.metrics import ALERTS_RECEIVED, ALERTS_REJECTED
 from pipeline.models import Alert
-from pipeline.producer import BrokerUnavailable, KafkaWriter
+from pipeline.producer import BrokerUnavailable, KafkaWriter, RecordTooLarge
 from pipeline.records import by_partition, pack
 from pipeline.topics import ensure_topics, topics_for
 
@@ -33,6 +34,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 WRITER: web.AppKey[KafkaWriter] = web.AppKey("writer", KafkaWriter)
 CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
+#: What must hold before the ingest says it is ready, each with what to say when it does not.
+READINESS: web.AppKey[list[tuple[str, Callable[[], bool]]]] = web.AppKey("readiness", list)
 
 
 def error(status: int, message: str) -> web.Response:
@@ -75,9 +78,15 @@ def unavailable(exc: BrokerUnavailable) -> web.HTTPServiceUnavailable:
 
 async def write_or_503(request: web.Request, topic: str, records: list[tuple[bytes | None, bytes]],
                        source: str) -> None:
-    """Write to Kafka; raises the 503 answer when the broker does not acknowledge in time."""
+    """Write to Kafka; raises the 503 answer when the broker does not acknowledge in time, 413 for a
+    record Kafka would never take."""
     try:
         await request.app[WRITER].write(topic, records)
+    except RecordTooLarge as exc:
+        ALERTS_REJECTED.labels(source, "too_large").inc(len(records))
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=request.app[CONFIG].kafka.max_record_bytes, actual_size=request.content_length or 0,
+            text=orjson.dumps({"error": str(exc)}).decode(), content_type="application/json") from None
     except BrokerUnavailable as exc:
         ALERTS_REJECTED.labels(source, "broker_unavailable").inc(len(records))
         raise unavailable(exc) from None
@@ -115,28 +124,65 @@ async def alert_records(request: web.Request, topic: str, alerts: list[Alert],
     return {partition: pack(values, limit) for partition, values in grouped.items()}, len(items)
 
 
+def apply_tenant_limits(request: web.Request, batch: ParsedBatch, now: float) -> web.Response | None:
+    """The 429 answer when the request's tenant is over its request rate; otherwise the alerts that
+    would put a tenant over a limit move from the batch to ``batch.over_quota``."""
+    config, limiter = request.app[CONFIG], request.app[quotas.QUOTAS]
+    usage = limiter.current(config)
+    tenant = quotas.request_tenant(usage.tenants, batch.alerts) if usage.rate_limited else None
+    over_rate = limiter.rate_refusal(config, tenant)
+    if over_rate is not None:
+        quotas.count(tenant, "ingest_rate")
+        ALERTS_REJECTED.labels(batch.source, "rate_limited").inc(len(batch.alerts))
+        return quotas.too_many_requests(*over_rate)
+    taken = []
+    for alert in batch.alerts:
+        refusal = usage.refusal(alert, now)
+        if refusal is None:
+            taken.append(alert)
+        else:
+            quotas.count(refusal[0], refusal[1])
+            batch.over_quota.append(f"alert {alert.labels.get('alertname', '')[:64]!r} ({alert.fingerprint}): "
+                                    f"{refusal[2]}")
+    batch.alerts = taken
+    return None
+
+
 async def post_alerts(request: web.Request) -> web.Response:
-    """``POST /api/v2/alerts`` (and ``/api/v1/alerts``): postable alerts or a webhook v4 payload."""
+    """``POST /api/v2/alerts`` (and ``/api/v1/alerts``): postable alerts or a webhook v4 payload.
+
+    Alerts over a shape limit are refused (400), those over a tenant limit too (429, unless some are
+    invalid: 400); the others are written. A request over the rate or alert count is refused whole."""
     config = request.app[CONFIG]
     body = await read_json(request, "alerts")
     now = time.time()
     try:
         batch = parse_alerts_body(
-            body, now, config.global_.resolve_timeout, config.ingest.webhook_alert_timeout
+            body, now, config.global_.resolve_timeout, config.ingest.webhook_alert_timeout, config.limits
         )
+    except TooManyAlerts as exc:
+        ALERTS_REJECTED.labels("alerts", "too_many_alerts").inc()
+        quotas.count(None, "max_alerts_per_request")
+        return error(413, str(exc))
     except ValueError as exc:
         ALERTS_REJECTED.labels("alerts", "bad_shape").inc()
         return error(400, str(exc))
+    refused = apply_tenant_limits(request, batch, now)
+    if refused is not None:
+        return refused
+    for limit in batch.exceeded:
+        quotas.count(None, limit)
     topic = topics_for(config).alerts
     # One record per partition of ``alerts`` (a JSON array of its alerts), written with the batch API.
     records, accepted = await alert_records(request, topic, batch.alerts, batch.errors)
     if records:
         await write_batches(request, topic, records, batch.source)
         ALERTS_RECEIVED.labels(batch.source, request.path).inc(accepted)
-    if batch.errors:
-        # As Alertmanager does: the valid alerts are kept, the answer lists the invalid ones.
+    if batch.errors or batch.over_quota:
+        # As Alertmanager does: the valid alerts are kept, the answer lists the refused ones.
         ALERTS_REJECTED.labels(batch.source, "invalid_alert").inc(len(batch.errors))
-        return error(400, "; ".join(batch.errors))
+        ALERTS_REJECTED.labels(batch.source, "over_limit").inc(len(batch.over_quota))
+        return error(400 if batch.errors else 429, "; ".join(batch.errors + batch.over_quota))
     return web.json_response({"status": "success", "accepted": accepted})
 
 
@@ -145,9 +191,13 @@ async def healthy(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    if await request.app[WRITER].ping():
-        return web.Response(text="OK")
-    return web.Response(status=503, text="Kafka is not reachable")
+    """200 once every API can serve: Kafka answers and the views the APIs read are loaded."""
+    if not await request.app[WRITER].ping():
+        return web.Response(status=503, text="Kafka is not reachable")
+    waiting = [what for what, check in request.app[READINESS] if not check()]
+    if waiting:
+        return web.Response(status=503, text="not ready: " + "; ".join(waiting))
+    return web.Response(text="OK")
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -159,6 +209,7 @@ def create_app(config: Config) -> web.Application:
     app = web.Application(client_max_size=config.ingest.max_body_bytes)
     app[CONFIG] = config
     app[WRITER] = KafkaWriter(config.kafka, config.ingest.kafka_timeout)
+    app[READINESS] = []
     app.router.add_post("/api/v2/alerts", post_alerts)
     app.router.add_post("/api/v1/alerts", post_alerts)
     app.router.add_get("/-/healthy", healthy)
@@ -183,4 +234,6 @@ def create_app(config: Config) -> web.Application:
     history.register(app)
     receivers.register(app)
     templates.register(app)
+    app[quotas.QUOTAS] = quotas.Quotas(app[api.STATE].muter.alert_view)
+    app[READINESS].append(("still loading silences and alerts from Kafka", lambda: app[api.STATE].muter.ready))
     return app
