@@ -45,7 +45,7 @@ import yaml
 from croniter import croniter
 
 from pipeline.durations import parse_duration
-from pipeline.matchers import Matcher, matches_all
+from pipeline.matchers import Matcher, compile_regex, matches_all
 from pipeline.nmchannels import FIELDS, Credentials, integrations
 
 API_VERSION = "notification.kubesphere.io/v2beta2"
@@ -78,9 +78,9 @@ def selector_matchers(selector: dict[str, Any] | None, where: str) -> list[str]:
             # NM's regex operator searches the value (unanchored); our =~ is anchored as Alertmanager's.
             regex = expression.get("regexValue") or ""
             try:
-                re.compile(regex)
-            except re.error as exc:
-                raise NMError(f"{where}: regexValue {regex!r} of {key!r} is not a regular expression: {exc}") from None
+                compile_regex(regex)
+            except ValueError as exc:
+                raise NMError(f"{where}: regexValue of {key!r}: {exc}") from None
             out.append(str(Matcher.create(key, "=~", f".*(?:{regex}).*")))
         else:
             raise NMError(f"{where}: unknown selector operator {op!r} (In, NotIn, Exists, DoesNotExist, Match)")

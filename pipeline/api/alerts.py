@@ -10,7 +10,6 @@ notification scopes (the global route, its tenants); ``silencedBy``/``inhibitedB
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +24,7 @@ from pipeline.api.filters import BadQuery, filter_matchers, flag, matches_filter
 from pipeline.config import Config
 from pipeline.durations import format_duration
 from pipeline.ingest.server import CONFIG
-from pipeline.matchers import Matcher
+from pipeline.matchers import Matcher, compile_regex
 from pipeline.models import format_time, parse_time
 from pipeline.routing import format_labels
 
@@ -41,15 +40,15 @@ class AlertQuery:
     active: bool
     silenced: bool
     inhibited: bool
-    receiver: re.Pattern[str] | None
+    receiver: Any  # an RE2 pattern (linear time, as the filter is the caller's)
 
     @classmethod
     def from_request(cls, request: web.Request) -> AlertQuery:
         receiver = request.query.get("receiver")
         try:
-            pattern = re.compile(f"^(?:{receiver})$") if receiver else None
-        except re.error as exc:
-            raise BadQuery(f"receiver: invalid regular expression: {exc}") from None
+            pattern = compile_regex(receiver) if receiver else None
+        except ValueError as exc:
+            raise BadQuery(f"receiver: {exc}") from None
         return cls(filter_matchers(request), flag(request, "active"), flag(request, "silenced"),
                    flag(request, "inhibited"), pattern)
 
@@ -61,7 +60,7 @@ class AlertQuery:
             return False
         if not self.inhibited and status["inhibitedBy"]:
             return False
-        if self.receiver and not any(self.receiver.match(r["name"]) for r in alert["receivers"]):
+        if self.receiver and not any(self.receiver.fullmatch(r["name"]) for r in alert["receivers"]):
             return False
         return matches_filter(self.matchers, alert["labels"])
 
