@@ -18,7 +18,10 @@ import aiohttp
 import orjson
 
 from pipeline.channels import IntegrationConfig
+from pipeline.config import Config
 from pipeline.models import Notification
+from pipeline.security.redact import redact
+from senders.firewall import BLOCKED, http_session
 from senders.ratelimit import RateLimiter
 from senders.templates import MessageTemplates
 from senders.text import ELLIPSIS, Measure, chars, split, truncate
@@ -26,10 +29,11 @@ from senders.text import ELLIPSIS, Measure, chars, split, truncate
 
 class DeliveryError(Exception):
     """A failed delivery. ``retryable``: a later attempt may succeed; ``retry_after``: the receiver's
-    own Retry-After, in seconds, which overrides the backoff."""
+    own Retry-After, in seconds, which overrides the backoff. The message is redacted (URLs reduced to
+    ``scheme://host:port``): it goes to logs, history and dead letters."""
 
     def __init__(self, message: str, retryable: bool = True, retry_after: float | None = None):
-        super().__init__(message)
+        super().__init__(redact(message))
         self.retryable = retryable
         self.retry_after = retry_after
 
@@ -40,6 +44,14 @@ class SenderContext:
 
     http: aiohttp.ClientSession
     external_url: str
+    #: Redirects followed per request (0: a 3xx answer is a failure).
+    max_redirects: int = 3
+
+    @classmethod
+    def for_config(cls, config: Config) -> SenderContext:
+        """The HTTP session behind the receivers' firewall, and the config's redirect limit."""
+        return cls(http_session(config.delivery.firewall), config.global_.external_url,
+                   config.delivery.max_redirects)
 
 
 #: Partly delivered split notifications remembered per sender (oldest forgotten first).
@@ -85,7 +97,8 @@ class Sender(ABC):
                    form: dict[str, str] | None = None) -> str:
         """:func:`post_json` with this integration's rate limit and timeout."""
         await self.throttle()
-        return await post_json(self.context.http, url, payload, self.config.timeout, headers, form=form)
+        return await post_json(self.context.http, url, payload, self.config.timeout, headers, form=form,
+                               max_redirects=self.context.max_redirects)
 
     async def send_split(self, notification: Notification, text: str, limit: int,
                          post: Callable[[str], Awaitable[None]], footer: str = "", measure: Measure = chars) -> None:
@@ -152,11 +165,13 @@ def _retry_after(header: str | None, body: str) -> float | None:
 
 async def post_json(http: aiohttp.ClientSession, url: str, payload: Any, timeout: float,
                     headers: dict[str, str] | None = None, data: bytes | None = None,
-                    form: dict[str, str] | None = None) -> str:
+                    form: dict[str, str] | None = None, max_redirects: int = 3) -> str:
     """POST and classify the outcome as HTTP channels need: 2xx is success; 429, 5xx and network
-    errors are retryable (honouring Retry-After); other statuses are not. Returns the body.
+    errors are retryable (honouring Retry-After); other statuses, too many redirects and a destination
+    the firewall blocks are not. Returns the body.
 
     The body is ``payload`` as JSON, or ``data`` as given, or ``form`` form-encoded (Pushover).
+    Errors name the receiver's scheme, host and port only (:class:`DeliveryError` redacts them).
     """
     if form is not None:
         body: Any = aiohttp.FormData(form)
@@ -168,6 +183,7 @@ async def post_json(http: aiohttp.ClientSession, url: str, payload: Any, timeout
         async with http.post(
             url, data=body, timeout=aiohttp.ClientTimeout(total=timeout),
             headers={**content_type, **(headers or {})},
+            allow_redirects=max_redirects > 0, max_redirects=max(1, max_redirects),
         ) as response:
             text = await response.text()
             if response.status < 300:
@@ -177,8 +193,11 @@ async def post_json(http: aiohttp.ClientSession, url: str, payload: Any, timeout
                 f"HTTP {response.status}: {text[:200]}", retryable,
                 _retry_after(response.headers.get("Retry-After"), text) if retryable else None,
             )
+    except aiohttp.TooManyRedirects:
+        raise DeliveryError(f"more than {max_redirects} redirects", retryable=False) from None
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise DeliveryError(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from None
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise DeliveryError(text, retryable=BLOCKED not in text) from None
 
 
 def json_body(text: str) -> dict[str, Any]:

@@ -39,7 +39,6 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import orjson
 from faust.types import TP, EventT
 from prometheus_client import Counter, Gauge
@@ -160,9 +159,7 @@ class Delivery:
         self._context: SenderContext | None = None
 
     async def start(self) -> None:
-        self._context = SenderContext(
-            http=aiohttp.ClientSession(), external_url=self.pipeline.config.global_.external_url
-        )
+        self._context = SenderContext.for_config(self.pipeline.config)
 
     async def stop(self) -> None:
         for task in self._workers:

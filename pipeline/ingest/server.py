@@ -23,6 +23,8 @@ from pipeline.ingest import kube
 from pipeline.ingest.alertmanager import parse_alerts_body
 from pipeline.metrics import ALERTS_RECEIVED, ALERTS_REJECTED
 from pipeline.producer import BrokerUnavailable, KafkaWriter
+from pipeline.security.http import auth_middleware, principal
+from pipeline.security.scope import Forbidden, TenantResolvers, check_alert_namespaces
 from pipeline.topics import ensure_topics, topics_for
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 WRITER: web.AppKey[KafkaWriter] = web.AppKey("writer", KafkaWriter)
 CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
+TENANCY: web.AppKey[TenantResolvers] = web.AppKey("tenancy", TenantResolvers)
 
 
 def error(status: int, message: str) -> web.Response:
@@ -90,6 +93,14 @@ async def post_alerts(request: web.Request) -> web.Response:
     except ValueError as exc:
         ALERTS_REJECTED.labels("alerts", "bad_shape").inc()
         return error(400, str(exc))
+    try:  # a tenant principal posts for its own namespaces only; nothing of a refused request is written
+        await check_alert_namespaces(principal(request), (a.labels for a in batch.alerts),
+                                     request.app[TENANCY].of(config), config.ingest.kafka_timeout)
+    except Forbidden as exc:
+        ALERTS_REJECTED.labels(batch.source, "forbidden").inc(len(batch.alerts))
+        return error(403, str(exc))
+    except TimeoutError:
+        return error(503, "the tenant sidecar did not answer in time")
     topic = topics_for(config).alerts
     records = [(a.fingerprint.encode(), orjson.dumps(a.to_record())) for a in batch.alerts]
     if records:
@@ -116,10 +127,18 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+def listen_port(listen: str) -> int:
+    return int(listen.rpartition(":")[2])
+
+
 def create_app(config: Config) -> web.Application:
-    """The ingest application; other modules add their routes through :func:`routes`."""
-    app = web.Application(client_max_size=config.ingest.max_body_bytes)
+    """The ingest application; other modules add their routes through :func:`routes`. Every request
+    passes :func:`~pipeline.security.http.auth_middleware` (open when no principal is configured)."""
+    admin_port = listen_port(config.ingest.admin_listen) if config.ingest.admin_listen else None
+    middleware = auth_middleware(lambda request: request.app[CONFIG].authenticator, admin_port)
+    app = web.Application(client_max_size=config.ingest.max_body_bytes, middlewares=[middleware])
     app[CONFIG] = config
+    app[TENANCY] = TenantResolvers()
     app[WRITER] = KafkaWriter(config.kafka, config.ingest.kafka_timeout)
     app.router.add_post("/api/v2/alerts", post_alerts)
     app.router.add_post("/api/v1/alerts", post_alerts)
@@ -136,6 +155,7 @@ def create_app(config: Config) -> web.Application:
         await app[WRITER].start()
         yield
         await app[WRITER].stop()
+        await app[TENANCY].close()
 
     app.cleanup_ctx.append(lifecycle)
     from pipeline import api  # after the writer's lifecycle: the API's views need the topics
