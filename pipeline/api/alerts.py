@@ -6,6 +6,9 @@ matches in the global tree and in its tenants' trees, and its groups are compute
 route stage computes them, so the API shows what the workers are grouping without asking them.
 An alert is ``suppressed`` when a silence or an inhibit rule mutes it in at least one of its
 notification scopes (the global route, its tenants); ``silencedBy``/``inhibitedBy`` list why.
+
+Everything is scoped to the caller (:mod:`pipeline.security.scope`): a tenant principal sees the alerts
+that reach its tenant, with its tenant's receivers, groups and muting only; an admin sees them all.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ from pipeline.ingest.server import CONFIG
 from pipeline.matchers import Matcher, compile_regex
 from pipeline.models import format_time, parse_time
 from pipeline.routing import format_labels
+from pipeline.security.http import principal
+from pipeline.security.principals import Principal
+from pipeline.security.scope import visible_scopes, visible_tenants
 
 VERSION_INFO = {"version": "0.1.0", "revision": "", "branch": "", "buildUser": "", "buildDate": "",
                 "goVersion": "python"}
@@ -77,15 +83,19 @@ class Membership:
         return format_labels(self.labels), self.receiver, self.route
 
 
-def gettable_alerts(current: ApiState, now: float) -> list[tuple[dict[str, Any], list[Membership]]]:
-    """Every unresolved alert in the API's shape, with the groups it is in."""
+def gettable_alerts(current: ApiState, now: float,
+                    caller: Principal) -> list[tuple[dict[str, Any], list[Membership]]]:
+    """Every unresolved alert the caller may see in the API's shape, with the groups it is in (within
+    the caller's scopes)."""
     out = []
     for record in current.muter.alert_view.items.values():
         ends_at = parse_time(record.get("endsAt"), "endsAt")
         if ends_at is not None and ends_at <= now:
             continue
         labels = record["labels"]
-        scopes = current.muter.scopes(labels)
+        scopes = visible_scopes(caller, current.muter.scopes(labels))
+        if not scopes:
+            continue
         silenced, inhibited = current.muter.status(labels, scopes, now)
         routes = [(tenant, route) for tenant in scopes for route in current.routing.match(tenant, labels)]
         receivers = list(dict.fromkeys(route.options.receiver for _, route in routes))
@@ -113,7 +123,8 @@ def matching_alerts(request: web.Request) -> list[tuple[dict[str, Any], list[Mem
         query = AlertQuery.from_request(request)
     except BadQuery as exc:
         raise web.HTTPBadRequest(body=orjson.dumps(str(exc)), content_type="application/json") from None
-    return [(alert, groups) for alert, groups in gettable_alerts(current, time.time()) if query.accepts(alert)]
+    return [(alert, groups) for alert, groups in gettable_alerts(current, time.time(), principal(request))
+            if query.accepts(alert)]
 
 
 async def get_alerts(request: web.Request) -> web.Response:
@@ -135,7 +146,7 @@ async def get_groups(request: web.Request) -> web.Response:
 
 async def get_receivers(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
-    names = [r.name for tenant in config.tenant_names() for r in config.receivers_of(tenant)]
+    names = [r.name for tenant in visible_tenants(principal(request), config) for r in config.receivers_of(tenant)]
     return answer([{"name": name} for name in dict.fromkeys(names)])
 
 
@@ -151,15 +162,20 @@ def _go_durations(value: Any) -> Any:
     return value
 
 
-def alertmanager_yaml(config: Config) -> str:
+def alertmanager_yaml(config: Config, tenant: str | None = None) -> str:
     """The config in force as an Alertmanager config (``amtool config routes`` parses it): the global
-    route, receiver names and inhibit rules. Integrations are left out, so no secret can leak; the
-    tenants' trees are alert-pipeline's own and are not part of it."""
+    route, receiver names and inhibit rules, or those of one tenant's tree (what its principal sees).
+    Integrations are left out, so no secret can leak."""
+    route, receivers, rules = config.route, config.receivers, config.inhibit_rules
+    own = config.tenant(tenant) if tenant else None
+    if own is not None:
+        receivers, rules = own.receivers, own.inhibit_rules
+        route = own.route or config.route.model_copy(update={"receiver": own.receivers[0].name, "routes": []})
     document = {
         "global": {"resolve_timeout": config.global_.resolve_timeout},
-        "route": config.route.model_dump(mode="json", by_alias=True, exclude_defaults=True),
-        "receivers": [{"name": r.name} for r in config.receivers],
-        "inhibit_rules": [r.model_dump(mode="json", exclude_defaults=True) for r in config.inhibit_rules],
+        "route": route.model_dump(mode="json", by_alias=True, exclude_defaults=True),
+        "receivers": [{"name": r.name} for r in receivers],
+        "inhibit_rules": [r.model_dump(mode="json", exclude_defaults=True) for r in rules],
         "templates": config.templates,
     }
     return yaml.safe_dump(_go_durations(document), sort_keys=False)
@@ -167,8 +183,8 @@ def alertmanager_yaml(config: Config) -> str:
 
 async def get_status(request: web.Request) -> web.Response:
     """Alertmanager's status: no gossip cluster (Kafka is the cluster), the global config in force."""
-    config = request.app[CONFIG]
-    original = alertmanager_yaml(config)
+    config, caller = request.app[CONFIG], principal(request)
+    original = alertmanager_yaml(config, None if caller.is_admin else caller.tenant)
     return answer({
         "cluster": {"name": config.worker.app_id, "status": "disabled", "peers": []},
         "versionInfo": VERSION_INFO,

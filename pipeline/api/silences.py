@@ -4,6 +4,11 @@ A write is answered only once Kafka acknowledged it; the ingest's own view is up
 that the next request already sees it, and every worker's view within its poll interval. Updates
 follow Alertmanager: a change that would rewrite a silence's past (other matchers, an active
 silence's start) expires the old silence and creates a new one with a new id.
+
+A tenant principal sees and changes only its tenant's silences, and each of its silences carries the
+tenant matcher ``__tenant__="T"`` (added when missing; see :mod:`pipeline.security.scope`): another
+silence is "not found" to it. Limits as Alertmanager's ``--silences.max-silences`` and
+``--silences.max-silence-size-bytes`` (and one per tenant) refuse a new silence with 400.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ from pipeline.api import STATE, answer, failure, state
 from pipeline.api.filters import BadQuery, filter_matchers, matches_filter
 from pipeline.ingest.server import CONFIG, WRITER
 from pipeline.producer import BrokerUnavailable
+from pipeline.security.http import principal
+from pipeline.security.principals import Principal
+from pipeline.security.scope import Forbidden, owns_silence, scoped_matchers
 from pipeline.topics import topics_for
 
 log = logging.getLogger(__name__)
@@ -56,9 +64,10 @@ async def list_silences(request: web.Request) -> web.Response:
         matchers = filter_matchers(request)
     except BadQuery as exc:
         return failure(400, str(exc))
+    caller = principal(request)
     found = [
         s for s in current.muter.silences.by_id.values()
-        if matches_filter(matchers, {m.name: m.value for m in s.matchers})
+        if owns_silence(caller, s.matchers) and matches_filter(matchers, {m.name: m.value for m in s.matchers})
     ]
     return answer([s.to_api(now) for s in sorted(found, key=lambda s: _sort_key(s, now))])
 
@@ -71,20 +80,40 @@ def _check_tenant(silence: Silence, request: web.Request) -> None:
             raise ValueError(f"{TENANT_LABEL}: unknown tenant {matcher.value!r} (known: {', '.join(sorted(known))})")
 
 
+def _check_limits(request: web.Request, silence: Silence, replaced: Silence | None, caller: Principal,
+                  now: float) -> None:
+    """Raise ValueError when a new silence would break a limit (an update in place adds none)."""
+    settings = request.app[CONFIG].ingest
+    size = len(orjson.dumps(silence.to_record()))
+    if settings.max_silence_size_bytes and size > settings.max_silence_size_bytes:
+        raise ValueError(f"silence is {size} bytes, over the limit of {settings.max_silence_size_bytes}")
+    live = [s for s in request.app[STATE].muter.silences.by_id.values()
+            if s.state(now) != "expired" and (replaced is None or s.id != replaced.id)]
+    if settings.max_silences and len(live) >= settings.max_silences:
+        raise ValueError(f"too many silences: the limit of {settings.max_silences} is reached")
+    if caller.tenant is not None and settings.max_silences_per_tenant and sum(
+            owns_silence(caller, s.matchers) for s in live) >= settings.max_silences_per_tenant:
+        raise ValueError(f"too many silences of tenant {caller.tenant}: "
+                         f"the limit of {settings.max_silences_per_tenant} is reached")
+
+
 async def post_silence(request: web.Request) -> web.Response:
-    current, now = state(request), time.time()
+    current, now, caller = state(request), time.time(), principal(request)
     try:
         body = orjson.loads(await request.read())
         if not isinstance(body, dict):
             raise ValueError("expected a silence object")
         silence = Silence.from_record(body)
+        silence = replace(silence, matchers=tuple(scoped_matchers(caller, list(silence.matchers))))
         validate(silence, now)
         _check_tenant(silence, request)
+    except Forbidden as exc:
+        return failure(403, str(exc))
     except (ValueError, TypeError) as exc:  # orjson.JSONDecodeError is a ValueError
         return failure(400, f"invalid silence: {exc}")
     writes = []
     old = current.muter.silences.by_id.get(silence.id) if silence.id else None
-    if silence.id and old is None:
+    if silence.id and (old is None or not owns_silence(caller, old.matchers)):
         return failure(404, f"silence {silence.id} not found")
     if old is not None and can_update(old, silence, now):
         silence = replace(silence, updated_at=now)
@@ -92,6 +121,10 @@ async def post_silence(request: web.Request) -> web.Response:
         if old is not None and old.state(now) != "expired":
             writes.append(expire(old, now))
         silence = create(silence, now)
+    try:
+        _check_limits(request, silence, old, caller, now)
+    except ValueError as exc:
+        return failure(400, str(exc))
     writes.append(silence)
     await _write(request, writes)
     log.info("silence %s set by %s: %s", silence.id, silence.created_by,
@@ -100,8 +133,10 @@ async def post_silence(request: web.Request) -> web.Response:
 
 
 def _find(request: web.Request) -> Silence:
+    """The silence of the path, if the caller may see it (another tenant's is not found, not forbidden:
+    its existence is none of the caller's business)."""
     silence = state(request).muter.silences.by_id.get(request.match_info["id"])
-    if silence is None:
+    if silence is None or not owns_silence(principal(request), silence.matchers):
         raise web.HTTPNotFound(body=orjson.dumps(f"silence {request.match_info['id']} not found"),
                                content_type="application/json")
     return silence

@@ -3,7 +3,9 @@
 The ingest follows ``notifications.history`` (without a consumer group, from the newest
 ``delivery.history_size`` records of each partition) into memory bounded per (tenant, receiver),
 so that a noisy receiver cannot push a quiet one's outcomes out. A tenant sees only its own
-receivers' outcomes: ``tenant`` is required and is the only key into the store.
+receivers' outcomes: ``tenant`` is the only key into the store, a tenant principal may name only its own
+(it is the default for one) and an admin must name one. Errors are served redacted (scheme, host and
+port of a URL only), whatever wrote them.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from aiohttp import web
 
 from pipeline.config import Config
 from pipeline.ingest.server import CONFIG, error
+from pipeline.security.http import principal
+from pipeline.security.redact import redact
 from pipeline.topicreader import follow_topic
 from pipeline.topics import topics_for
 
@@ -39,6 +43,8 @@ class HistoryStore:
         entries = self._by_receiver.get(key)
         if entries is None:
             entries = self._by_receiver[key] = deque(maxlen=self.size)
+        if record.get("error"):
+            record["error"] = redact(str(record["error"]))
         entries.append(record)
 
     def query(self, tenant: str, receiver: str | None, limit: int) -> list[dict[str, Any]]:
@@ -69,9 +75,12 @@ async def follow(config: Config, store: HistoryStore) -> None:
 
 
 async def get_history(request: web.Request) -> web.Response:
-    tenant = request.query.get("tenant")
+    caller = principal(request)
+    tenant = request.query.get("tenant") or caller.tenant
     if not tenant:
         return error(400, "the tenant parameter is required")
+    if not caller.is_admin and tenant != caller.tenant:
+        return error(403, f"{caller.name} may only read the history of tenant {caller.tenant}")
     try:
         limit = int(request.query.get("limit", "100"))
     except ValueError:

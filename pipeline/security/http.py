@@ -137,3 +137,11 @@ def _with_headers(response: web.StreamResponse, auth: Authenticator) -> web.Stre
     for name, value in auth.web.http_server_config.headers.items():
         response.headers[name] = value
     return response
+
+
+def warn_if_open(authenticator: Authenticator, listen: str) -> None:
+    """Say loudly that an HTTP endpoint takes anyone's requests when no principal is configured."""
+    if not authenticator.enabled:
+        log.warning("authentication is OFF on %s: anyone who reaches it may post alerts for any tenant, read and "
+                    "change every silence and reload the config; configure auth.principals (see the Security "
+                    "section of docs/architecture.md)", listen)
