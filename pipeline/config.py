@@ -36,6 +36,7 @@ from pipeline.durations import Duration
 from pipeline.matchers import Matcher, parse_matchers
 from pipeline.security.principals import AuthSettings, load_authenticator
 from pipeline.timeintervals import TimeIntervalConfig
+from pipeline.ui.settings import UISettings
 
 #: The pseudo-tenant of the global route (the platform admins). Tenants may not use these names,
 #: which would collide with the topics ``notifications.global``, ``.dlq`` and ``.history``.
@@ -444,6 +445,7 @@ class Config(StrictModel):
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     rules: RulesSettings = Field(default_factory=RulesSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    ui: UISettings = Field(default_factory=UISettings)
     notification_manager: NotificationManagerSettings | None = None
     # Accepted for compatibility with Alertmanager files; templates are set per receiver here.
     templates: list[str] = Field(default_factory=list)

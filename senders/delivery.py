@@ -31,6 +31,7 @@ Every attempt's outcome is written to ``notifications.history``; a notification 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import logging
@@ -58,6 +59,9 @@ NOTIFICATIONS_SKIPPED = Counter(
     "Re-read notifications the delivery log knew as already handled (not sent again).",
     ["tenant"],
 )
+#: Alert names a history record counts (the most frequent; the ``alerts`` field counts them all).
+HISTORY_ALERTNAMES = 20
+
 QUEUED = Gauge(
     "alert_pipeline_delivery_queued",
     "Notifications waiting in a receiver integration's delivery queue.",
@@ -184,11 +188,16 @@ class Delivery:
         return cached
 
     def _record(self, notification: Notification, attempt: int, outcome: str, error: str = "") -> None:
+        now = time.time()
+        names = collections.Counter(alert["labels"].get("alertname", "") for alert in notification.alerts)
         self.history.send_soon(key=notification.id, value=orjson.dumps({
             "id": notification.id, "tenant": notification.tenant, "receiver": notification.receiver,
             "integration": notification.integration, "groupKey": notification.group_key,
             "status": notification.status, "alerts": len(notification.alerts), "attempt": attempt,
-            "outcome": outcome, "error": error, "at": time.time(),
+            "outcome": outcome, "error": error, "at": now,
+            # Since the ingest accepted the oldest new alert (as the latency histogram), and which alerts.
+            "latency": round(max(0.0, now - notification.received_at), 3),
+            "alertnames": dict(names.most_common(HISTORY_ALERTNAMES)),
         }))
 
     async def _dead_letter(self, key: str, reason: str, attempts: int, record: dict[str, Any]) -> None:

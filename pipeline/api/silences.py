@@ -80,66 +80,90 @@ def _check_tenant(silence: Silence, request: web.Request) -> None:
             raise ValueError(f"{TENANT_LABEL}: unknown tenant {matcher.value!r} (known: {', '.join(sorted(known))})")
 
 
+class LimitReached(ValueError):
+    """A new silence would break a count or size limit (answered with 400, the message as it is)."""
+
+
 def _check_limits(request: web.Request, silence: Silence, replaced: Silence | None, caller: Principal,
                   now: float) -> None:
-    """Raise ValueError when a new silence would break a limit (an update in place adds none)."""
+    """Raise :class:`LimitReached` when a new silence would break a limit (an update in place adds none)."""
     settings = request.app[CONFIG].ingest
     size = len(orjson.dumps(silence.to_record()))
     if settings.max_silence_size_bytes and size > settings.max_silence_size_bytes:
-        raise ValueError(f"silence is {size} bytes, over the limit of {settings.max_silence_size_bytes}")
+        raise LimitReached(f"silence is {size} bytes, over the limit of {settings.max_silence_size_bytes}")
     live = [s for s in request.app[STATE].muter.silences.by_id.values()
             if s.state(now) != "expired" and (replaced is None or s.id != replaced.id)]
     if settings.max_silences and len(live) >= settings.max_silences:
-        raise ValueError(f"too many silences: the limit of {settings.max_silences} is reached")
+        raise LimitReached(f"too many silences: the limit of {settings.max_silences} is reached")
     if caller.tenant is not None and settings.max_silences_per_tenant and sum(
             owns_silence(caller, s.matchers) for s in live) >= settings.max_silences_per_tenant:
-        raise ValueError(f"too many silences of tenant {caller.tenant}: "
-                         f"the limit of {settings.max_silences_per_tenant} is reached")
+        raise LimitReached(f"too many silences of tenant {caller.tenant}: "
+                           f"the limit of {settings.max_silences_per_tenant} is reached")
 
 
-async def post_silence(request: web.Request) -> web.Response:
-    current, now, caller = state(request), time.time(), principal(request)
-    try:
-        body = orjson.loads(await request.read())
-        if not isinstance(body, dict):
-            raise ValueError("expected a silence object")
-        silence = Silence.from_record(body)
-        silence = replace(silence, matchers=tuple(scoped_matchers(caller, list(silence.matchers))))
-        validate(silence, now)
-        _check_tenant(silence, request)
-    except Forbidden as exc:
-        return failure(403, str(exc))
-    except (ValueError, TypeError) as exc:  # orjson.JSONDecodeError is a ValueError
-        return failure(400, f"invalid silence: {exc}")
+async def save_silence(request: web.Request, silence: Silence, caller: Principal) -> Silence:
+    """Scope, check and write a posted silence for ``caller``: the one write path of the API and the web UI.
+
+    Raises :class:`Forbidden` (403), ``LookupError`` (404: an id the caller does not own), ``ValueError``
+    (400), or the 503 answer when Kafka does not acknowledge."""
+    current, now = state(request), time.time()
+    silence = replace(silence, matchers=tuple(scoped_matchers(caller, list(silence.matchers))))
+    validate(silence, now)
+    _check_tenant(silence, request)
     writes = []
     old = current.muter.silences.by_id.get(silence.id) if silence.id else None
     if silence.id and (old is None or not owns_silence(caller, old.matchers)):
-        return failure(404, f"silence {silence.id} not found")
+        raise LookupError(f"silence {silence.id} not found")
     if old is not None and can_update(old, silence, now):
         silence = replace(silence, updated_at=now)
     else:
         if old is not None and old.state(now) != "expired":
             writes.append(expire(old, now))
         silence = create(silence, now)
-    try:
-        _check_limits(request, silence, old, caller, now)
-    except ValueError as exc:
-        return failure(400, str(exc))
+    _check_limits(request, silence, old, caller, now)
     writes.append(silence)
     await _write(request, writes)
     log.info("silence %s set by %s: %s", silence.id, silence.created_by,
              ",".join(str(m) for m in silence.matchers))
+    return silence
+
+
+async def post_silence(request: web.Request) -> web.Response:
+    try:
+        body = orjson.loads(await request.read())
+        if not isinstance(body, dict):
+            raise ValueError("expected a silence object")
+        silence = await save_silence(request, Silence.from_record(body), principal(request))
+    except Forbidden as exc:
+        return failure(403, str(exc))
+    except LookupError as exc:
+        return failure(404, str(exc.args[0]))
+    except LimitReached as exc:
+        return failure(400, str(exc))
+    except (ValueError, TypeError) as exc:  # orjson.JSONDecodeError is a ValueError
+        return failure(400, f"invalid silence: {exc}")
     return answer({"silenceID": silence.id})
 
 
-def _find(request: web.Request) -> Silence:
-    """The silence of the path, if the caller may see it (another tenant's is not found, not forbidden:
-    its existence is none of the caller's business)."""
-    silence = state(request).muter.silences.by_id.get(request.match_info["id"])
-    if silence is None or not owns_silence(principal(request), silence.matchers):
-        raise web.HTTPNotFound(body=orjson.dumps(f"silence {request.match_info['id']} not found"),
-                               content_type="application/json")
+def find_silence(request: web.Request, silence_id: str, caller: Principal) -> Silence:
+    """The silence, if the caller may see it; ``LookupError`` otherwise (another tenant's is not found,
+    not forbidden: its existence is none of the caller's business)."""
+    silence = state(request).muter.silences.by_id.get(silence_id)
+    if silence is None or not owns_silence(caller, silence.matchers):
+        raise LookupError(f"silence {silence_id} not found")
     return silence
+
+
+async def expire_silence(request: web.Request, silence: Silence) -> None:
+    """End a silence the caller found; raises ValueError if it already expired."""
+    await _write(request, [expire(silence, time.time())])
+
+
+def _find(request: web.Request) -> Silence:
+    try:
+        return find_silence(request, request.match_info["id"], principal(request))
+    except LookupError as exc:
+        raise web.HTTPNotFound(body=orjson.dumps(str(exc.args[0])), content_type="application/json") from None
 
 
 async def get_silence(request: web.Request) -> web.Response:
@@ -148,10 +172,9 @@ async def get_silence(request: web.Request) -> web.Response:
 
 async def delete_silence(request: web.Request) -> web.Response:
     try:
-        expired = expire(_find(request), time.time())
+        await expire_silence(request, _find(request))
     except ValueError as exc:
         return failure(400, str(exc))
-    await _write(request, [expired])
     return answer(None)
 
 

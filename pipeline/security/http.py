@@ -29,6 +29,9 @@ class Access(Enum):
     CLUSTER = "cluster"  # post Kubernetes events and audit events: senders and admins
     SCOPED = "scoped"  # read and manage a tenant's data: tenants (their own), admins
     ADMIN = "admin"
+    #: The web UI (``pipeline/ui``): authenticated by its own session cookie, never by these headers, and
+    #: each page checks the role itself (a cookie must not authenticate the API, which has no CSRF token).
+    SESSION = "session"
 
 
 ACCESS: dict[tuple[str, str], Access] = {
@@ -58,6 +61,9 @@ _ROLES = {
     Access.ADMIN: {"admin"},
 }
 
+#: Paths of the web UI (``/`` redirects into it): :data:`Access.SESSION`.
+UI_PREFIX = "/ui"
+
 PRINCIPAL = "principal"
 _CHALLENGES = ('Basic realm="alert-pipeline", charset="UTF-8"', 'Bearer realm="alert-pipeline"')
 
@@ -69,6 +75,8 @@ def access_of(request: web.Request) -> Access:
     resource = route.resource
     if resource is None:  # no route matched: aiohttp answers 404/405, after authentication
         return Access.ADMIN
+    if resource.canonical == "/" or resource.canonical == UI_PREFIX or resource.canonical.startswith(UI_PREFIX + "/"):
+        return Access.SESSION
     method = "GET" if route.method == "HEAD" else route.method
     return ACCESS.get((method, resource.canonical), Access.ADMIN)
 
@@ -94,7 +102,8 @@ def _certificate_cn(request: web.Request) -> str | None:
     return None
 
 
-def _local_port(request: web.Request) -> int | None:
+def local_port(request: web.Request) -> int | None:
+    """The port the request came in on (to tell the admin listen address from the main one)."""
     sockname = request.transport.get_extra_info("sockname") if request.transport else None
     return int(sockname[1]) if sockname else None
 
@@ -102,17 +111,18 @@ def _local_port(request: web.Request) -> int | None:
 def auth_middleware(authenticator: Callable[[web.Request], Authenticator],
                     admin_port: int | None = None) -> Callable[..., Any]:
     """The middleware; ``authenticator`` gives the one in force (a reload swaps it). With ``admin_port``,
-    admin-only routes are served on that port only (404 elsewhere), and only they are served there."""
+    admin-only routes are served on that port only (404 elsewhere), and only they are served there (with the
+    probes and the web UI, whose admin pages follow the same rule)."""
 
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
         auth = authenticator(request)
         access = access_of(request)
         if admin_port is not None and request.match_info.route.resource is not None:
-            on_admin_port = _local_port(request) == admin_port
-            if on_admin_port != (access is Access.ADMIN) and access is not Access.PUBLIC:
+            on_admin_port = local_port(request) == admin_port
+            if on_admin_port != (access is Access.ADMIN) and access not in (Access.PUBLIC, Access.SESSION):
                 raise web.HTTPNotFound()
-        if access is not Access.PUBLIC and auth.enabled:
+        if access not in (Access.PUBLIC, Access.SESSION) and auth.enabled:
             caller = await auth.from_request(request.headers.get("Authorization"), _certificate_cn(request))
             if caller is None:
                 reason = "wrong credentials" if "Authorization" in request.headers else "credentials required"

@@ -60,6 +60,17 @@ def visible_scopes(principal: Principal, scopes: Iterable[str]) -> list[str]:
     return [s for s in scopes if s == principal.tenant]
 
 
+def narrowed(principal: Principal, tenant: str) -> Principal:
+    """An admin's view of one tenant (or of the global route): the principal that tenant's own would be,
+    so that every rule of this module applies to the view unchanged (the web UI's tenant switcher).
+    Raises :class:`Forbidden` for anyone else, unless ``tenant`` is their own."""
+    if principal.tenant == tenant:
+        return principal
+    if not principal.is_admin:
+        raise Forbidden(f"{principal.name} ({principal.role}) may not act for tenant {tenant}")
+    return Principal(principal.name, "tenant", tenant)
+
+
 def tenant_matcher(tenant: str) -> Matcher:
     return Matcher.create(TENANT_LABEL, "=", tenant)
 

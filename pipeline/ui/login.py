@@ -1,0 +1,95 @@
+"""Log-in and log-out: the same principals and checks as the API (``Authenticator.login``)."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from pipeline.producer import BrokerUnavailable
+from pipeline.security.http import principal
+from pipeline.security.scope import Forbidden
+from pipeline.ui.pages import (
+    CSRF_FIELD,
+    check_csrf,
+    clear_session,
+    config_of,
+    page,
+    read_session,
+    render,
+    session_of,
+    store_session,
+    ui_state,
+)
+from pipeline.ui.session import Session
+
+log = logging.getLogger(__name__)
+
+HOME = "/ui/alerts"
+
+
+def _next(target: str | None) -> str:
+    """Where to go after logging in: a page of the UI only (never another site: ``//evil``, ``/\\evil``)."""
+    if target and target.startswith("/ui/") and not target.startswith(("//", "/\\")) and "\\" not in target:
+        return target
+    return HOME
+
+
+async def login_form(request: web.Request) -> web.StreamResponse:
+    """The form (the session it sets carries the CSRF token the form posts back)."""
+    state = ui_state(request)
+    if not state.revocations.ready:
+        raise web.HTTPServiceUnavailable(text="loading", headers={"Retry-After": "2"})
+    session = read_session(request)
+    if not config_of(request).authenticator.enabled:
+        raise web.HTTPSeeOther(HOME)
+    fresh = session is None
+    session = session or Session.new()
+    request["ui_session"] = session
+    response = render(request, "login.html.j2", next=_next(request.query.get("next")), failed=False)
+    if fresh:
+        store_session(request, response, session)
+    return response
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    session = read_session(request)
+    authenticator = config_of(request).authenticator
+    if not authenticator.enabled:
+        raise web.HTTPSeeOther(HOME)
+    if session is None:  # no cookie: the form was not loaded from here, or the session expired
+        raise web.HTTPSeeOther("/ui/login")
+    request["ui_session"] = session
+    try:
+        await check_csrf(request, session)
+    except Forbidden as exc:
+        return render(request, "error.html.j2", status=403, status_code=403, message=str(exc))
+    form = await request.post()
+    username, secret = str(form.get("username", "")), str(form.get("password", ""))
+    target = _next(str(form.get("next", "")))
+    caller = await authenticator.login(username, secret) if username and secret else None
+    if caller is None or caller.role == "sender":
+        log.info("web UI log-in refused for %r", username[:64])
+        return render(request, "login.html.j2", status=401, next=target, failed=True)
+    log.info("web UI log-in: %s (%s)", caller.name, caller.role)
+    response = web.HTTPSeeOther(target)
+    store_session(request, response, Session.new(caller.name))  # a new id and token: no fixation
+    raise response
+
+
+@page()
+async def logout(request: web.Request) -> web.StreamResponse:
+    """End the session everywhere: its id goes on the revocation topic before the cookie is cleared."""
+    state = ui_state(request)
+    if config_of(request).authenticator.enabled:
+        try:
+            await state.revocations.revoke(session_of(request), state.settings.session_lifetime)
+        except BrokerUnavailable:
+            return render(request, "error.html.j2", status=503, status_code=503, message="logout_failed")
+        log.info("web UI log-out: %s", principal(request).name)
+    response = web.HTTPSeeOther("/ui/login" if config_of(request).authenticator.enabled else HOME)
+    clear_session(request, response)
+    raise response
+
+
+__all__ = ["CSRF_FIELD", "login", "login_form", "logout"]
