@@ -17,6 +17,7 @@ import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -26,6 +27,8 @@ from aiohttp import web
 
 from pipeline.config import GLOBAL_TENANT, Config
 from pipeline.ingest.server import CONFIG
+from pipeline.models import parse_time
+from pipeline.producer import BrokerUnavailable
 from pipeline.security.http import PRINCIPAL, local_port, principal
 from pipeline.security.principals import OPEN, Principal
 from pipeline.security.scope import Forbidden, narrowed, visible_tenants
@@ -71,7 +74,37 @@ def template_environment() -> jinja2.Environment:
     """Our own templates (not the tenants'), so a plain environment; every value is HTML-escaped."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                              trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+    env.filters.update(iso=_iso, clock=_clock, ago=_ago, web_link=_web_link)
     return env
+
+
+def _iso(epoch: float) -> str:
+    """Seconds precision, UTC: what the silence editor reads back."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _clock(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%H:%M:%S UTC")
+
+
+def _ago(rfc3339: str, now: float, t: Callable[..., str]) -> str:
+    """``5m ago``, in the page's language (the exact time is the element's title)."""
+    try:
+        then = parse_time(rfc3339, "time")
+    except ValueError:
+        return rfc3339
+    if then is None:
+        return ""
+    seconds = max(0, int(now - then))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return t("ago", d=f"{seconds // size}{unit}")
+    return t("ago", d=f"{seconds}s")
+
+
+def _web_link(url: str) -> str | None:
+    """A link an alert carries (``generatorURL``), if it is http(s): never ``javascript:`` or ``data:``."""
+    return url if url.startswith(("http://", "https://")) else None
 
 
 def ui_state(request: web.Request) -> UIState:
@@ -165,6 +198,8 @@ def page(admin: bool = False) -> Callable[[Handler], Handler]:
                 response = error_page(request, 404, str(exc.args[0]))
             except web.HTTPServiceUnavailable:
                 response = error_page(request, 503, "ui_loading", retry=True)
+            except BrokerUnavailable:
+                response = error_page(request, 503, "kafka_unavailable", retry=True)
             except web.HTTPException as exc:
                 if fresh:
                     store_session(request, exc, session)

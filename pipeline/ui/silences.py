@@ -137,8 +137,7 @@ def _form_page(request: web.Request, form: SilenceForm, error: str | None = None
     if count is None:
         count, alerts = _preview_or_none(request, form)
     return render(request, "silence_form.html.j2", status=status, form=form, error=error, operators=OPERATORS,
-                  fixed_matcher=fixed, preview_count=count, preview_alerts=alerts or [],
-                  preview_error=None, auth_on=config_of(request).authenticator.enabled)
+                  fixed_matcher=fixed, preview_count=count, preview_alerts=alerts or [], preview_error=None)
 
 
 def _preview_or_none(request: web.Request, form: SilenceForm) -> tuple[int | None, list[dict[str, Any]]]:

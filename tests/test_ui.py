@@ -1,0 +1,169 @@
+"""The web UI in a real browser (Debian's Chromium through Playwright) against the running ingest and worker.
+
+A tenant logs in, sees only its alerts, silences one from the alert view, sees it marked silenced and
+expires the silence; another tenant sees none of it, by the UI or by its API calls; an admin replays a dead
+letter. Every page is saved as a screenshot (see :mod:`tests.browser`).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from typing import Any
+
+from playwright.async_api import Page, expect
+
+from tests.browser import VIEWPORT, auth_settings, basic, chromium, log_in, screenshot
+from tests.harness import eventually
+
+USERS = {
+    "alice": ("tenant", "team-a", "alice-password"),
+    "bob": ("tenant", "team-b", "bob-password"),
+    "root": ("admin", None, "root-password"),
+    "prom": ("sender", None, "prom-password"),
+}
+
+
+def api(base: str, path: str, user: str, method: str = "GET", body: Any = None) -> tuple[int, Any]:
+    """An API call with basic auth, as amtool or curl would make it."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"{base}{path}", data=data, method=method,
+                                     headers={**basic(user, USERS[user][2]), "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            text = response.read()
+            return response.status, json.loads(text) if text else None
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def ui_config(make_config, tmp_path, receiver, **overrides: Any) -> dict[str, Any]:
+    tenants = [
+        {"name": "team-a", "namespaces": ["team-a-*"],
+         "receivers": [{"name": "team-a-hook", "webhook_configs": [{"url": f"{receiver.url}/team-a"}]}]},
+        {"name": "team-b", "namespaces": ["team-b-*"],
+         "receivers": [{"name": "team-b-hook", "webhook_configs": [{"url": f"{receiver.url}/team-b"}]}]},
+    ]
+    return make_config(receivers=[{"name": "admins", "webhook_configs": [{"url": f"{receiver.url}/global"}]}],
+                       tenants=tenants, **auth_settings(tmp_path, USERS), **overrides)
+
+
+async def start(start_pipeline, config: dict[str, Any]):  # type: ignore[no-untyped-def]
+    """Ingest and worker; the worker's metrics (its readiness) are admin-only once principals exist."""
+    pipeline = await start_pipeline(config, worker=False)
+    pipeline.start_worker()
+
+    def ready() -> bool:
+        request = urllib.request.Request(pipeline.worker_metrics_url, headers=basic("root", USERS["root"][2]))
+        try:
+            with urllib.request.urlopen(request, timeout=2) as response:
+                return b"alert_pipeline_worker_ready 1.0" in response.read()
+        except OSError:
+            return False
+
+    await eventually(ready, 60, 0.25)
+    return pipeline
+
+
+def post_alerts(base: str, alerts: list[dict[str, str]]) -> None:
+    status, answer = api(base, "/api/v2/alerts", "prom", "POST",
+                         [{"labels": labels, "annotations": {"summary": f"{labels['alertname']} summary"}}
+                          for labels in alerts])
+    assert status == 200, answer
+
+
+async def row(page: Page, alertname: str):  # type: ignore[no-untyped-def]
+    return page.locator("tr.alert", has=page.locator(".alertname", has_text=alertname)).first
+
+
+async def test_tenant_silences_an_alert_and_another_tenant_sees_nothing(make_config, start_pipeline, receiver,
+                                                                        tmp_path):
+    pipeline = await start(start_pipeline, ui_config(make_config, tmp_path, receiver))
+    base = pipeline.ingest_url
+    post_alerts(base, [{"alertname": "DiskFull", "namespace": "team-a-web", "severity": "warning"},
+                       {"alertname": "PodCrash", "namespace": "team-a-db", "severity": "critical"},
+                       {"alertname": "TeamBSecret", "namespace": "team-b-x", "severity": "critical"}])
+    await eventually(lambda: len(api(base, "/api/v2/alerts", "root")[1]) == 3, timeout=60)
+
+    async with chromium() as browser:
+        alice = await browser.new_context(viewport=VIEWPORT, locale="en-US")
+        page = await alice.new_page()
+        await log_in(page, base, "alice", "alice-password")
+        await expect(page.locator(".alertname", has_text="DiskFull")).to_be_visible()
+        await expect(page.locator(".alertname", has_text="PodCrash")).to_be_visible()
+        assert "TeamBSecret" not in await page.content()
+        await screenshot(page, tmp_path, "alerts-tenant")
+
+        cookie = next(c for c in await alice.cookies() if c["name"] == "ap_session")
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+        assert "alice" not in cookie["value"]  # sealed, not readable by the browser
+
+        # Silence DiskFull from its row: the editor is filled with its labels and previews it.
+        await (await row(page, "DiskFull")).get_by_role("link", name="Silence").click()
+        await expect(page.locator("#preview")).to_contain_text("Mutes 1 alerts now")
+        await page.get_by_label("Comment").fill("disk is being replaced")
+        await screenshot(page, tmp_path, "silence-editor")
+        await page.get_by_role("button", name="Save").click()
+        await page.wait_for_url(f"{base}/ui/alerts**")
+        disk = await row(page, "DiskFull")
+        await expect(disk.locator(".badge")).to_have_text("silenced")
+        await expect(disk.locator(".muted-by")).to_contain_text("silenced by alice")
+        await expect((await row(page, "PodCrash")).locator(".badge")).to_have_text("active")
+        await screenshot(page, tmp_path, "alerts-silenced")
+
+        await page.get_by_role("link", name="Silences").click()
+        silence_id = await page.locator("tr[data-silence]").first.get_attribute("data-silence")
+        assert silence_id
+        await screenshot(page, tmp_path, "silences")
+
+        # Bob (team-b) sees neither the alerts nor the silence, by the UI or the API.
+        bob = await browser.new_context(viewport=VIEWPORT, locale="en-US")
+        bob_page = await bob.new_page()
+        await log_in(bob_page, base, "bob", "bob-password")
+        await expect(bob_page.locator(".alertname", has_text="TeamBSecret")).to_be_visible()
+        content = await bob_page.content()
+        assert "DiskFull" not in content and "PodCrash" not in content
+        await bob_page.goto(f"{base}/ui/silences?state=active")
+        assert silence_id not in await bob_page.content()
+        answer = await bob_page.goto(f"{base}/ui/silences/{silence_id}")
+        assert answer is not None and answer.status == 404
+        status, _ = api(base, f"/api/v2/silence/{silence_id}", "bob")
+        assert status == 404
+        assert silence_id not in json.dumps(api(base, "/api/v2/silences", "bob")[1])
+        assert {a["labels"]["alertname"] for a in api(base, "/api/v2/alerts", "bob")[1]} == {"TeamBSecret"}
+        # Nor can bob expire it with his own valid session and token.
+        token = await bob_page.locator("input[name=_csrf]").first.get_attribute("value")
+        refused = await bob.request.post(f"{base}/ui/silences/{silence_id}/expire", form={"_csrf": token or ""},
+                                         max_redirects=0)
+        assert refused.status == 404
+        # Bob cannot switch to team-a's view either (the scope parameter is an admin's).
+        await bob_page.goto(f"{base}/ui/alerts?scope=team-a")
+        assert "DiskFull" not in await bob_page.content()
+        answer = await bob_page.goto(f"{base}/ui/deadletters")
+        assert answer is not None and answer.status == 403
+
+        # A state-changing request without the CSRF token is refused, even with alice's session.
+        forged = await alice.request.post(f"{base}/ui/silences/{silence_id}/expire", form={}, max_redirects=0)
+        assert forged.status == 403
+        assert api(base, f"/api/v2/silence/{silence_id}", "alice")[1]["status"]["state"] == "active"
+
+        # Alice expires her silence: DiskFull is active again.
+        await page.goto(f"{base}/ui/silences/{silence_id}")
+        page.on("dialog", lambda dialog: dialog.accept())
+        await page.get_by_role("button", name="Expire").click()
+        await page.wait_for_url(f"{base}/ui/silences?state=expired")
+        await expect(page.locator(f"tr[data-silence='{silence_id}']")).to_be_visible()
+        assert api(base, f"/api/v2/silence/{silence_id}", "alice")[1]["status"]["state"] == "expired"
+        await page.goto(f"{base}/ui/alerts")
+        await expect((await row(page, "DiskFull")).locator(".badge")).to_have_text("active")
+
+        # Log-out ends the session: the same cookie, replayed, is sent to the log-in form.
+        stolen = await alice.cookies()
+        await page.get_by_role("button", name="Log out").click()
+        await page.wait_for_url(f"{base}/ui/login")
+        await screenshot(page, tmp_path, "login")
+        replay = await browser.new_context(viewport=VIEWPORT)
+        await replay.add_cookies(stolen)  # type: ignore[arg-type]
+        replay_page = await replay.new_page()
+        await replay_page.goto(f"{base}/ui/alerts")
+        assert "/ui/login" in replay_page.url
