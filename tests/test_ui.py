@@ -167,3 +167,60 @@ async def test_tenant_silences_an_alert_and_another_tenant_sees_nothing(make_con
         replay_page = await replay.new_page()
         await replay_page.goto(f"{base}/ui/alerts")
         assert "/ui/login" in replay_page.url
+
+
+async def test_admin_replays_a_dead_letter(make_config, start_pipeline, receiver, tmp_path):
+    receiver.status_by_path["/team-a"] = 500  # team-a's webhook fails until the admin has looked
+    config = ui_config(make_config, tmp_path, receiver,
+                       delivery={"max_attempts": 2, "initial_backoff": "100ms", "max_backoff": "200ms"})
+    pipeline = await start(start_pipeline, config)
+    base = pipeline.ingest_url
+    post_alerts(base, [{"alertname": "QueueStuck", "namespace": "team-a-jobs", "severity": "critical"},
+                       {"alertname": "CertExpiry", "namespace": "team-b-web", "severity": "warning"}])
+
+    def dead_letters() -> list[dict[str, Any]]:
+        return api(base, "/api/v1/deadletters?tenant=team-a", "root")[1]["data"]
+
+    letter = (await eventually(dead_letters, timeout=60))[0]
+    receiver.status_by_path["/team-a"] = 200
+
+    async with chromium() as browser:
+        context = await browser.new_context(viewport=VIEWPORT, locale="en-US")
+        page = await context.new_page()
+        await log_in(page, base, "root", "root-password")
+        # An admin sees each alert in its tenant's group and in the global route's.
+        await expect(page.locator(".alertname", has_text="QueueStuck")).to_have_count(2)
+        await expect(page.locator(".alertname", has_text="CertExpiry")).to_have_count(2)
+        await screenshot(page, tmp_path, "alerts-admin")
+
+        # The tenant switcher: team-b's view shows team-b's alerts only.
+        await page.get_by_label("Tenant").select_option("team-b")
+        await page.wait_for_url("**scope=team-b**")
+        await expect(page.locator(".alertname", has_text="CertExpiry")).to_be_visible()
+        assert "QueueStuck" not in await page.content()
+
+        await page.goto(f"{base}/ui/deliveries")
+        await expect(page.locator("tr.outcome-dead_lettered").first).to_be_visible()
+        await screenshot(page, tmp_path, "deliveries")
+        await page.goto(f"{base}/ui/routes")
+        await screenshot(page, tmp_path, "routes")
+
+        await page.get_by_role("link", name="Dead letters").click()
+        notification_id = letter["notification"]["id"]
+        row = page.locator(f"tr[data-notification='{notification_id}']")
+        await expect(row).to_contain_text("team-a-hook")
+        await expect(row.locator(".error-text")).not_to_be_empty()
+        await screenshot(page, tmp_path, "dead-letters")
+        page.on("dialog", lambda dialog: dialog.accept())
+        await row.get_by_role("button", name="Replay").click()
+        await expect(page.locator(".banner.info")).to_contain_text("1 notifications replayed")
+        # The replayed notification reaches the (now healthy) receiver through the normal path.
+        await eventually(lambda: any(a["labels"]["alertname"] == "QueueStuck" for a in receiver.alerts("/team-a")),
+                         timeout=60)
+
+        # The same page in Korean, chosen from the language menu.
+        await page.get_by_label("Language").select_option("ko")
+        await page.wait_for_url("**lang=ko**")
+        assert await page.locator("html").get_attribute("lang") == "ko"
+        await expect(page.get_by_role("heading", level=1)).to_have_text("전송 실패 보관함")
+        await screenshot(page, tmp_path, "dead-letters-ko")

@@ -29,7 +29,7 @@ async def dead_letters_page(request: web.Request) -> web.StreamResponse:
     replayed = request.query.get("replayed")
     return render(request, "deadletters.html.j2", letters=letters[:SHOWN], total=len(letters), tenant=tenant,
                   receiver=receiver, redact=redact, replayed=int(replayed) if (replayed or "").isdigit() else None,
-                  tenants=config_of(request).tenant_names())
+                  tenant_choices=config_of(request).tenant_names())
 
 
 @page(admin=True)
