@@ -46,12 +46,16 @@ class SenderContext:
     external_url: str
     #: Redirects followed per request (0: a 3xx answer is a failure).
     max_redirects: int = 3
+    #: Limits of one template render (per message part).
+    template_timeout: float = 2.0
+    template_max_bytes: int = 1024 * 1024
 
     @classmethod
     def for_config(cls, config: Config) -> SenderContext:
-        """The HTTP session behind the receivers' firewall, and the config's redirect limit."""
-        return cls(http_session(config.delivery.firewall), config.global_.external_url,
-                   config.delivery.max_redirects)
+        """The HTTP session behind the receivers' firewall, and the config's redirect and template limits."""
+        delivery = config.delivery
+        return cls(http_session(delivery.firewall), config.global_.external_url, delivery.max_redirects,
+                   delivery.template_timeout, delivery.template_max_bytes)
 
 
 #: Partly delivered split notifications remembered per sender (oldest forgotten first).
@@ -75,7 +79,7 @@ class Sender(ABC):
         self.context = context
         self.limiter = RateLimiter.from_config(config.rate_limit)
         self.templates = MessageTemplates(config.kind, self.default_templates, config.template_overrides(),
-                                          config.language)
+                                          config.language, context.template_timeout, context.template_max_bytes)
         #: Pieces of a split notification already delivered, by notification id: a retry resumes
         #: after them instead of repeating them.
         self._delivered_pieces: dict[str, int] = {}
@@ -84,9 +88,10 @@ class Sender(ABC):
     async def send(self, notification: Notification) -> None:
         """Deliver once; raise :class:`DeliveryError` on failure."""
 
-    def render(self, notification: Notification) -> dict[str, str]:
-        """Every part of the message, from the receiver's templates or the channel's defaults."""
-        return self.templates.render(notification, self.context.external_url)
+    async def render(self, notification: Notification) -> dict[str, str]:
+        """Every part of the message, from the receiver's templates or the channel's defaults (bounded,
+        off the event loop)."""
+        return await self.templates.render(notification, self.context.external_url)
 
     async def throttle(self) -> None:
         """Wait for the rate limit (if any); call once before each request to the channel."""

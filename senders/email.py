@@ -44,7 +44,7 @@ class EmailSender(Sender):
 
     def message(self, notification: Notification) -> EmailMessage:
         config = self.config
-        parts = self.render(notification)
+        parts = await self.render(notification)
         message = EmailMessage()
         for name, value in config.headers.items():
             message[name] = value
