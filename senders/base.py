@@ -188,7 +188,7 @@ async def post_json(http: aiohttp.ClientSession, url: str, payload: Any, timeout
         async with http.post(
             url, data=body, timeout=aiohttp.ClientTimeout(total=timeout),
             headers={**content_type, **(headers or {})},
-            allow_redirects=max_redirects > 0, max_redirects=max(1, max_redirects),
+            allow_redirects=max_redirects > 0, max_redirects=max_redirects + 1,  # aiohttp counts requests
         ) as response:
             text = await response.text()
             if response.status < 300:
