@@ -38,6 +38,49 @@ async def eventually(check: Callable[[], Any], timeout: float = 30.0, interval: 
     raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
 
 
+class LoopTicks:
+    """Counts the event loop's turns (one per ``interval`` sleep) while in the ``async with`` block: code
+    that blocks the loop leaves the count near zero, code that runs off it does not."""
+
+    def __init__(self, interval: float = 0.01):
+        self.interval = interval
+        self.count = 0
+        self.elapsed = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self._started = 0.0
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            self.count += 1
+
+    async def __aenter__(self) -> LoopTicks:
+        self._started = time.monotonic()
+        self._task = asyncio.create_task(self._tick())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        self.elapsed = time.monotonic() - self._started
+
+    @property
+    def expected(self) -> int:
+        """A quarter of the turns an idle loop would have made (the machine is shared)."""
+        return int(self.elapsed / self.interval / 4)
+
+
+async def serve_loopback(handler: Callable[[web.Request], Any]) -> tuple[web.AppRunner, int]:
+    """An HTTP server on a free loopback port answering every path with ``handler``; cleanup the runner."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, port
+
+
 def kcat_produce(bootstrap_servers: str, topic: str, values: list[bytes]) -> None:
     """Publish each value as one record with Debian's ``kcat``, as an exporter writing to Kafka would."""
     if any(b"\n" in value for value in values):

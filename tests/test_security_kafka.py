@@ -25,7 +25,7 @@ from pipeline.config import Config, KafkaSettings
 from pipeline.producer import KafkaWriter
 from pipeline.topicreader import read_topic
 from pipeline.topics import Topics, ensure_topics, topics_for
-from tests.harness import eventually
+from tests.harness import eventually, serve_loopback
 from tests.test_end_to_end import alert
 from tests.test_security_api import WHO, auth_settings, call
 from tests.tlscerts import TestCA
@@ -110,12 +110,7 @@ async def test_pipeline_over_scram_and_tls_leaks_no_secret(sasl_broker, make_con
         # A receiver that repeats the URL it was called with in its error, as many do.
         return web.Response(status=500, text=f"cannot handle {request.url}")
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", echo)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    runner, port = await serve_loopback(echo)
     receivers, secrets = secret_receivers(f"http://127.0.0.1:{port}", free_port())
     (tmp_path / "sasl-password").write_text(SCRAM_512[1])
     secrets.update(sasl=SCRAM_512[1], admin_password="root-password", tenant_password="alice-password")

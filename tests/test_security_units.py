@@ -4,7 +4,6 @@ credentials, and the credentials of the web config (bcrypt users, token files, c
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from pathlib import Path
 from typing import Any
@@ -15,11 +14,11 @@ import pytest
 import yaml
 from aiohttp import web
 
-from pipeline.broker import free_port
 from pipeline.config import ConfigError, FirewallSettings, parse_config
 from pipeline.security.redact import redact
 from senders.base import DeliveryError, post_json
 from senders.firewall import http_session
+from tests.harness import LoopTicks, serve_loopback
 from tests.test_nmchannels import GLOBAL, load, resource
 
 
@@ -58,16 +57,6 @@ def test_redaction_keeps_scheme_host_and_port_only():
     assert str(DeliveryError("HTTP 500: see https://h.test/path?token=abc")) == "HTTP 500: see https://h.test:443"
 
 
-async def _loopback(handler: Any) -> tuple[web.AppRunner, int]:
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner, port
-
-
 async def test_firewall_blocks_resolved_loopback_and_redirect_hops_off_by_default():
     """Issue 12's SSRF: webhook URLs could point anywhere and redirects were followed. The firewall checks the
     address each connection really goes to: after DNS (``localhost``), for IP literals, and on every hop."""
@@ -81,7 +70,7 @@ async def test_firewall_blocks_resolved_loopback_and_redirect_hops_off_by_defaul
             raise web.HTTPTemporaryRedirect(f"http://127.0.0.1:{port}/loop")
         return web.Response(text="ok")
 
-    runner, port = await _loopback(handle)
+    runner, port = await serve_loopback(handle)
     try:
         async with aiohttp.ClientSession() as open_session:  # the default: no firewall
             assert await post_json(open_session, f"http://localhost:{port}/open", {}, 5) == "ok"
@@ -167,20 +156,10 @@ async def test_credentials_become_principals(tmp_path):
     assert (await auth.login("prometheus", "sender-token-0123456789")).name == "prometheus"
     assert await auth.login("alice", "sender-token-0123456789") is None
     # Password checks run off the event loop: a slow hash does not hold up other requests.
-    slow = bcrypt.hashpw(b"p", bcrypt.gensalt(12))
-    auth._hashes["alice"] = slow
-    ticks = 0
-
-    async def tick() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.005)
-            ticks += 1
-
-    ticker = asyncio.create_task(tick())
-    assert await auth.from_request(basic("alice", "p"), None) is not None
-    ticker.cancel()
-    assert ticks > 5
+    auth._hashes["alice"] = bcrypt.hashpw(b"p", bcrypt.gensalt(12))
+    async with LoopTicks() as ticks:
+        assert await auth.from_request(basic("alice", "p"), None) is not None
+    assert ticks.count >= max(1, ticks.expected)
 
 
 @pytest.mark.parametrize(("web_config", "principals", "problem"), [

@@ -3,9 +3,7 @@ fallback to the default template (counted and logged) when an override fails to 
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from dataclasses import replace
 from typing import get_args
 
@@ -16,6 +14,7 @@ from prometheus_client import REGISTRY
 from pipeline.channels import Language
 from pipeline.config import ConfigError, parse_config
 from senders.templates import TEMPLATE_DIR, MessageTemplates, languages
+from tests.harness import LoopTicks
 from tests.test_channels import EXTERNAL_URL, alert, integration, notification
 
 SLACK = {"title": "title.j2", "text": "slack.j2"}
@@ -187,21 +186,10 @@ async def test_a_template_over_a_limit_falls_back_without_stalling_the_event_loo
     custom = MessageTemplates("slack", SLACK, {"text": template}, "en", timeout=0.5, max_bytes=100_000)
     defaults = MessageTemplates("slack", SLACK, {}, "en")
     before, errors_before = template_limits("slack", "text", limit), template_errors("slack", "text")
-    ticks = 0
-
-    async def tick() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    ticker = asyncio.create_task(tick())
-    started = time.monotonic()
-    parts = await custom.render(subject, EXTERNAL_URL)
-    elapsed = time.monotonic() - started
-    ticker.cancel()
+    async with LoopTicks() as ticks:
+        parts = await custom.render(subject, EXTERNAL_URL)
     assert parts == await defaults.render(subject, EXTERNAL_URL)
     assert template_limits("slack", "text", limit) == before + 1
     assert template_errors("slack", "text") == errors_before + 1
     # The loop kept running while the template did (a render on the loop would leave ticks at 0).
-    assert ticks >= int(elapsed / 0.01 / 4)
+    assert ticks.count >= ticks.expected
