@@ -198,6 +198,8 @@ async def post_json(http: aiohttp.ClientSession, url: str, payload: Any, timeout
                 f"HTTP {response.status}: {text[:200]}", retryable,
                 _retry_after(response.headers.get("Retry-After"), text) if retryable else None,
             )
+    except aiohttp.InvalidURL:  # its message is the whole URL, a secret field: say nothing of it
+        raise DeliveryError("the receiver's URL is not a valid URL", retryable=False) from None
     except aiohttp.TooManyRedirects:
         raise DeliveryError(f"more than {max_redirects} redirects", retryable=False) from None
     except (aiohttp.ClientError, TimeoutError) as exc:

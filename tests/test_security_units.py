@@ -57,6 +57,16 @@ def test_redaction_keeps_scheme_host_and_port_only():
     assert str(DeliveryError("HTTP 500: see https://h.test/path?token=abc")) == "HTTP 500: see https://h.test:443"
 
 
+async def test_an_invalid_url_is_not_repeated_in_the_error():
+    """aiohttp's InvalidURL is the URL itself: a secret (``url_file``, ``${ENV}``) that is not a URL would be
+    logged and written to the history whole."""
+    async with aiohttp.ClientSession() as http:
+        for url in ("hunter2-not-a-url", "http://[bad-host/hook?token=hunter2"):
+            with pytest.raises(DeliveryError) as invalid:
+                await post_json(http, url, {}, 5)
+            assert "hunter2" not in str(invalid.value) and not invalid.value.retryable
+
+
 async def test_firewall_blocks_resolved_loopback_and_redirect_hops_off_by_default():
     """Issue 12's SSRF: webhook URLs could point anywhere and redirects were followed. The firewall checks the
     address each connection really goes to: after DNS (``localhost``), for IP literals, and on every hop."""
