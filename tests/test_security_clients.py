@@ -64,11 +64,19 @@ async def test_prometheus_and_amtool_over_tls_with_credentials(make_config, star
         tenants=[{"name": "team-a", "namespaces": ["team-a-*"], "receivers": [webhook(receiver, "a")]},
                  {"name": "team-b", "namespaces": ["team-b-*"], "receivers": [webhook(receiver, "b")]}],
         auth=web_config(tmp_path, ca))
+    admin_port = free_port()
+    config["ingest"]["admin_listen"] = f"127.0.0.1:{admin_port}"
     client_tls = ssl.create_default_context(cafile=str(ca.cert))
     pipeline: PipelineProcesses = await start_pipeline(config, headers=WHO["admin"], ssl_context=client_tls)
-    url = pipeline.ingest_url
+    url, admin_url = pipeline.ingest_url, f"https://127.0.0.1:{admin_port}"
     assert url.startswith("https://")
     assert _get(url.replace("https://", "http://") + "/-/healthy")[0] == 0  # no plain HTTP on the TLS port
+    # The admin address serves the admin endpoints, and only it does (over the same TLS and principals).
+    assert _get(f"{url}/metrics", WHO["admin"], client_tls)[0] == 404
+    assert _get(f"{admin_url}/metrics", WHO["admin"], client_tls)[0] == 200
+    assert _get(f"{admin_url}/metrics", WHO["tenant-a"], client_tls)[0] == 403
+    assert _get(f"{admin_url}/api/v2/alerts", WHO["admin"], client_tls)[0] == 404
+    assert _get(f"{admin_url}/-/ready", {}, client_tls)[0] == 200
 
     # Prometheus, with basic auth and the CA, as its alerting.alertmanagers section takes them.
     prometheus_dir = tmp_path / "prometheus"

@@ -95,6 +95,9 @@ def secret_receivers(echo: str, closed: int) -> tuple[list[dict[str, Any]], dict
          "telegram_configs": [{"api_url": f"http://127.0.0.1:{closed}", "bot_token": secrets["telegram"],
                                "chat_id": 42}]},
         {"name": "working", "webhook_configs": [{"url": f"{echo}/ok?access_token={secrets['query']}"}]},
+        # Loopback too, but on the firewall's block list: refused at connect, never retried.
+        {"name": "internal", "webhook_configs": [
+            {"url": f"{echo.replace('127.0.0.1', '127.0.0.2')}/ok?access_token={secrets['query']}"}]},
     ], secrets
 
 
@@ -123,10 +126,12 @@ async def test_pipeline_over_scram_and_tls_leaks_no_secret(sasl_broker, make_con
                          route={"receiver": "working", "group_by": ["alertname"], "group_wait": "100ms",
                                 "routes": [{"receiver": "echoing", "continue": True},
                                            {"receiver": "unreachable", "continue": True},
+                                           {"receiver": "internal", "continue": True},
                                            {"receiver": "working"}]},
                          tenants=[{"name": t, "namespaces": [f"{t}-*"], "receivers": [{"name": t}]}
                                   for t in ("team-a", "team-b")])
-    config["delivery"].update(max_attempts=2, initial_backoff="50ms")
+    config["delivery"].update(max_attempts=2, initial_backoff="50ms",
+                              firewall={"block_cidr_networks": ["127.0.0.2/32"]})
     try:
         pipeline = await start_pipeline(config, headers=WHO["admin"])
         url = pipeline.ingest_url
@@ -138,13 +143,17 @@ async def test_pipeline_over_scram_and_tls_leaks_no_secret(sasl_broker, make_con
         async def dead_letters() -> list[dict[str, Any]]:
             return [orjson.loads(r.value) for r in await read_topic(plain, topics.notifications_dlq)]
 
-        for _ in range(300):  # four integrations fail: two echoing, one unreachable webhook, one telegram
-            if len(await dead_letters()) >= 4:
+        for _ in range(300):  # five integrations fail: two echoing, an unreachable webhook and telegram, internal
+            if len(await dead_letters()) >= 5:
                 break
             await asyncio.sleep(0.2)
         letters = await dead_letters()
-        assert sorted(letter["notification"]["integration"] for letter in letters) == [
-            "telegram/0", "webhook/0", "webhook/0", "webhook/1"]
+        assert sorted((letter["notification"]["receiver"], letter["notification"]["integration"])
+                      for letter in letters) == [("echoing", "webhook/0"), ("echoing", "webhook/1"),
+                                                 ("internal", "webhook/0"), ("unreachable", "telegram/0"),
+                                                 ("unreachable", "webhook/0")]
+        (blocked,) = [letter for letter in letters if letter["notification"]["receiver"] == "internal"]
+        assert "blocked by the receivers firewall: 127.0.0.2" in blocked["reason"] and blocked["attempts"] == 1
         assert any("cannot handle http://127.0.0.1:" in letter["reason"] for letter in letters)  # echoed, redacted
 
         # Everything a secret could have reached.
