@@ -24,6 +24,9 @@ from pipeline.config import Config, TenantSidecarSettings
 log = logging.getLogger(__name__)
 
 NAMESPACE_LABEL = "namespace"
+#: The virtual label a notification's tenant is matched with (``global`` for the platform admins' route):
+#: a silence with ``__tenant__="T"`` mutes tenant T's notifications only (see agents/silence.py).
+TENANT_LABEL = "__tenant__"
 
 
 class TenantSidecar:

@@ -46,12 +46,16 @@ class SenderContext:
     external_url: str
     #: Redirects followed per request (0: a 3xx answer is a failure).
     max_redirects: int = 3
+    #: Limits of one template render (per message part).
+    template_timeout: float = 2.0
+    template_max_bytes: int = 1024 * 1024
 
     @classmethod
     def for_config(cls, config: Config) -> SenderContext:
-        """The HTTP session behind the receivers' firewall, and the config's redirect limit."""
-        return cls(http_session(config.delivery.firewall), config.global_.external_url,
-                   config.delivery.max_redirects)
+        """The HTTP session behind the receivers' firewall, and the config's redirect and template limits."""
+        delivery = config.delivery
+        return cls(http_session(delivery.firewall), config.global_.external_url, delivery.max_redirects,
+                   delivery.template_timeout, delivery.template_max_bytes)
 
 
 #: Partly delivered split notifications remembered per sender (oldest forgotten first).
@@ -75,7 +79,7 @@ class Sender(ABC):
         self.context = context
         self.limiter = RateLimiter.from_config(config.rate_limit)
         self.templates = MessageTemplates(config.kind, self.default_templates, config.template_overrides(),
-                                          config.language)
+                                          config.language, context.template_timeout, context.template_max_bytes)
         #: Pieces of a split notification already delivered, by notification id: a retry resumes
         #: after them instead of repeating them.
         self._delivered_pieces: dict[str, int] = {}
@@ -84,9 +88,10 @@ class Sender(ABC):
     async def send(self, notification: Notification) -> None:
         """Deliver once; raise :class:`DeliveryError` on failure."""
 
-    def render(self, notification: Notification) -> dict[str, str]:
-        """Every part of the message, from the receiver's templates or the channel's defaults."""
-        return self.templates.render(notification, self.context.external_url)
+    async def render(self, notification: Notification) -> dict[str, str]:
+        """Every part of the message, from the receiver's templates or the channel's defaults (bounded,
+        off the event loop)."""
+        return await self.templates.render(notification, self.context.external_url)
 
     async def throttle(self) -> None:
         """Wait for the rate limit (if any); call once before each request to the channel."""
@@ -183,7 +188,7 @@ async def post_json(http: aiohttp.ClientSession, url: str, payload: Any, timeout
         async with http.post(
             url, data=body, timeout=aiohttp.ClientTimeout(total=timeout),
             headers={**content_type, **(headers or {})},
-            allow_redirects=max_redirects > 0, max_redirects=max(1, max_redirects),
+            allow_redirects=max_redirects > 0, max_redirects=max_redirects + 1,  # aiohttp counts requests
         ) as response:
             text = await response.text()
             if response.status < 300:
@@ -193,6 +198,8 @@ async def post_json(http: aiohttp.ClientSession, url: str, payload: Any, timeout
                 f"HTTP {response.status}: {text[:200]}", retryable,
                 _retry_after(response.headers.get("Retry-After"), text) if retryable else None,
             )
+    except aiohttp.InvalidURL:  # its message is the whole URL, a secret field: say nothing of it
+        raise DeliveryError("the receiver's URL is not a valid URL", retryable=False) from None
     except aiohttp.TooManyRedirects:
         raise DeliveryError(f"more than {max_redirects} redirects", retryable=False) from None
     except (aiohttp.ClientError, TimeoutError) as exc:

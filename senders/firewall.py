@@ -8,6 +8,7 @@ cannot slip through. Off by default (as Mimir's ``alertmanager_receivers_firewal
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import socket
 from typing import Any
@@ -50,7 +51,7 @@ class Firewall:
         family, kind, proto, _, sockaddr = addr_info
         address = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
         if self.refuses(address):
-            raise BlockedAddress(f"{BLOCKED}: {address}")
+            raise BlockedAddress(errno.EACCES, f"{BLOCKED}: {address}")
         return socket.socket(family, kind, proto)
 
 

@@ -7,7 +7,7 @@ route stage computes them, so the API shows what the workers are grouping withou
 An alert is ``suppressed`` when a silence or an inhibit rule mutes it in at least one of its
 notification scopes (the global route, its tenants); ``silencedBy``/``inhibitedBy`` list why.
 
-Everything is scoped to the caller (:mod:`pipeline.security.scope`): a tenant principal sees the alerts
+Everything is scoped to the caller (:mod:`pipeline.scope`): a tenant principal sees the alerts
 that reach its tenant, with its tenant's receivers, groups and muting only; an admin sees them all.
 """
 
@@ -30,9 +30,9 @@ from pipeline.ingest.server import CONFIG
 from pipeline.matchers import Matcher, compile_regex
 from pipeline.models import format_time, parse_time
 from pipeline.routing import format_labels
+from pipeline.scope import visible_scopes, visible_tenants
 from pipeline.security.http import principal
 from pipeline.security.principals import Principal
-from pipeline.security.scope import visible_scopes, visible_tenants
 
 VERSION_INFO = {"version": "0.1.0", "revision": "", "branch": "", "buildUser": "", "buildDate": "",
                 "goVersion": "python"}

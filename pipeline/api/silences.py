@@ -6,7 +6,7 @@ follow Alertmanager: a change that would rewrite a silence's past (other matcher
 silence's start) expires the old silence and creates a new one with a new id.
 
 A tenant principal sees and changes only its tenant's silences, and each of its silences carries the
-tenant matcher ``__tenant__="T"`` (added when missing; see :mod:`pipeline.security.scope`): another
+tenant matcher ``__tenant__="T"`` (added when missing; see :mod:`pipeline.scope`): another
 silence is "not found" to it. Limits as Alertmanager's ``--silences.max-silences`` and
 ``--silences.max-silence-size-bytes`` (and one per tenant) refuse a new silence with 400.
 """
@@ -27,9 +27,9 @@ from pipeline.api import STATE, answer, failure, state
 from pipeline.api.filters import BadQuery, filter_matchers, matches_filter
 from pipeline.ingest.server import CONFIG, WRITER
 from pipeline.producer import BrokerUnavailable
+from pipeline.scope import Forbidden, owns_silence, scoped_matchers
 from pipeline.security.http import principal
 from pipeline.security.principals import Principal
-from pipeline.security.scope import Forbidden, owns_silence, scoped_matchers
 from pipeline.topics import topics_for
 
 log = logging.getLogger(__name__)

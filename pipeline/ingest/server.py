@@ -23,8 +23,8 @@ from pipeline.ingest import kube
 from pipeline.ingest.alertmanager import parse_alerts_body
 from pipeline.metrics import ALERTS_RECEIVED, ALERTS_REJECTED
 from pipeline.producer import BrokerUnavailable, KafkaWriter
+from pipeline.scope import Forbidden, TenantResolvers, check_alert_namespaces
 from pipeline.security.http import auth_middleware, principal
-from pipeline.security.scope import Forbidden, TenantResolvers, check_alert_namespaces
 from pipeline.topics import ensure_topics, topics_for
 
 log = logging.getLogger(__name__)

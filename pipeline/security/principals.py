@@ -179,8 +179,6 @@ def load_authenticator(settings: AuthSettings, base: Path, tenants: set[str]) ->
     if strays:
         raise ValueError(f"basic_auth_users {strays} of the web config have no principal in auth.principals "
                          f"(each needs a role: admin, tenant or sender)")
-    if web.basic_auth_users and not principals:
-        raise ValueError("basic_auth_users need auth.principals")
     tokens: dict[str, str] = {}
     for config in settings.principals:
         if config.token_file is None:

@@ -13,11 +13,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
-from agents.silence import TENANT_LABEL
 from pipeline.config import Config
 from pipeline.matchers import Matcher
 from pipeline.security.principals import Principal
-from pipeline.tenancy import NAMESPACE_LABEL, TenantResolver
+from pipeline.tenancy import NAMESPACE_LABEL, TENANT_LABEL, TenantResolver
 
 
 class TenantResolvers:
