@@ -21,8 +21,8 @@ from pipeline.api import ApiState, state
 from pipeline.api.alerts import AlertQuery, gettable_alerts
 from pipeline.matchers import Matcher, parse_matchers
 from pipeline.routing import format_labels
+from pipeline.scope import owns_silence, visible_scopes, visible_tenants
 from pipeline.security.principals import Principal
-from pipeline.security.scope import owns_silence, visible_scopes, visible_tenants
 from pipeline.ui.pages import config_of, fragment, page, render, ui_state, view
 
 STATES = ("active", "silenced", "inhibited")

@@ -2,7 +2,7 @@
 latency, the alerts in it), for the tenants of the page's view.
 
 Outcomes come from the ingest's history store (:mod:`pipeline.ingest.history`), read for each tenant the
-view may see (:func:`pipeline.security.scope.visible_tenants`), as ``GET /api/v1/history`` reads it; the
+view may see (:func:`pipeline.scope.visible_tenants`), as ``GET /api/v1/history`` reads it; the
 store redacts errors as it takes them in.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from pipeline.ingest.history import MAX_LIMIT, STORE
-from pipeline.security.scope import visible_tenants
+from pipeline.scope import visible_tenants
 from pipeline.ui.pages import config_of, page, render, view
 
 OUTCOMES = ("sent", "failed", "dead_lettered")

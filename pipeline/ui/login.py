@@ -7,8 +7,8 @@ import logging
 from aiohttp import web
 
 from pipeline.producer import BrokerUnavailable
+from pipeline.scope import Forbidden
 from pipeline.security.http import principal
-from pipeline.security.scope import Forbidden
 from pipeline.ui.pages import (
     CSRF_FIELD,
     check_csrf,

@@ -7,7 +7,7 @@ handler the caller as ``principal(request)``, as the API's middleware does. With
 for admins only, and, when the ingest has an admin listen address, served only there, as the admin API is.
 
 An admin's tenant switcher is the ``scope`` parameter: :func:`view` narrows the admin to that tenant
-(:func:`pipeline.security.scope.narrowed`), so the page shows and changes exactly what the tenant's own
+(:func:`pipeline.scope.narrowed`), so the page shows and changes exactly what the tenant's own
 principal would.
 """
 
@@ -29,9 +29,9 @@ from pipeline.config import GLOBAL_TENANT, Config
 from pipeline.ingest.server import CONFIG
 from pipeline.models import parse_time
 from pipeline.producer import BrokerUnavailable
+from pipeline.scope import Forbidden, narrowed, visible_tenants
 from pipeline.security.http import PRINCIPAL, local_port, principal
 from pipeline.security.principals import OPEN, Principal
-from pipeline.security.scope import Forbidden, narrowed, visible_tenants
 from pipeline.ui import i18n
 from pipeline.ui.session import Revocations, Session, SessionCodec
 from pipeline.ui.settings import UISettings

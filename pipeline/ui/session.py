@@ -65,11 +65,12 @@ class SessionCodec:
         data = orjson.dumps({"sid": session.sid, "csrf": session.csrf, "user": session.user, "iat": session.issued})
         return self._fernet.encrypt(data).decode()
 
-    def open(self, token: str) -> Session | None:
+    def open(self, token: str, now: float | None = None) -> Session | None:
         """The session of a cookie, or None if it is forged, tampered with, sealed by an unknown key or
         older than the lifetime."""
         try:
-            data = orjson.loads(self._fernet.decrypt(token.encode(), ttl=int(self.lifetime)))
+            data = orjson.loads(self._fernet.decrypt_at_time(token.encode(), int(self.lifetime),
+                                                             int(time.time() if now is None else now)))
             return Session(str(data["sid"]), str(data["csrf"]), data["user"], float(data["iat"]))
         except (InvalidToken, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             return None

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from agents.silence import TENANT_LABEL, Silence
+from agents.silence import Silence
 from pipeline.api import ApiState, state
 from pipeline.api.alerts import gettable_alerts
 from pipeline.api.filters import matches_filter
@@ -24,9 +24,10 @@ from pipeline.api.silences import expire_silence, find_silence, save_silence
 from pipeline.durations import format_duration, parse_duration
 from pipeline.matchers import Matcher, parse_matchers
 from pipeline.models import format_time, parse_time
+from pipeline.scope import Forbidden, owns_silence, scoped_matchers, visible_scopes
 from pipeline.security.http import principal
 from pipeline.security.principals import Principal
-from pipeline.security.scope import Forbidden, owns_silence, scoped_matchers, visible_scopes
+from pipeline.tenancy import TENANT_LABEL
 from pipeline.ui.pages import config_of, page, page_url, render, view
 
 OPERATORS = ("=", "!=", "=~", "!~")

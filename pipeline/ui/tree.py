@@ -6,7 +6,7 @@ from aiohttp import web
 
 from pipeline.api import state
 from pipeline.durations import format_duration
-from pipeline.security.scope import visible_tenants
+from pipeline.scope import visible_tenants
 from pipeline.ui.pages import config_of, page, render, view
 
 
