@@ -7,12 +7,17 @@ letter. Every page is saved as a screenshot (see :mod:`tests.browser`).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
+import time
 import urllib.request
 from typing import Any
 
+import aiohttp
 from playwright.async_api import Page, expect
 
+from pipeline.broker import free_port
 from tests.browser import VIEWPORT, auth_settings, basic, chromium, log_in, screenshot
 from tests.harness import eventually
 
@@ -58,6 +63,13 @@ def post_alerts(base: str, alerts: list[dict[str, str]]) -> None:
                          [{"labels": labels, "annotations": {"summary": f"{labels['alertname']} summary"}}
                           for labels in alerts])
     assert status == 200, answer
+
+
+async def eventually_async(check, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.2)
 
 
 async def row(page: Page, alertname: str):  # type: ignore[no-untyped-def]
@@ -161,13 +173,15 @@ async def test_admin_replays_a_dead_letter(make_config, start_pipeline, receiver
     receiver.status_by_path["/team-a"] = 500  # team-a's webhook fails until the admin has looked
     config = ui_config(make_config, tmp_path, receiver,
                        delivery={"max_attempts": 2, "initial_backoff": "100ms", "max_backoff": "200ms"})
+    admin_base = f"http://127.0.0.1:{free_port()}"  # the admin pages, as the admin API, are served there only
+    config["ingest"]["admin_listen"] = admin_base.removeprefix("http://")
     pipeline = await start(start_pipeline, config)
     base = pipeline.ingest_url
     post_alerts(base, [{"alertname": "QueueStuck", "namespace": "team-a-jobs", "severity": "critical"},
                        {"alertname": "CertExpiry", "namespace": "team-b-web", "severity": "warning"}])
 
     def dead_letters() -> list[dict[str, Any]]:
-        return api(base, "/api/v1/deadletters?tenant=team-a", "root")[1]["data"]
+        return api(admin_base, "/api/v1/deadletters?tenant=team-a", "root")[1]["data"]
 
     letter = (await eventually(dead_letters, timeout=60))[0]
     receiver.status_by_path["/team-a"] = 200
@@ -193,6 +207,9 @@ async def test_admin_replays_a_dead_letter(make_config, start_pipeline, receiver
         await page.goto(f"{base}/ui/routes")
         await screenshot(page, tmp_path, "routes")
 
+        answer = await page.goto(f"{base}/ui/deadletters")
+        assert answer is not None and answer.status == 404
+        await page.goto(f"{admin_base}/ui/alerts")  # the same session: a cookie is for the host, any port
         await page.get_by_role("link", name="Dead letters").click()
         notification_id = letter["notification"]["id"]
         row = page.locator(f"tr[data-notification='{notification_id}']")
@@ -212,3 +229,39 @@ async def test_admin_replays_a_dead_letter(make_config, start_pipeline, receiver
         assert await page.locator("html").get_attribute("lang") == "ko"
         await expect(page.get_by_role("heading", level=1)).to_have_text("전송 실패 보관함")
         await screenshot(page, tmp_path, "dead-letters-ko")
+
+
+async def test_without_principals_the_ui_is_open_says_so_and_still_wants_the_csrf_token(make_config, start_pipeline,
+                                                                                         receiver):
+    config = make_config(receivers=[{"name": "admins", "webhook_configs": [{"url": f"{receiver.url}/global"}]}])
+    base = (await start_pipeline(config, worker=False)).ingest_url
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        async def loaded() -> bool:  # 503 (a page that reloads itself) until the session views are read
+            async with http.get(f"{base}/ui/alerts") as answer:
+                return answer.status != 503
+
+        await eventually_async(loaded)
+        async with http.get(f"{base}/ui/login", allow_redirects=False) as answer:
+            assert answer.status == 303 and answer.headers["Location"] == "/ui/alerts"
+        async with http.get(f"{base}/ui/alerts") as answer:
+            page = await answer.text()
+            assert answer.status == 200
+            assert "Authentication is not configured" in page
+            assert "script-src 'self'" in answer.headers["Content-Security-Policy"]
+            assert answer.headers["X-Frame-Options"] == "DENY"
+        scripts = re.findall(r'<script src="([^"]+)"', page) + re.findall(r'rel="stylesheet" href="([^"]+)"', page)
+        assert scripts and all(src.startswith("/ui/static/") for src in scripts)  # no CDN: served by the ingest
+        for src in scripts:
+            async with http.get(f"{base}{src}") as asset:
+                assert asset.status == 200 and len(await asset.read()) > 500, src
+        token = re.search(r'"X-CSRF-Token": "([^"]+)"', page)
+        assert token
+        form = {"m_name": "alertname", "m_op": "=", "m_value": "Noisy", "ends": "1h", "comment": "open UI",
+                "created_by": "ops-team", "action": "save"}
+        async with http.post(f"{base}/ui/silences/save", data=form, allow_redirects=False) as answer:
+            assert answer.status == 403
+        async with http.post(f"{base}/ui/silences/save", data={**form, "_csrf": token.group(1)},
+                             allow_redirects=False) as answer:
+            assert answer.status == 303 and answer.headers["Location"].startswith("/ui/silences/")
+        async with http.get(f"{base}/api/v2/silences") as answer:
+            assert [s["createdBy"] for s in await answer.json()] == ["ops-team"]
