@@ -25,6 +25,7 @@ from pipeline.ingest.alertmanager import parse_alerts_body
 from pipeline.models import Alert, fingerprint, format_time
 from pipeline.routing import RoutingTable
 from pipeline.tenancy import TenantResolver
+from tests.bench_ui import ui_benchmark
 from tests.harness import PipelineProcesses, base_config
 
 Row = tuple[str, float, str]
@@ -246,6 +247,7 @@ def main() -> None:
     for name, value, unit in bench_event_rules():
         print(f"{name}: {value:,.0f} {unit}")
     asyncio.run(pipeline_benchmark())
+    asyncio.run(ui_benchmark())
 
 
 if __name__ == "__main__":

@@ -34,15 +34,12 @@ class Row:
 
     receiver: str
     group: dict[str, str]
-    route: str
     alert: dict[str, Any]
+    #: (receiver, group labels as text, route): what the page groups rows by, computed once per group.
+    key: tuple[str, str, str]
 
-    def sort_key(self) -> tuple[str, str, str, str, str]:
-        return (self.receiver, format_labels(self.group), self.route, self.alert["labels"].get("alertname", ""),
-                self.alert["fingerprint"])
-
-    def group_key(self) -> tuple[str, str, str]:
-        return self.receiver, format_labels(self.group), self.route
+    def sort_key(self) -> tuple[tuple[str, str, str], str, str]:
+        return self.key, self.alert["labels"].get("alertname", ""), self.alert["fingerprint"]
 
 
 def alert_state(alert: dict[str, Any]) -> str:
@@ -79,12 +76,20 @@ def read_query(request: web.Request) -> tuple[AlertQuery, str | None]:
 
 
 def collect(current: ApiState, who: Principal, query: AlertQuery, receiver: str | None, now: float) -> list[Row]:
+    """Every (group, alert) row the viewer sees that passes the filter, sorted by group then alert name."""
+    texts: dict[tuple[tuple[str, str], ...], str] = {}  # group labels -> their text, once per group
     rows = []
     for alert, memberships in gettable_alerts(current, now, who):
         if not query.accepts(alert):
             continue
-        rows += [Row(m.receiver, m.labels, m.route, alert) for m in memberships
-                 if receiver is None or m.receiver == receiver]
+        for member in memberships:
+            if receiver is not None and member.receiver != receiver:
+                continue
+            items = tuple(member.labels.items())
+            text = texts.get(items)
+            if text is None:
+                text = texts[items] = format_labels(member.labels)
+            rows.append(Row(member.receiver, member.labels, alert, (member.receiver, text, member.route)))
     rows.sort(key=Row.sort_key)
     return rows
 
@@ -129,14 +134,13 @@ async def alerts_page(request: web.Request) -> web.StreamResponse:
     pages = math.ceil(len(rows) / size)
     number = _page_number(request, pages)
     shown = rows[(number - 1) * size:number * size]
-    group_sizes = Counter(row.group_key() for row in rows)
+    group_sizes = Counter(row.key for row in rows)
     details = {row.alert["fingerprint"]: muted_by(current, who, row.alert) for row in shown}
     receivers = list(dict.fromkeys(r.name for t in visible_tenants(who, config) for r in config.receivers_of(t)))
     context = dict(rows=shown, total_rows=len(rows), alerts=len({r.alert["fingerprint"] for r in rows}),
                    groups=len(group_sizes), group_sizes=group_sizes, details=details, page=number, pages=pages,
                    filter_text=request.query.get("filter", ""), filter_error=error, query=query,
-                   receiver=receiver, receivers=receivers, state_of=alert_state, with_label=with_label,
-                   format_labels=format_labels, now=now, states_sent="states" in request.query)
+                   receiver=receiver, receivers=receivers, state_of=alert_state, with_label=with_label, now=now)
     if fragment(request):
         return render(request, "alert_list.html.j2", **context)
     return render(request, "alerts.html.j2", status=400 if error else 200, **context)
