@@ -1,4 +1,5 @@
-"""The ``alert-pipeline`` command: ``run``, ``ingest``, ``worker``, ``check-config``, ``dlq``."""
+"""The ``alert-pipeline`` command: ``run``, ``ingest``, ``worker``, ``check-config``, ``dlq``, ``receivers``,
+``templates``."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import logging
 import os
 import socket
 import sys
+from pathlib import Path
 
+from pipeline import opscli
 from pipeline.config import Config, ConfigError, load_config
 
 
@@ -28,6 +31,14 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args.config, None)
     receivers = len(config.receivers) + sum(len(t.receivers) for t in config.tenants)
     print(f"{args.config}: OK ({len(config.tenants)} tenants, {receivers} receivers)")
+    if config.notification_manager is not None:
+        import yaml
+
+        from pipeline.nmreport import report
+
+        path = Path(args.config)
+        for line in report(yaml.safe_load(path.read_text()), path.parent):
+            print(f"  {line}")
     return 0
 
 
@@ -147,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     dlq.add_argument("--id", action="append", help="only this notification id (repeatable)")
     dlq.add_argument("--limit", type=int, default=0, help="list: only the newest N")
     dlq.add_argument("--json", action="store_true", help="list: one JSON record per line")
+    opscli.add_commands(commands, _load)
     return parser
 
 

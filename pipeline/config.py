@@ -307,6 +307,9 @@ class IngestSettings(StrictModel):
     #: A second address for the admin endpoints (``/-/reload``, ``/metrics``, the dead-letter API):
     #: when set they are served there only, so that a network policy can keep them internal.
     admin_listen: str | None = None
+    #: The workers' metrics URLs (``http://host:port/metrics``), where ``GET /api/v1/receivers`` reads
+    #: the delivery queue sizes; each host is resolved to all its addresses (a headless Service).
+    worker_metrics: list[str] = Field(default_factory=list)
 
 
 

@@ -68,8 +68,10 @@ NOTIFICATIONS_SENT = Counter(
 )
 NOTIFICATIONS_FAILED = Counter(
     "alert_pipeline_notifications_failed_total",
-    "Delivery attempts that failed (each retry counts), by whether the notification was given up.",
-    ["tenant", "receiver", "integration", "final"],
+    "Delivery attempts that failed (each retry counts), by whether the notification was given up and why: "
+    "auth, rate_limit, client_error, server_error, timeout, connection, other; backlog (queue full) and "
+    "config (receiver gone) for notifications given up unsent.",
+    ["tenant", "receiver", "integration", "final", "reason"],
 )
 DELIVERY_LATENCY = Histogram(
     "alert_pipeline_delivery_latency_seconds",

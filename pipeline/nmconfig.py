@@ -321,7 +321,7 @@ class _Mapper:
         return [*existing, *(r for r in self.receivers(own) if r["name"] not in names)]
 
 
-def _paths(settings: dict[str, Any], base: Path) -> list[str]:
+def resource_paths(settings: dict[str, Any], base: Path) -> list[str]:
     """Resource files, relative ones taken from the config file's directory."""
     return [str(base / path) for path in settings.get("resources") or []]
 
@@ -344,7 +344,7 @@ def apply(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     policy = settings.get("route_policy", "All")
     if policy not in ("All", "RouterFirst", "RouterOnly"):
         raise NMError(f"notification_manager.route_policy must be All, RouterFirst or RouterOnly, not {policy!r}")
-    resources = load_resources(_paths(settings, base), tenant_key)
+    resources = load_resources(resource_paths(settings, base), tenant_key)
     secrets_dir = settings.get("secrets_dir")
     mapper = _Mapper(resources.configs, tenant_key, Credentials(base / secrets_dir if secrets_dir else None),
                      _channel_defaults(settings))
@@ -378,4 +378,4 @@ def apply(raw: dict[str, Any], base: Path) -> dict[str, Any]:
 def silences(raw: dict[str, Any], base: Path) -> list[ScheduledSilence]:
     """The Silence resources of a raw config's ``notification_manager.resources``."""
     settings = raw.get("notification_manager") or {}
-    return load_resources(_paths(settings, base), settings.get("tenant_key", "namespace")).silences
+    return load_resources(resource_paths(settings, base), settings.get("tenant_key", "namespace")).silences

@@ -39,11 +39,23 @@ def run_worker(config: Config, load: Callable[[], Config], loglevel: str = "INFO
             committed = monitor.tp_committed_offsets.get(tp, 0)
             CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, end - committed))
 
+    readiness = {"ready": False}
+
     @app.timer(interval=0.5, name="readiness")
     async def report_ready() -> None:
         recovered = app.tables.recovery.completed.is_set()
         assigned = not app.rebalancing and bool(app.consumer.assignment())
-        WORKER_READY.set(int(recovered and assigned and pipeline.muter.ready))
+        readiness["ready"] = recovered and assigned and pipeline.muter.ready
+        WORKER_READY.set(int(readiness["ready"]))
+
+    async def ready(request: web.Request) -> web.Response:
+        """Kubernetes' readiness probe: a rolling update waits until a new worker has its partitions."""
+        if readiness["ready"]:
+            return web.Response(text="OK")
+        return web.Response(status=503, text="waiting for partitions, table recovery or the silences")
+
+    async def healthy(request: web.Request) -> web.Response:
+        return web.Response(text="OK")
 
     def apply(new: Config) -> None:
         pipeline.reload(new)
@@ -54,11 +66,14 @@ def run_worker(config: Config, load: Callable[[], Config], loglevel: str = "INFO
 
     @app.task
     async def serve_admin() -> None:
-        """``/metrics`` and ``POST /-/reload`` on the metrics address, admin-only when principals are
-        configured and over TLS when the web config says so (as the ingest); SIGHUP reloads too."""
+        """``/metrics``, ``/-/ready``, ``/-/healthy`` and ``POST /-/reload`` on the metrics address; SIGHUP
+        reloads too. Behind the same principals as the ingest (probes open, the rest admin-only) and over
+        TLS when the web config says so."""
         reloader.on_sighup(asyncio.get_running_loop())
         admin = web.Application(middlewares=[auth_middleware(lambda request: pipeline.config.authenticator)])
         admin.router.add_get("/metrics", metrics)
+        admin.router.add_get("/-/ready", ready)
+        admin.router.add_get("/-/healthy", healthy)
         admin.router.add_post("/-/reload", reloader.handle)
         runner = web.AppRunner(admin, access_log=None)
         await runner.setup()

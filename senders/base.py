@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import aiohttp
 import orjson
@@ -20,22 +20,41 @@ import orjson
 from pipeline.channels import IntegrationConfig
 from pipeline.config import Config
 from pipeline.models import Notification
-from pipeline.security.redact import redact
+from pipeline.security.redact import redact as redact_urls
 from senders.firewall import BLOCKED, http_session
 from senders.ratelimit import RateLimiter
+from senders.redact import redact
 from senders.templates import MessageTemplates
 from senders.text import ELLIPSIS, Measure, chars, split, truncate
+
+#: Why a delivery failed, the ``reason`` label of ``alert_pipeline_notifications_failed_total``: the
+#: receiver refused our credentials (``auth``), throttled us (``rate_limit``), refused the request
+#: (``client_error``: fix the config or template), failed itself (``server_error``), did not answer in
+#: time (``timeout``), could not be reached (``connection``); ``other`` for the rest.
+FailureReason = Literal["auth", "rate_limit", "client_error", "server_error", "timeout", "connection", "other"]
 
 
 class DeliveryError(Exception):
     """A failed delivery. ``retryable``: a later attempt may succeed; ``retry_after``: the receiver's
-    own Retry-After, in seconds, which overrides the backoff. The message is redacted (URLs reduced to
-    ``scheme://host:port``): it goes to logs, history and dead letters."""
+    own Retry-After, in seconds, which overrides the backoff; ``reason``: the kind of failure. The message
+    goes to logs, history and dead letters: every URL in it is reduced to ``scheme://host:port`` here, and
+    :meth:`Sender.attempt` cuts out the integration's own secrets besides."""
 
-    def __init__(self, message: str, retryable: bool = True, retry_after: float | None = None):
-        super().__init__(redact(message))
+    def __init__(self, message: str, retryable: bool = True, retry_after: float | None = None,
+                 reason: FailureReason = "other"):
+        super().__init__(redact_urls(message))
         self.retryable = retryable
         self.retry_after = retry_after
+        self.reason = reason
+
+
+def http_failure(status: int) -> FailureReason:
+    """The failure reason of an HTTP error status."""
+    if status in (401, 403):
+        return "auth"
+    if status == 429:
+        return "rate_limit"
+    return "server_error" if status >= 500 else "client_error"
 
 
 @dataclass
@@ -87,6 +106,14 @@ class Sender(ABC):
     @abstractmethod
     async def send(self, notification: Notification) -> None:
         """Deliver once; raise :class:`DeliveryError` on failure."""
+
+    async def attempt(self, notification: Notification) -> None:
+        """:meth:`send`, with this integration's secrets cut out of the error: its message goes to logs,
+        ``notifications.history`` and API answers, and a URL or an echoing receiver may hold a token."""
+        try:
+            await self.send(notification)
+        except DeliveryError as exc:
+            raise DeliveryError(redact(str(exc), self.config), exc.retryable, exc.retry_after, exc.reason) from None
 
     async def render(self, notification: Notification) -> dict[str, str]:
         """Every part of the message, from the receiver's templates or the channel's defaults (bounded,
@@ -197,14 +224,17 @@ async def post_json(http: aiohttp.ClientSession, url: str, payload: Any, timeout
             raise DeliveryError(
                 f"HTTP {response.status}: {text[:200]}", retryable,
                 _retry_after(response.headers.get("Retry-After"), text) if retryable else None,
+                http_failure(response.status),
             )
     except aiohttp.InvalidURL:  # its message is the whole URL, a secret field: say nothing of it
-        raise DeliveryError("the receiver's URL is not a valid URL", retryable=False) from None
+        raise DeliveryError("the receiver's URL is not a valid URL", retryable=False, reason="client_error") from None
     except aiohttp.TooManyRedirects:
-        raise DeliveryError(f"more than {max_redirects} redirects", retryable=False) from None
+        raise DeliveryError(f"more than {max_redirects} redirects", retryable=False, reason="client_error") from None
     except (aiohttp.ClientError, TimeoutError) as exc:
+        # aiohttp's read and connect timeouts are TimeoutErrors too.
+        reason: FailureReason = "timeout" if isinstance(exc, TimeoutError) else "connection"
         text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        raise DeliveryError(text, retryable=BLOCKED not in text) from None
+        raise DeliveryError(text, retryable=BLOCKED not in text, reason=reason) from None
 
 
 def json_body(text: str) -> dict[str, Any]:
@@ -212,7 +242,8 @@ def json_body(text: str) -> dict[str, Any]:
     try:
         parsed = orjson.loads(text)
     except orjson.JSONDecodeError:
-        raise DeliveryError(f"the response is not JSON: {text[:200]}", retryable=False) from None
+        raise DeliveryError(f"the response is not JSON: {text[:200]}", retryable=False,
+                            reason="server_error") from None
     if not isinstance(parsed, dict):
-        raise DeliveryError(f"unexpected response: {text[:200]}", retryable=False)
+        raise DeliveryError(f"unexpected response: {text[:200]}", retryable=False, reason="server_error")
     return parsed

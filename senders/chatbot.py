@@ -21,13 +21,15 @@ def hmac_sha256_base64(key: str, message: str) -> str:
     return base64.b64encode(hmac.new(key.encode(), message.encode(), hashlib.sha256).digest()).decode()
 
 
-def check_errcode(result: dict[str, Any], channel: str, rate_limited: frozenset[int], code_key: str = "errcode",
-                  message_key: str = "errmsg") -> None:
+def check_errcode(result: dict[str, Any], channel: str, rate_limited: frozenset[int], unauthorized: frozenset[int],
+                  code_key: str = "errcode", message_key: str = "errmsg") -> None:
     """Raise for a non-zero error code: retryable (after a minute, the bots' rate-limit window) for
-    the rate-limit codes, else permanent (bad token, bad signature, missing keyword, bad payload)."""
+    the rate-limit codes, else permanent: ``unauthorized`` codes (bad token or signature) are an
+    ``auth`` failure, the others (missing keyword, bad payload) a ``client_error``."""
     code = result.get(code_key, 0)
     if code == 0:
         return
     limited = code in rate_limited
+    reason = "rate_limit" if limited else "auth" if code in unauthorized else "client_error"
     raise DeliveryError(f"{channel} error {code}: {result.get(message_key, '')}", retryable=limited,
-                        retry_after=60.0 if limited else None)
+                        retry_after=60.0 if limited else None, reason=reason)

@@ -187,14 +187,15 @@ class Delivery:
             self._senders[key] = cached = create_sender(config, self._context)
         return cached
 
-    def _record(self, notification: Notification, attempt: int, outcome: str, error: str = "") -> None:
+    def _record(self, notification: Notification, attempt: int, outcome: str, error: str = "",
+                failure: str = "") -> None:
         now = time.time()
         names = collections.Counter(alert["labels"].get("alertname", "") for alert in notification.alerts)
         self.history.send_soon(key=notification.id, value=orjson.dumps({
             "id": notification.id, "tenant": notification.tenant, "receiver": notification.receiver,
             "integration": notification.integration, "groupKey": notification.group_key,
             "status": notification.status, "alerts": len(notification.alerts), "attempt": attempt,
-            "outcome": outcome, "error": error, "at": now,
+            "outcome": outcome, "error": error, "failure": failure, "at": now,
             # Since the ingest accepted the oldest new alert (as the latency histogram), and which alerts.
             "latency": round(max(0.0, now - notification.received_at), 3),
             "alertnames": dict(names.most_common(HISTORY_ALERTNAMES)),
@@ -207,11 +208,11 @@ class Delivery:
         }))
         await pending
 
-    async def _give_up(self, work: Work, reason: str, attempts: int) -> None:
+    async def _give_up(self, work: Work, reason: str, attempts: int, failure: str) -> None:
         notification = work.notification
         NOTIFICATIONS_FAILED.labels(notification.tenant, notification.receiver, notification.integration,
-                                    "true").inc()
-        self._record(notification, attempts, "dead_lettered", reason)
+                                    "true", failure).inc()
+        self._record(notification, attempts, "dead_lettered", reason, failure)
         await self._dead_letter(work.key, reason, attempts, notification.to_record())
 
     async def deliver(self, work: Work) -> None:
@@ -220,7 +221,7 @@ class Delivery:
         labels = (notification.tenant, notification.receiver, notification.integration)
         sender = self.sender(labels)
         if sender is None:
-            await self._give_up(work, "receiver or integration not in the config", 0)
+            await self._give_up(work, "receiver or integration not in the config", 0, "config")
             return
         policy = self.pipeline.config.delivery
         backoff = policy.initial_backoff
@@ -228,15 +229,15 @@ class Delivery:
             try:
                 # Each request of a sender has the integration's timeout (post_json, SMTP); the attempt as
                 # a whole has none, because a split message or a rate-limit wait may rightly take longer.
-                await sender.send(notification)
+                await sender.attempt(notification)
             except DeliveryError as exc:
                 log.warning("delivery %s to %s/%s %s failed (attempt %d): %s", notification.id, *labels,
                             attempt, exc)
                 if not exc.retryable or attempt == policy.max_attempts:
-                    await self._give_up(work, str(exc), attempt)
+                    await self._give_up(work, str(exc), attempt, exc.reason)
                     return
-                NOTIFICATIONS_FAILED.labels(*labels, "false").inc()
-                self._record(notification, attempt, "failed", str(exc))
+                NOTIFICATIONS_FAILED.labels(*labels, "false", exc.reason).inc()
+                self._record(notification, attempt, "failed", str(exc), exc.reason)
                 await asyncio.sleep(min(exc.retry_after or backoff, policy.max_backoff))
                 backoff = min(backoff * 2, policy.max_backoff)
                 continue
@@ -295,7 +296,7 @@ class Delivery:
         if queue.full():
             await asyncio.sleep(0)  # an idle worker takes its next item only when we yield
         if queue.full():
-            await self._give_up(work, f"receiver backlog full ({queue.maxsize} notifications queued)", 0)
+            await self._give_up(work, f"receiver backlog full ({queue.maxsize} notifications queued)", 0, "backlog")
             self.log.record(key, event.message.partition, notification)
             self.acks.done(slot)
             return

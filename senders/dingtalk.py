@@ -21,6 +21,8 @@ from senders.text import utf8_bytes
 MAX_TEXT_BYTES = 20000
 #: "Sending too fast" (more than 20 messages a minute).
 RATE_LIMITED = frozenset({130101})
+#: "Token does not exist" (a wrong or deleted robot).
+UNAUTHORIZED = frozenset({300001, 300005})
 
 
 def signed_url(webhook: str, secret: str, now_ms: int) -> str:
@@ -53,4 +55,4 @@ class DingTalkSender(Sender):
             "markdown": {"title": title, "text": text},
             "at": {"atMobiles": config.at_mobiles, "atUserIds": config.at_users, "isAtAll": config.at_all},
         }
-        check_errcode(json_body(await self.post(url, payload)), "DingTalk", RATE_LIMITED)
+        check_errcode(json_body(await self.post(url, payload)), "DingTalk", RATE_LIMITED, UNAUTHORIZED)

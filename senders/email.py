@@ -15,7 +15,7 @@ import aiosmtplib
 
 from pipeline.channels import EmailConfig
 from pipeline.models import Notification
-from senders.base import DeliveryError, Sender, SenderContext, sender_for
+from senders.base import DeliveryError, FailureReason, Sender, SenderContext, sender_for
 
 IMPLICIT_TLS_PORT = 465
 #: RFC 5322 allows 998 characters per header line.
@@ -31,6 +31,14 @@ def tls_context(config: EmailConfig) -> ssl.SSLContext:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+def smtp_failure(exc: aiosmtplib.SMTPResponseException) -> FailureReason:
+    """A refused login (530, 534, 535) is ``auth``; other 4xx replies are the server's trouble, 5xx
+    a refusal of what we sent."""
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError) or exc.code in (530, 534, 535):
+        return "auth"
+    return "server_error" if 400 <= exc.code < 500 else "client_error"
 
 
 @sender_for(EmailConfig)
@@ -72,9 +80,13 @@ class EmailSender(Sender):
             )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [refused.code for refused in exc.recipients]
-            raise DeliveryError(f"SMTP recipients refused: {codes}", retryable=all(400 <= c < 500 for c in codes)) \
-                from None
+            temporary = all(400 <= c < 500 for c in codes)
+            raise DeliveryError(f"SMTP recipients refused: {codes}", retryable=temporary,
+                                reason="server_error" if temporary else "client_error") from None
         except aiosmtplib.SMTPResponseException as exc:
-            raise DeliveryError(f"SMTP {exc.code}: {exc.message}", retryable=400 <= exc.code < 500) from None
+            raise DeliveryError(f"SMTP {exc.code}: {exc.message}", retryable=400 <= exc.code < 500,
+                                reason=smtp_failure(exc)) from None
+        except aiosmtplib.SMTPTimeoutError as exc:
+            raise DeliveryError(f"SMTP timeout: {exc}", reason="timeout") from None
         except (aiosmtplib.SMTPException, OSError) as exc:
-            raise DeliveryError(f"SMTP {type(exc).__name__}: {exc}") from None
+            raise DeliveryError(f"SMTP {type(exc).__name__}: {exc}", reason="connection") from None

@@ -20,6 +20,8 @@ from senders.text import utf8_bytes
 MAX_TEXT_BYTES = 18000
 #: Request frequency limits (per bot: 100 a minute, 5 a second).
 RATE_LIMITED = frozenset({9499, 11232})
+#: Signature mismatch, and a caller outside the bot's IP allow-list.
+UNAUTHORIZED = frozenset({19021, 19022})
 
 
 def sign(secret: str, timestamp: int) -> str:
@@ -56,4 +58,4 @@ class FeishuSender(Sender):
             now = int(time.time())
             payload = {"timestamp": str(now), "sign": sign(self.config.reveal("secret"), now), **payload}
         result = json_body(await self.post(self.config.reveal("webhook"), payload))
-        check_errcode(result, "Feishu", RATE_LIMITED, code_key="code", message_key="msg")
+        check_errcode(result, "Feishu", RATE_LIMITED, UNAUTHORIZED, code_key="code", message_key="msg")

@@ -45,7 +45,7 @@ class FileSender(Sender):
         try:
             await asyncio.to_thread(self._append, line)
         except OSError as exc:
-            raise DeliveryError(f"cannot write {self.config.path}: {exc.strerror}") from None
+            raise DeliveryError(f"cannot write {self.config.path}: {exc.strerror}", reason="server_error") from None
 
     def _append(self, line: str) -> None:
         with open(self.config.path, "a", encoding="utf-8") as out:

@@ -7,7 +7,7 @@ from typing import Any
 
 from pipeline.channels import SlackConfig
 from pipeline.models import Notification
-from senders.base import DeliveryError, Sender, json_body, sender_for
+from senders.base import DeliveryError, FailureReason, Sender, json_body, sender_for
 from senders.text import truncate
 
 #: Alertmanager's limit for attachment titles; Slack truncates message text beyond 40,000 characters.
@@ -15,6 +15,17 @@ MAX_TITLE_CHARS = 1024
 MAX_TEXT_CHARS = 40000
 #: Web API errors worth a retry.
 TRANSIENT_ERRORS = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"})
+#: Web API errors about the token.
+AUTH_ERRORS = frozenset({"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired",
+                         "missing_scope", "not_allowed_token_type"})
+
+
+def api_failure(error: str) -> FailureReason:
+    if error == "ratelimited":
+        return "rate_limit"
+    if error in AUTH_ERRORS:
+        return "auth"
+    return "server_error" if error in TRANSIENT_ERRORS else "client_error"
 
 
 @sender_for(SlackConfig)
@@ -45,4 +56,5 @@ class SlackSender(Sender):
         result = json_body(await self.post(config.url, payload, {"Authorization": f"Bearer {config.reveal('token')}"}))
         if not result.get("ok"):
             error = str(result.get("error", "unknown"))
-            raise DeliveryError(f"Slack API error: {error}", retryable=error in TRANSIENT_ERRORS)
+            raise DeliveryError(f"Slack API error: {error}", retryable=error in TRANSIENT_ERRORS,
+                                reason=api_failure(error))

@@ -36,4 +36,5 @@ class TelegramSender(Sender):
         url = f"{config.api_url.rstrip('/')}/bot{config.reveal('bot_token')}/sendMessage"
         result = json_body(await self.post(url, payload))
         if not result.get("ok"):
-            raise DeliveryError(f"Telegram error: {result.get('description', '')}", retryable=False)
+            raise DeliveryError(f"Telegram error: {result.get('description', '')}", retryable=False,
+                                reason="client_error")

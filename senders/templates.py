@@ -21,13 +21,14 @@ the default templates are there for overrides too: ``summary(a)``, ``where(a)``,
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
-from jinja2 import FileSystemLoader, Template, pass_context, select_autoescape
+from jinja2 import FileSystemLoader, Template, TemplateSyntaxError, pass_context, select_autoescape
 from jinja2.runtime import Context
 
 from pipeline.metrics import TEMPLATE_ERRORS, TEMPLATE_LIMITS
@@ -137,6 +138,39 @@ def template_context(notification: Notification, external_url: str, language: st
     return context
 
 
+@dataclass(frozen=True, slots=True)
+class TemplateFailure:
+    """A part's template that failed to render: which (``custom`` or ``default``), why, and the line
+    of the template where it failed (``None`` when the error has no place in it)."""
+
+    part: str
+    template: str
+    message: str
+    line: int | None
+    #: The limit a render broke (``time``, ``size``), if that is why it failed.
+    limit: str | None = None
+
+    @classmethod
+    def of(cls, part: str, template: str, exc: Exception) -> TemplateFailure:
+        limit = exc.limit if isinstance(exc, LimitExceeded) else None
+        return cls(part, template, f"{type(exc).__name__}: {exc}", error_line(exc), limit)
+
+
+def error_line(exc: Exception) -> int | None:
+    """The template line an error happened on: Jinja rewrites tracebacks so that a template's frames
+    carry its file name (``<template>`` for a string) and the template's own line numbers."""
+    if isinstance(exc, TemplateSyntaxError):
+        return exc.lineno
+    line = None
+    traceback = exc.__traceback__
+    while traceback is not None:
+        filename = traceback.tb_frame.f_code.co_filename
+        if filename == "<template>" or filename.endswith(".j2"):
+            line = traceback.tb_lineno
+        traceback = traceback.tb_next
+    return line
+
+
 def _compile(source: str, html: bool) -> Template:
     if html:
         source = "{% autoescape true %}" + source + "{% endautoescape %}"
@@ -160,36 +194,47 @@ class MessageTemplates:
                           for part, source in overrides.items()}
 
     async def render(self, notification: Notification, external_url: str) -> dict[str, str]:
-        """Every part, rendered off the event loop (one thread per notification, parts in turn)."""
+        """Every part, bounded and off the event loop; failures logged and counted."""
+        parts, failures = await self.render_checked(notification, external_url)
+        for failure in failures:
+            TEMPLATE_ERRORS.labels(self.channel, failure.part, failure.template).inc()
+            if failure.limit:
+                TEMPLATE_LIMITS.labels(self.channel, failure.part, failure.limit).inc()
+            log.warning("template error in the %s %s template of %s/%s %s (%s); using the default",
+                        failure.template, failure.part, notification.tenant, notification.receiver,
+                        notification.integration, failure.message)
+        return parts
+
+    async def render_checked(self, notification: Notification,
+                             external_url: str) -> tuple[dict[str, str], list[TemplateFailure]]:
+        """Every part, and the failures that made a part fall back (what a template preview shows).
+
+        The parts render in a thread of their own, one after the other, each within the time and size
+        limits (:func:`senders.sandbox.run_bounded`)."""
         context = template_context(notification, external_url, self.language)
+        failures: list[TemplateFailure] = []
         try:
-            return await run_bounded(lambda job: {part: self._render_part(part, context, notification, job)
-                                                  for part in self.defaults}, self.max_bytes, self.timeout)
+            parts = await run_bounded(lambda job: {part: self._render_part(part, context, notification, failures, job)
+                                                   for part in self.defaults}, self.max_bytes, self.timeout)
         except LimitExceeded as exc:  # interrupted just as a part ended: rare, and still sent
-            self._failed("all", "default", notification, exc)
             from senders.file import text_line
 
-            return dict.fromkeys(self.defaults, text_line(notification))
+            failures.append(TemplateFailure.of("all", "default", exc))
+            parts = dict.fromkeys(self.defaults, text_line(notification))
+        return parts, failures
 
-    def _render_part(self, part: str, context: dict[str, Any], notification: Notification, job: RenderJob) -> str:
+    def _render_part(self, part: str, context: dict[str, Any], notification: Notification,
+                     failures: list[TemplateFailure], job: RenderJob) -> str:
         override = self.overrides.get(part)
         if override is not None:
             try:
                 return render_chunks(override.generate(context), job, self.timeout).strip()
             except Exception as exc:  # any error of a tenant's template, or a limit; the default takes over
-                self._failed(part, "custom", notification, exc)
+                failures.append(TemplateFailure.of(part, "custom", exc))
         try:
             return render_chunks(self.defaults[part].generate(context), job, self.timeout).strip()
         except Exception as exc:  # a bug of ours; still send something readable
-            self._failed(part, "default", notification, exc)
+            failures.append(TemplateFailure.of(part, "default", exc))
             from senders.file import text_line
 
             return text_line(notification)
-
-    def _failed(self, part: str, which: str, notification: Notification, exc: Exception) -> None:
-        TEMPLATE_ERRORS.labels(self.channel, part, which).inc()
-        if isinstance(exc, LimitExceeded):
-            TEMPLATE_LIMITS.labels(self.channel, part, exc.limit).inc()
-        log.warning("template error in the %s %s template of %s/%s %s (%s: %s); using the default",
-                    which, part, notification.tenant, notification.receiver, notification.integration,
-                    type(exc).__name__, exc)

@@ -12,6 +12,8 @@ from senders.text import utf8_bytes
 MAX_CONTENT_BYTES = 4096
 #: "API frequency out of limit" (more than 20 messages a minute).
 RATE_LIMITED = frozenset({45009})
+#: "Invalid webhook URL" (a wrong or removed bot key).
+UNAUTHORIZED = frozenset({93000})
 
 
 @sender_for(WeComConfig)
@@ -26,6 +28,7 @@ class WeComSender(Sender):
 
         async def post(content: str) -> None:
             payload = {"msgtype": "markdown", "markdown": {"content": content}}
-            check_errcode(json_body(await self.post(self.config.reveal("webhook"), payload)), "WeCom", RATE_LIMITED)
+            check_errcode(json_body(await self.post(self.config.reveal("webhook"), payload)), "WeCom", RATE_LIMITED,
+                          UNAUTHORIZED)
 
         await self.send_split(notification, text, MAX_CONTENT_BYTES, post, footer, utf8_bytes)

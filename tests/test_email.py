@@ -74,6 +74,7 @@ async def test_wrong_password_is_not_retryable(starttls_server, certificate):
     with pytest.raises(DeliveryError) as failed:
         await send(email_config(starttls_server, certificate, auth_password="wrong"))
     assert not failed.value.retryable and "535" in str(failed.value) and "wrong" not in str(failed.value)
+    assert failed.value.reason == "auth"
     assert starttls_server.mails == []
 
 

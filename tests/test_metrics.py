@@ -63,8 +63,16 @@ async def test_prometheus_scrapes_what_the_dashboard_queries(make_config, start_
         prometheus.terminate()
         prometheus.wait(10)
 
-    dashboard = json.loads((ROOT / "deploy/grafana/alert-pipeline.json").read_text())
-    queried = {name for panel in dashboard["panels"] for target in panel["targets"]
-               for name in re.findall(r"alert_pipeline_[a-z_]+", target["expr"])}
     exported = families(f"{pipeline.ingest_url}/metrics") | families(pipeline.worker_metrics_url)
-    assert queried and queried <= exported, f"dashboard queries unknown metrics: {queried - exported}"
+    queries = dashboard_queries(json.loads((ROOT / "deploy/grafana/alert-pipeline.json").read_text()))
+    assert len(queries) >= 15
+    for query in queries:  # every query names at least one metric, and only exported ones
+        named = set(re.findall(r"alert_pipeline_[a-z_]+", query))
+        assert named and named <= exported, f"{query!r} queries unknown metrics: {named - exported}"
+
+
+def dashboard_queries(dashboard: dict) -> list[str]:
+    """Every panel's query (rows' nested panels too) and every template variable's query."""
+    panels = [*dashboard["panels"], *(p for row in dashboard["panels"] for p in row.get("panels", []))]
+    return ([target["expr"] for panel in panels for target in panel.get("targets", [])]
+            + [v["query"] for v in dashboard.get("templating", {}).get("list", []) if v.get("type") == "query"])

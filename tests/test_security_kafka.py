@@ -154,6 +154,20 @@ async def test_pipeline_over_scram_and_tls_leaks_no_secret(sasl_broker, make_con
                                                  ("unreachable", "webhook/0")]
         (blocked,) = [letter for letter in letters if letter["notification"]["receiver"] == "internal"]
         assert "blocked by the receivers firewall: 127.0.0.2" in blocked["reason"] and blocked["attempts"] == 1
+
+        # The dead-letter API (admins only): a replay goes the normal way, and is refused by the firewall again.
+        replay = f"{url}/api/v1/deadletters/replay"
+        assert (await call("POST", replay, "tenant-a", {"receiver": "internal"}))[0] == 403
+        assert (await call("POST", replay, "admin", {}))[0] == 400
+        status, body, _ = await call("POST", replay, "admin", {"receiver": "internal"})
+        assert status == 200 and body["selected"] == 1
+        assert [i.rsplit("|", 1)[1].startswith("replay-") for i in body["replayed"]] == [True]
+        for _ in range(150):
+            if len(await dead_letters()) == 6:
+                break
+            await asyncio.sleep(0.2)
+        status, listed, _ = await call("GET", f"{url}/api/v1/deadletters?receiver=internal", "admin")
+        assert [letter["notification"]["id"] for letter in listed["data"]][-1] == body["replayed"][0]
         assert any("cannot handle http://127.0.0.1:" in letter["reason"] for letter in letters)  # echoed, redacted
 
         # Everything a secret could have reached.

@@ -201,7 +201,7 @@ async def test_reload_applies_a_valid_config_and_refuses_a_bad_one(make_config, 
     pipeline.worker.send_signal(signal.SIGHUP)
     await eventually(lambda: pipeline.metric("alert_pipeline_config_reloads_total", result="failure") == 2)
     status, receivers = await api("GET", f"{url}/api/v2/receivers")
-    assert receivers == [{"name": "admins"}, {"name": "db"}]
+    assert [(r["tenant"], r["name"]) for r in receivers] == [("global", "admins"), ("global", "db")]
     assert (await post(url, [alert("Before", "ns1", team="db")]))[0] == 200
     await eventually(lambda: names(receiver, "/admins") == ["Before"])  # the worker still runs the old config
 

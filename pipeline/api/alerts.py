@@ -26,11 +26,12 @@ from pipeline.api import ApiState, answer, state
 from pipeline.api.filters import BadQuery, filter_matchers, flag, matches_filter
 from pipeline.config import Config
 from pipeline.durations import format_duration
+from pipeline.ingest.receivers import receiver_statuses
 from pipeline.ingest.server import CONFIG
 from pipeline.matchers import Matcher, compile_regex
 from pipeline.models import format_time, parse_time
 from pipeline.routing import format_labels
-from pipeline.scope import visible_scopes, visible_tenants
+from pipeline.scope import visible_scopes
 from pipeline.security.http import principal
 from pipeline.security.principals import Principal
 
@@ -145,9 +146,9 @@ async def get_groups(request: web.Request) -> web.Response:
 
 
 async def get_receivers(request: web.Request) -> web.Response:
-    config = request.app[CONFIG]
-    names = [r.name for tenant in visible_tenants(principal(request), config) for r in config.receivers_of(tenant)]
-    return answer([{"name": name} for name in dict.fromkeys(names)])
+    """Alertmanager's receiver list, one entry per receiver of each tenant the caller may see, with the
+    delivery status of its integrations (as ``GET /api/v1/receivers``; v2 clients read only ``name``)."""
+    return answer(await receiver_statuses(request))
 
 
 _DURATIONS = frozenset({"resolve_timeout", "group_wait", "group_interval", "repeat_interval"})

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from pipeline import deadletters
 from pipeline.ingest.server import CONFIG, error, read_json
+from pipeline.producer import BrokerUnavailable
 from pipeline.security.redact import redact
 
 MAX_LIMIT = 1000
@@ -50,7 +51,10 @@ async def replay_dead_letters(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     letters = deadletters.select(await deadletters.read_dead_letters(config), body.get("tenant"),
                                  body.get("receiver"), ids)
-    replayed = await deadletters.replay(config, letters)
+    try:
+        replayed = await deadletters.replay(config, letters)
+    except BrokerUnavailable as exc:
+        return error(503, f"not replayed: {exc}")
     return web.json_response({"status": "success", "replayed": replayed, "selected": len(letters)})
 
 

@@ -51,6 +51,9 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("GET", "/api/v2/silence/{id}"): Access.SCOPED,
     ("DELETE", "/api/v2/silence/{id}"): Access.SCOPED,
     ("GET", "/api/v1/history"): Access.SCOPED,
+    ("GET", "/api/v1/receivers"): Access.SCOPED,
+    ("POST", "/api/v1/receivers/test"): Access.SCOPED,
+    ("POST", "/api/v1/templates/test"): Access.SCOPED,
 }
 
 _ROLES = {

@@ -1,0 +1,76 @@
+{{- define "alert-pipeline.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "alert-pipeline.labels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{/* Selector labels of one component: include with (list $ "ingest"). */}}
+{{- define "alert-pipeline.selector" -}}
+app.kubernetes.io/name: {{ (index . 0).Chart.Name }}
+app.kubernetes.io/instance: {{ (index . 0).Release.Name }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end -}}
+
+{{- define "alert-pipeline.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+
+{{/* Workers: at most one per partition (a worker without partitions does nothing and is never ready). */}}
+{{- define "alert-pipeline.workerReplicas" -}}
+{{- $partitions := int .Values.kafka.partitions -}}
+{{- $per := int .Values.worker.partitionsPerWorker -}}
+{{- $replicas := .Values.worker.replicas | default (div (add $partitions $per -1) $per) | int -}}
+{{- if gt $replicas $partitions -}}
+{{- fail (printf "worker.replicas (%d) exceeds kafka.partitions (%d): the extra workers would get no partition" $replicas $partitions) -}}
+{{- end -}}
+{{- $replicas -}}
+{{- end -}}
+
+{{/* The pipeline's config file: values.config plus the process settings this chart decides. */}}
+{{- define "alert-pipeline.config" -}}
+{{- $fullname := include "alert-pipeline.fullname" . -}}
+{{- $kafka := dict "bootstrap_servers" .Values.kafka.bootstrapServers "partitions" (int .Values.kafka.partitions)
+      "replication_factor" (int .Values.kafka.replicationFactor) "min_insync_replicas" (int .Values.kafka.minInsyncReplicas)
+      "topic_prefix" .Values.kafka.topicPrefix "security_protocol" .Values.kafka.securityProtocol -}}
+{{- with .Values.kafka.sasl.mechanism }}
+{{- $_ := set $kafka "sasl_mechanism" . -}}
+{{- $_ := set $kafka "sasl_username" $.Values.kafka.sasl.username -}}
+{{- $_ := set $kafka "sasl_password_file" "/etc/alert-pipeline/kafka/password" -}}
+{{- end }}
+{{- if .Values.kafka.tls.caSecret.name }}
+{{- $_ := set $kafka "ssl_cafile" "/etc/alert-pipeline/kafka-ca/ca.crt" -}}
+{{- end }}
+{{- $ingest := dict "listen" (printf "0.0.0.0:%d" (int .Values.ingest.port))
+      "worker_metrics" (list (printf "http://%s-worker.%s.svc:%d/metrics" $fullname .Release.Namespace (int .Values.worker.port))) -}}
+{{- $worker := dict "app_id" .Values.worker.appId "metrics_listen" (printf "0.0.0.0:%d" (int .Values.worker.port))
+      "data_dir" "/var/lib/alert-pipeline" -}}
+{{- $config := mustMergeOverwrite (deepCopy .Values.config) (dict "kafka" $kafka "ingest" $ingest "worker" $worker) -}}
+{{- toYaml $config -}}
+{{- end -}}
+
+{{/* Every topic the pipeline uses (pipeline/topics.py, and the workers' table changelogs), as topic: compacted. */}}
+{{- define "alert-pipeline.topics" -}}
+{{- $p := .Values.kafka.topicPrefix -}}
+{{- $topics := dict (printf "%salerts" $p) false (printf "%salerts.deduped" $p) true (printf "%salerts.routed" $p) false
+      (printf "%salerts.dlq" $p) false (printf "%ssilences" $p) true (printf "%snotifications.global" $p) false
+      (printf "%snotifications.dlq" $p) false (printf "%snotifications.history" $p) false
+      (printf "%skube-events" $p) false (printf "%skube-events.dlq" $p) false
+      (printf "%skube-auditing" $p) false (printf "%skube-auditing.dlq" $p) false -}}
+{{- range .Values.config.tenants -}}
+{{- $_ := set $topics (printf "%snotifications.%s" $p .name) false -}}
+{{- end -}}
+{{- range list "delivery-log" "groups" "group-alerts" -}}
+{{- $_ := set $topics (printf "%s-%s-changelog" $.Values.worker.appId .) true -}}
+{{- end -}}
+{{- toYaml $topics -}}
+{{- end -}}
