@@ -134,10 +134,11 @@ IMAGE := alert-pipeline:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.to
 BASE_IMAGE := localhost/alert-pipeline-base:bookworm
 CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
 IMAGE_INPUTS := Dockerfile .dockerignore pyproject.toml requirements.lock README.md examples/demo.yml \
-	$(shell git ls-files pipeline agents senders 2>/dev/null)
+	$(shell git ls-files pipeline agents senders 2>/dev/null) $(HTMX)
 IMAGE_DIGEST = $(shell cat $(IMAGE_INPUTS) | sha256sum | cut -c1-16)
 
-image:
+# The web UI's htmx (git-ignored, fetched by npm) is part of the build context: the image serves it.
+image: $(HTMX)
 	@mkdir -p $(TOOLS)
 	@command -v buildah >/dev/null && command -v debootstrap >/dev/null || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah debootstrap >/dev/null; }

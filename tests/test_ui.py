@@ -100,7 +100,7 @@ async def test_tenant_silences_an_alert_and_another_tenant_sees_nothing(make_con
 
         # Silence DiskFull from its row: the editor is filled with its labels and previews it.
         await (await row(page, "DiskFull")).get_by_role("link", name="Silence").click()
-        await expect(page.locator("#preview")).to_contain_text("Mutes 1 alerts now")
+        await expect(page.locator("#preview")).to_contain_text("Mutes 1 alert now")
         await page.get_by_label("Comment").fill("disk is being replaced")
         await screenshot(page, tmp_path, "silence-editor")
         await page.get_by_role("button", name="Save").click()
@@ -156,6 +156,19 @@ async def test_tenant_silences_an_alert_and_another_tenant_sees_nothing(make_con
         assert api(base, f"/api/v2/silence/{silence_id}", "alice")[1]["status"]["state"] == "expired"
         await page.goto(f"{base}/ui/alerts")
         await expect((await row(page, "DiskFull")).locator(".badge")).to_have_text("active")
+
+        # Deliveries: alice's receivers only, and a test notification through hers.
+        await page.get_by_role("link", name="Deliveries").click()
+        assert await page.locator("tr[data-receiver]").evaluate_all("rows => rows.map(r => r.dataset.receiver)") \
+            == ["team-a-hook"]
+        await page.get_by_role("button", name="Send a test: team-a-hook").click()
+        await expect(page.locator(".test-result")).to_contain_text("ok")
+        assert any(a["labels"]["alertname"] == "TestNotification" for a in receiver.alerts("/team-a"))
+        await screenshot(page, tmp_path, "deliveries-tenant")
+        forged_test = await bob.request.post(f"{base}/ui/deliveries/test", max_redirects=0,
+                                             form={"_csrf": token or "", "tenant": "team-a", "receiver": "team-a-hook"})
+        assert forged_test.status == 404
+        assert len([a for a in receiver.alerts("/team-a") if a["labels"]["alertname"] == "TestNotification"]) == 1
 
         # Log-out ends the session: the same cookie, replayed, is sent to the log-in form.
         stolen = await alice.cookies()
@@ -218,7 +231,7 @@ async def test_admin_replays_a_dead_letter(make_config, start_pipeline, receiver
         await screenshot(page, tmp_path, "dead-letters")
         page.on("dialog", lambda dialog: dialog.accept())
         await row.get_by_role("button", name="Replay").click()
-        await expect(page.locator(".banner.info")).to_contain_text("1 notifications replayed")
+        await expect(page.locator(".banner.info")).to_contain_text("1 notification replayed")
         # The replayed notification reaches the (now healthy) receiver through the normal path.
         await eventually(lambda: any(a["labels"]["alertname"] == "QueueStuck" for a in receiver.alerts("/team-a")),
                          timeout=60)

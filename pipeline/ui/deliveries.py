@@ -1,9 +1,11 @@
-"""Deliveries: the notification history per receiver and integration (outcome, attempt, redacted error,
-latency, the alerts in it), for the tenants of the page's view.
+"""Deliveries: the status of each receiver (last success, last error, queue, dead letters) with a "send
+test" button, and the notification history per receiver and integration (outcome, attempt, redacted
+error, latency, the alerts in it), for the tenants of the page's view.
 
-Outcomes come from the ingest's history store (:mod:`pipeline.ingest.history`), read for each tenant the
-view may see (:func:`pipeline.scope.visible_tenants`), as ``GET /api/v1/history`` reads it; the
-store redacts errors as it takes them in.
+Status and test are those of ``GET /api/v1/receivers`` and ``POST /api/v1/receivers/test``
+(:mod:`pipeline.ingest.receivers`); outcomes come from the ingest's history store
+(:mod:`pipeline.ingest.history`), read for each tenant the view may see
+(:func:`pipeline.scope.visible_tenants`), as ``GET /api/v1/history`` reads it.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from typing import Any
 from aiohttp import web
 
 from pipeline.ingest.history import MAX_LIMIT, STORE
+from pipeline.ingest.receivers import receiver_statuses, requested_receiver
 from pipeline.scope import visible_tenants
-from pipeline.ui.pages import config_of, page, render, view
+from pipeline.ui.pages import config_of, fragment, page, render, view
+from senders.testsend import send_test
 
 OUTCOMES = ("sent", "failed", "dead_lettered")
 DEFAULT_ROWS = 100
@@ -48,6 +52,23 @@ async def deliveries_page(request: web.Request) -> web.StreamResponse:
     limit = _limit(request)
     receivers = [(tenant, r) for tenant in tenants for r in config.receivers_of(tenant)]
     entries = history(request, tenants, receiver, integration, outcome, limit)
+    statuses = await receiver_statuses(request, who.tenant)
     return render(request, "deliveries.html.j2", entries=entries, receivers=receivers, receiver=receiver,
+                  statuses=statuses,
                   integration=integration, outcome=outcome, outcomes=OUTCOMES, limit=limit,
                   integrations=sorted({name for _, r in receivers for name, _ in r.integrations()}))
+
+
+@page()
+async def test_receiver(request: web.Request) -> web.StreamResponse:
+    """Send a test notification through a configured receiver of the view's tenants (the API's test)."""
+    form = await request.post()
+    tenant, name = str(form.get("tenant", "")), str(form.get("receiver", ""))
+    config = config_of(request)
+    if tenant not in visible_tenants(view(request), config):  # another tenant's receiver is not found
+        raise LookupError(f"no receiver {name!r}")
+    found = requested_receiver({"receiver": name}, config, tenant)
+    outcomes = await send_test(tenant, found, config)
+    context: dict[str, Any] = dict(tested=name, tested_tenant=tenant, outcomes=[o.to_json() for o in outcomes])
+    return render(request, "receiver_test.html.j2" if fragment(request) else "receiver_test_page.html.j2",
+                  **context)

@@ -32,7 +32,8 @@ def translator(language: str) -> Any:
     pack = words(language)
 
     def t(word: str, **values: Any) -> str:
-        text = pack.get(word, word)
+        """``word`` in this language; with ``n=1``, its ``<word>_one`` form if the pack has one (English)."""
+        text = pack.get(f"{word}_one", pack.get(word, word)) if values.get("n") == 1 else pack.get(word, word)
         return text.format(**values) if values else text
 
     return t

@@ -78,9 +78,14 @@ def template_environment() -> jinja2.Environment:
     return env
 
 
-def _iso(epoch: float) -> str:
-    """Seconds precision, UTC: what the silence editor reads back."""
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _iso(moment: float | str | None) -> str:
+    """Seconds precision, UTC (what the silence editor reads back), of epoch seconds or RFC 3339 text."""
+    if isinstance(moment, str):
+        try:
+            moment = parse_time(moment, "time")
+        except ValueError:
+            return moment
+    return "" if moment is None else datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _clock(epoch: float) -> str:

@@ -47,6 +47,7 @@ def register(app: web.Application) -> None:
     add("/ui/silences/{id}/edit", silences.edit_silence)
     app.router.add_post("/ui/silences/{id}/expire", silences.expire)
     add("/ui/deliveries", deliveries.deliveries_page)
+    app.router.add_post("/ui/deliveries/test", deliveries.test_receiver)
     add("/ui/routes", tree.routes_page)
     add("/ui/deadletters", deadletters.dead_letters_page)
     app.router.add_post("/ui/deadletters/replay", deadletters.replay)
