@@ -23,17 +23,22 @@ COOKIE = "ap_lang"
 
 
 @cache
+def _pack(language: str) -> dict[str, str]:
+    return yaml.safe_load((PACKS / f"{language}.yaml").read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+
+
+@cache
 def words(language: str) -> dict[str, str]:
-    pack = yaml.safe_load((PACKS / f"{language}.yaml").read_text(encoding="utf-8"))
-    return pack if language == DEFAULT else {**words(DEFAULT), **pack}
+    return _pack(language) if language == DEFAULT else {**_pack(DEFAULT), **_pack(language)}
 
 
 def translator(language: str) -> Any:
-    pack = words(language)
+    pack, own = words(language), _pack(language)
 
     def t(word: str, **values: Any) -> str:
-        """``word`` in this language; with ``n=1``, its ``<word>_one`` form if the pack has one (English)."""
-        text = pack.get(f"{word}_one", pack.get(word, word)) if values.get("n") == 1 else pack.get(word, word)
+        """``word`` in this language; with ``n=1``, its ``<word>_one`` form where the language has one."""
+        text = own.get(f"{word}_one") if values.get("n") == 1 else None
+        text = text or pack.get(word, word)
         return text.format(**values) if values else text
 
     return t
