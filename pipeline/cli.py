@@ -48,6 +48,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from pipeline.ingest.server import create_app
     from pipeline.reload import ignore_sighup_until_ready, serve_ingest_reload
     from pipeline.security.http import warn_if_open
+    from pipeline.ui.routes import register as register_ui
 
     ignore_sighup_until_ready()
     config = _load(args.config, args.bootstrap_servers)
@@ -56,6 +57,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     host, _, port = config.ingest.listen.rpartition(":")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(config)
+    register_ui(app)  # the web UI stands on the ingest's app and its APIs (which know nothing of it)
     serve_ingest_reload(app, lambda: load_config(args.config))
     admin = [_bind(config.ingest.admin_listen)] if config.ingest.admin_listen else None
     warn_if_open(config.authenticator, config.ingest.listen)

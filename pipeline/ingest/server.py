@@ -160,11 +160,9 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(lifecycle)
     from pipeline import api  # after the writer's lifecycle: the API's views need the topics
     from pipeline.ingest import history, receivers, templates
-    from pipeline.ui import routes as ui
 
     api.register(app)
     history.register(app)
     receivers.register(app)
     templates.register(app)
-    ui.register(app)
     return app
