@@ -10,10 +10,11 @@ from pipeline.producer import BrokerUnavailable
 from pipeline.scope import Forbidden
 from pipeline.security.http import principal
 from pipeline.ui.pages import (
-    CSRF_FIELD,
+    SESSION,
     check_csrf,
     clear_session,
     config_of,
+    error_page,
     page,
     read_session,
     render,
@@ -39,13 +40,13 @@ async def login_form(request: web.Request) -> web.StreamResponse:
     """The form (the session it sets carries the CSRF token the form posts back)."""
     state = ui_state(request)
     if not state.revocations.ready:
-        raise web.HTTPServiceUnavailable(text="loading", headers={"Retry-After": "2"})
+        return error_page(request, 503, "ui_loading", retry=True)
     session = read_session(request)
     if not config_of(request).authenticator.enabled:
         raise web.HTTPSeeOther(HOME)
     fresh = session is None
     session = session or Session.new()
-    request["ui_session"] = session
+    request[SESSION] = session
     response = render(request, "login.html.j2", next=_next(request.query.get("next")), failed=False)
     if fresh:
         store_session(request, response, session)
@@ -59,11 +60,11 @@ async def login(request: web.Request) -> web.StreamResponse:
         raise web.HTTPSeeOther(HOME)
     if session is None:  # no cookie: the form was not loaded from here, or the session expired
         raise web.HTTPSeeOther("/ui/login")
-    request["ui_session"] = session
+    request[SESSION] = session
     try:
         await check_csrf(request, session)
     except Forbidden as exc:
-        return render(request, "error.html.j2", status=403, status_code=403, message=str(exc))
+        return error_page(request, 403, str(exc))
     form = await request.post()
     username, secret = str(form.get("username", "")), str(form.get("password", ""))
     target = _next(str(form.get("next", "")))
@@ -85,11 +86,9 @@ async def logout(request: web.Request) -> web.StreamResponse:
         try:
             await state.revocations.revoke(session_of(request), state.settings.session_lifetime)
         except BrokerUnavailable:
-            return render(request, "error.html.j2", status=503, status_code=503, message="logout_failed")
+            return error_page(request, 503, "logout_failed")
         log.info("web UI log-out: %s", principal(request).name)
     response = web.HTTPSeeOther("/ui/login" if config_of(request).authenticator.enabled else HOME)
     clear_session(request, response)
     raise response
 
-
-__all__ = ["CSRF_FIELD", "login", "login_form", "logout"]

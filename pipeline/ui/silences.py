@@ -28,7 +28,7 @@ from pipeline.scope import Forbidden, owns_silence, scoped_matchers, visible_sco
 from pipeline.security.http import principal
 from pipeline.security.principals import Principal
 from pipeline.tenancy import TENANT_LABEL
-from pipeline.ui.pages import config_of, page, page_url, render, view
+from pipeline.ui.pages import config_of, error_page, page, page_url, render, view
 
 OPERATORS = ("=", "!=", "=~", "!~")
 DEFAULT_DURATION = 2 * 3600.0
@@ -224,7 +224,7 @@ async def expire(request: web.Request) -> web.StreamResponse:
     try:
         await expire_silence(request, silence)
     except ValueError as exc:
-        return render(request, "error.html.j2", status=400, status_code=400, message=str(exc))
+        return error_page(request, 400, str(exc))
     back = str((await request.post()).get("back", ""))
     back = back if back.startswith("/ui/") and not back.startswith("//") else None
     raise web.HTTPSeeOther(back or page_url(request, "/ui/silences", state="expired"))
