@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -271,6 +272,19 @@ class PipelineProcesses:
         )
 
 
+def start_prometheus(directory: Path, config: dict[str, Any], port: int) -> subprocess.Popen[bytes]:
+    """Debian's Prometheus with ``config`` (written to ``directory``, where its data and log go too),
+    re-sending firing alerts every second; the caller terminates it."""
+    binary = shutil.which("prometheus")
+    assert binary, "prometheus is not installed (make test-deps)"
+    (directory / "prometheus.yml").write_text(yaml.safe_dump(config))
+    with open(directory / "prometheus.log", "ab") as log:
+        return subprocess.Popen(
+            [binary, f"--config.file={directory / 'prometheus.yml'}", f"--storage.tsdb.path={directory / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{port}", "--rules.alert.resend-delay=1s"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
 class Alertmanager:
     """A real Alertmanager (Debian ``prometheus-alertmanager``) on a free loopback port, clustering off."""
 
@@ -288,8 +302,6 @@ class Alertmanager:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> Alertmanager:
-        import shutil
-
         binary = shutil.which(self.BINARY) or shutil.which("alertmanager")
         assert binary, "prometheus-alertmanager is not installed (make test-deps)"
         with open(self.dir / "alertmanager.log", "ab") as log:

@@ -6,9 +6,7 @@ a client certificate) manages silences, each principal seeing its own."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import ssl
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,7 @@ import pytest
 import yaml
 
 from pipeline.broker import free_port
-from tests.harness import PipelineProcesses, _get, eventually
+from tests.harness import PipelineProcesses, _get, eventually, start_prometheus
 from tests.test_security_api import TOKEN_B, WHO
 from tests.test_silences import webhook
 from tests.tlscerts import TestCA
@@ -83,7 +81,8 @@ async def test_prometheus_and_amtool_over_tls_with_credentials(make_config, star
     prometheus_dir.mkdir()
     (prometheus_dir / "rules.yml").write_text(yaml.safe_dump({"groups": [{"name": "t", "interval": "1s", "rules": [
         {"alert": "TeamADiskFull", "expr": "vector(1)", "labels": {"namespace": "team-a-prod"}}]}]}))
-    (prometheus_dir / "prometheus.yml").write_text(yaml.safe_dump({
+    port = free_port()
+    prometheus = start_prometheus(prometheus_dir, {
         "global": {"evaluation_interval": "1s"},
         "rule_files": ["rules.yml"],
         "alerting": {"alertmanagers": [{
@@ -91,15 +90,7 @@ async def test_prometheus_and_amtool_over_tls_with_credentials(make_config, star
             "basic_auth": {"username": "alice", "password": "alice-password"},
             "tls_config": {"ca_file": str(ca.cert)},
             "static_configs": [{"targets": [url.removeprefix("https://")]}]}]},
-    }))
-    port = free_port()
-    binary = shutil.which("prometheus")
-    assert binary, "prometheus is not installed (make test-deps)"
-    with open(prometheus_dir / "prometheus.log", "wb") as log:
-        prometheus = subprocess.Popen(
-            [binary, f"--config.file={prometheus_dir / 'prometheus.yml'}", f"--storage.tsdb.path={prometheus_dir}",
-             f"--web.listen-address=127.0.0.1:{port}", "--rules.alert.resend-delay=1s"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    }, port)
     try:
         await eventually(lambda: "TeamADiskFull" in {a["labels"]["alertname"] for a in receiver.alerts("/a")}, 60)
         assert not receiver.alerts("/b")
