@@ -94,6 +94,25 @@ async def test_tenant_silences_an_alert_and_another_tenant_sees_nothing(make_con
         assert "TeamBSecret" not in await page.content()
         await screenshot(page, tmp_path, "alerts-tenant")
 
+        # By keyboard: "/" focuses the filter, Enter applies it; the list then refreshes itself in place
+        # (no page load: a marker set on the page survives) and keeps the filter.
+        await page.keyboard.press("/")
+        await page.keyboard.type('{severity="critical"}')
+        await page.keyboard.press("Enter")
+        await page.wait_for_url("**filter=**")
+        await expect(page.locator(".alertname")).to_have_text(["PodCrash"])
+        await page.evaluate("window.stillTheSamePage = true")
+        post_alerts(base, [{"alertname": "NewCritical", "namespace": "team-a-web", "severity": "critical"},
+                           {"alertname": "NewWarning", "namespace": "team-a-web", "severity": "warning"}])
+        await expect(page.locator(".alertname", has_text="NewCritical")).to_be_visible(timeout=30_000)
+        assert await page.evaluate("window.stillTheSamePage === true")
+        assert "NewWarning" not in await page.content()
+        # A label is a link that adds itself to the filter.
+        await (await row(page, "PodCrash")).get_by_role("link", name='namespace="team-a-db"').click()
+        await expect(page.locator(".alertname")).to_have_text(["PodCrash"])
+        assert 'namespace="team-a-db"' in await page.locator("#filter").input_value()
+        await page.goto(f"{base}/ui/alerts")
+
         cookie = next(c for c in await alice.cookies() if c["name"] == "ap_session")
         assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
         assert "alice" not in cookie["value"]  # sealed, not readable by the browser
@@ -156,6 +175,25 @@ async def test_tenant_silences_an_alert_and_another_tenant_sees_nothing(make_con
         assert api(base, f"/api/v2/silence/{silence_id}", "alice")[1]["status"]["state"] == "expired"
         await page.goto(f"{base}/ui/alerts")
         await expect((await row(page, "DiskFull")).locator(".badge")).to_have_text("active")
+
+        # Duplicate the expired silence (a new one, the same matchers), then edit its comment in place.
+        await page.goto(f"{base}/ui/silences?state=expired")
+        await page.locator(f"tr[data-silence='{silence_id}']").get_by_role("link", name="Duplicate").click()
+        await expect(page.locator("#preview")).to_contain_text("Mutes 1 alert now")
+        await page.get_by_role("button", name="Save").click()
+        await page.wait_for_url(f"{base}/ui/silences/*")
+        copy_id = page.url.rsplit("/", 1)[1]
+        assert copy_id != silence_id
+        await page.get_by_role("link", name="Edit").click()
+        await page.get_by_label("Comment").fill("disk replaced, waiting for the resync")
+        await page.get_by_role("button", name="Save").click()
+        await page.wait_for_url(f"{base}/ui/silences/{copy_id}")  # same matchers, active: updated in place
+        await expect(page.locator("dl.facts")).to_contain_text("waiting for the resync")
+        copy = api(base, f"/api/v2/silence/{copy_id}", "alice")[1]
+        assert copy["comment"] == "disk replaced, waiting for the resync"
+        assert {m["name"]: m["value"] for m in copy["matchers"]}["__tenant__"] == "team-a"
+        await page.get_by_role("button", name="Expire").click()
+        await page.wait_for_url(f"{base}/ui/silences?state=expired")
 
         # Deliveries: alice's receivers only, and a test notification through hers.
         await page.get_by_role("link", name="Deliveries").click()
