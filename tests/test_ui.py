@@ -218,6 +218,11 @@ async def test_tenant_silences_an_alert_and_another_tenant_sees_nothing(make_con
         replay_page = await replay.new_page()
         await replay_page.goto(f"{base}/ui/alerts")
         assert "/ui/login" in replay_page.url
+        # An auto-refresh under an ended session sends the whole page to the log-in form, not the list part.
+        refresh = await replay.request.get(f"{base}/ui/alerts?filter=x", max_redirects=0, headers={
+            "HX-Request": "true", "HX-Current-URL": f"{base}/ui/alerts?filter=x"})
+        assert refresh.status == 401
+        assert refresh.headers["hx-redirect"] == "/ui/login?next=%2Fui%2Falerts%3Ffilter%3Dx"
 
 
 async def test_admin_replays_a_dead_letter(make_config, start_pipeline, receiver, tmp_path):

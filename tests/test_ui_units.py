@@ -135,3 +135,9 @@ def test_only_an_admin_narrows_to_another_tenant():
     assert narrowed(alice, "team-a") is alice
     with pytest.raises(Forbidden):
         narrowed(alice, "team-b")
+
+
+def test_a_new_silence_never_starts_ahead_of_now():
+    now = 1_800_000_000.9  # a start rounded up would be pending for a tenth of a second
+    starts, ends = SilenceForm.blank(now).times()
+    assert starts == 1_800_000_000 <= now and ends - starts == 7200

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import jinja2
 from aiohttp import web
@@ -29,7 +29,7 @@ from pipeline.config import GLOBAL_TENANT, Config
 from pipeline.ingest.server import CONFIG
 from pipeline.models import parse_time
 from pipeline.producer import BrokerUnavailable
-from pipeline.scope import Forbidden, narrowed, visible_tenants
+from pipeline.scope import Forbidden, narrowed
 from pipeline.security.http import PRINCIPAL, local_port, principal
 from pipeline.security.principals import OPEN, Principal
 from pipeline.ui import i18n
@@ -174,6 +174,17 @@ async def check_csrf(request: web.Request, session: Session) -> None:
                         "reload the page and try again")
 
 
+def _to_login(request: web.Request) -> web.HTTPException:
+    """Send someone not logged in to the form, to come back to this page; for htmx (a session that ended
+    under an auto-refresh) the whole page goes there, not the list part."""
+    if fragment(request):
+        seen = urlsplit(request.headers.get("HX-Current-URL", ""))
+        login = f"/ui/login?{urlencode({'next': seen.path + ('?' + seen.query if seen.query else '')})}"
+        return web.HTTPUnauthorized(headers={"HX-Redirect": login})
+    target = request.path_qs if request.method == "GET" else "/ui/alerts"
+    return web.HTTPSeeOther(f"/ui/login?{urlencode({'next': target})}")
+
+
 def page(admin: bool = False) -> Callable[[Handler], Handler]:
     def wrap(handler: Handler) -> Handler:
         async def run(request: web.Request) -> web.StreamResponse:
@@ -187,8 +198,7 @@ def page(admin: bool = False) -> Callable[[Handler], Handler]:
             try:
                 caller = session_principal(request, session)
                 if caller is None:
-                    target = request.path_qs if request.method == "GET" else "/ui/alerts"
-                    raise web.HTTPSeeOther(f"/ui/login?{urlencode({'next': target})}")
+                    raise _to_login(request)
                 if caller.role == "sender" or (admin and not caller.is_admin):
                     raise Forbidden(f"{caller.name} ({caller.role}) may not open this page")
                 if admin and state.admin_port is not None and local_port(request) != state.admin_port:
@@ -265,8 +275,7 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
         global_scope=GLOBAL_TENANT, csrf=session_of(request).csrf if SESSION in request else "",
         csrf_field=CSRF_FIELD, path=request.path, url=lambda path, **p: page_url(request, path, **p),
         here=lambda **changes: here(request, **changes),
-        htmx=HTMX.is_file(), refresh_seconds=int(state.settings.refresh_interval),
-        tenants=visible_tenants(shown, config) if shown is not None else [], **context)
+        htmx=HTMX.is_file(), refresh_seconds=int(state.settings.refresh_interval), **context)
     response = web.Response(text=html, status=status, content_type="text/html", headers=SECURITY_HEADERS)
     if "lang" in request.query and request.query["lang"] in i18n.LANGUAGES:
         response.set_cookie(i18n.COOKIE, language, path="/", samesite="Lax", max_age=365 * 86400)

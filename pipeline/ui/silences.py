@@ -10,6 +10,7 @@ viewer's scopes.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,7 +52,10 @@ class SilenceForm:
 
     @classmethod
     def blank(cls, now: float, back: str = "") -> SilenceForm:
-        return cls(starts=format_time(round(now)), ends=format_time(round(now + DEFAULT_DURATION)), back=back)
+        # The start shown is to the second and never ahead of now: rounded up, a silence saved within that
+        # fraction of a second would start pending, and the alert it was made for would not show as silenced.
+        return cls(starts=format_time(math.floor(now)), ends=format_time(math.floor(now + DEFAULT_DURATION)),
+                   back=back)
 
     @classmethod
     def of_alert(cls, labels: dict[str, str], now: float, back: str) -> SilenceForm:
@@ -64,8 +68,8 @@ class SilenceForm:
         """An edit (same id) or a duplicate (a new silence with the same matchers, from now on)."""
         matchers = [(m.name, m.op, m.value) for m in silence.matchers]
         if copy:
-            return cls(matchers=matchers, starts=format_time(round(now)),
-                       ends=format_time(round(now + max(silence.ends_at - silence.starts_at, 60.0))),
+            return cls(matchers=matchers, starts=format_time(math.floor(now)),
+                       ends=format_time(math.floor(now + max(silence.ends_at - silence.starts_at, 60.0))),
                        comment=silence.comment)
         return cls(matchers=matchers, starts=format_time(silence.starts_at), ends=format_time(silence.ends_at),
                    comment=silence.comment, created_by=silence.created_by, id=silence.id)
