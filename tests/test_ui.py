@@ -45,7 +45,9 @@ def api(base: str, path: str, user: str, method: str = "GET", body: Any = None) 
 def ui_config(make_config, tmp_path, receiver, **overrides: Any) -> dict[str, Any]:
     tenants = [
         {"name": "team-a", "namespaces": ["team-a-*"],
-         "receivers": [{"name": "team-a-hook", "webhook_configs": [{"url": f"{receiver.url}/team-a"}]}]},
+         "receivers": [{"name": "team-a-hook", "webhook_configs": [{"url": f"{receiver.url}/team-a"}]}],
+         "inhibit_rules": [{"source_matchers": ['alertname="PodCrash"'], "target_matchers": ['alertname="PodSlow"'],
+                            "equal": ["namespace"]}]},
         {"name": "team-b", "namespaces": ["team-b-*"],
          "receivers": [{"name": "team-b-hook", "webhook_configs": [{"url": f"{receiver.url}/team-b"}]}]},
     ]
@@ -82,8 +84,9 @@ async def test_tenant_silences_an_alert_and_another_tenant_sees_nothing(make_con
     base = pipeline.ingest_url
     post_alerts(base, [{"alertname": "DiskFull", "namespace": "team-a-web", "severity": "warning"},
                        {"alertname": "PodCrash", "namespace": "team-a-db", "severity": "critical"},
+                       {"alertname": "PodSlow", "namespace": "team-a-db", "severity": "warning"},
                        {"alertname": "TeamBSecret", "namespace": "team-b-x", "severity": "critical"}])
-    await eventually(lambda: len(api(base, "/api/v2/alerts", "root")[1]) == 3, timeout=60)
+    await eventually(lambda: len(api(base, "/api/v2/alerts", "root")[1]) == 4, timeout=60)
 
     async with chromium() as browser:
         alice = await browser.new_context(viewport=VIEWPORT, locale="en-US")
@@ -92,6 +95,9 @@ async def test_tenant_silences_an_alert_and_another_tenant_sees_nothing(make_con
         await expect(page.locator(".alertname", has_text="DiskFull")).to_be_visible()
         await expect(page.locator(".alertname", has_text="PodCrash")).to_be_visible()
         assert "TeamBSecret" not in await page.content()
+        slow = await row(page, "PodSlow")
+        await expect(slow.locator(".badge")).to_have_text("inhibited")
+        await expect(slow.locator(".muted-by")).to_have_text("inhibited by PodCrash")
         await screenshot(page, tmp_path, "alerts-tenant")
 
         # By keyboard: "/" focuses the filter, Enter applies it; the list then refreshes itself in place
@@ -141,7 +147,7 @@ async def test_tenant_silences_an_alert_and_another_tenant_sees_nothing(make_con
         await log_in(bob_page, base, "bob", "bob-password")
         await expect(bob_page.locator(".alertname", has_text="TeamBSecret")).to_be_visible()
         content = await bob_page.content()
-        assert "DiskFull" not in content and "PodCrash" not in content
+        assert "DiskFull" not in content and "PodCrash" not in content and "PodSlow" not in content
         await bob_page.goto(f"{base}/ui/silences?state=active")
         assert silence_id not in await bob_page.content()
         answer = await bob_page.goto(f"{base}/ui/silences/{silence_id}")
