@@ -12,7 +12,7 @@ from pipeline.scope import Forbidden, narrowed
 from pipeline.security.principals import Principal
 from pipeline.ui import i18n
 from pipeline.ui.alerts import with_label
-from pipeline.ui.login import _next
+from pipeline.ui.pages import local_page
 from pipeline.ui.session import Session, SessionCodec
 from pipeline.ui.settings import SESSION_KEY_ENV, UISettings
 from pipeline.ui.silences import SilenceForm
@@ -97,14 +97,14 @@ def test_the_language_is_the_query_then_the_cookie_then_the_browser(query, cooki
 
 @pytest.mark.parametrize(("target", "expected"), [
     ("/ui/silences?state=expired", "/ui/silences?state=expired"),
-    ("//evil.example/ui/", "/ui/alerts"),
-    ("https://evil.example/", "/ui/alerts"),
-    ("/ui/\\evil", "/ui/alerts"),
-    ("/api/v2/silences", "/ui/alerts"),
-    (None, "/ui/alerts"),
+    ("//evil.example/ui/", None),
+    ("https://evil.example/", None),
+    ("/ui/\\evil", None),
+    ("/api/v2/silences", None),
+    (None, None),
 ])
-def test_after_log_in_only_pages_of_the_ui(target, expected):
-    assert _next(target) == expected
+def test_after_log_in_or_a_save_only_pages_of_the_ui(target, expected):
+    assert local_page(target) == expected
 
 
 def test_a_clicked_label_is_added_to_the_filter_once():

@@ -241,6 +241,14 @@ def view(request: web.Request) -> Principal:
     return narrowed(caller, scope)
 
 
+def local_page(target: str | None) -> str | None:
+    """``target`` if it is a page of the UI, to return to after a log-in or a save; never another site
+    (``//evil``, ``/\\evil``, ``https://evil``) nor an API."""
+    if target and target.startswith("/ui/") and "\\" not in target:
+        return target
+    return None
+
+
 def page_url(request: web.Request, path: str, **params: Any) -> str:
     """A link within the UI that keeps the admin's chosen scope; ``None`` values are left out."""
     scope = request.query.get("scope")

@@ -29,7 +29,7 @@ from pipeline.scope import Forbidden, owns_silence, scoped_matchers, visible_sco
 from pipeline.security.http import principal
 from pipeline.security.principals import Principal
 from pipeline.tenancy import TENANT_LABEL
-from pipeline.ui.pages import config_of, error_page, page, page_url, render, view
+from pipeline.ui.pages import config_of, error_page, local_page, page, page_url, render, view
 
 OPERATORS = ("=", "!=", "=~", "!~")
 DEFAULT_DURATION = 2 * 3600.0
@@ -195,8 +195,7 @@ async def save(request: web.Request) -> web.StreamResponse:
         silence = await save_silence(request, form.to_silence(who, config_of(request).authenticator.enabled), who)
     except (ValueError, TypeError) as exc:
         return _form_page(request, form, error=str(exc), status=400)
-    back = form.back if form.back.startswith("/ui/") and not form.back.startswith("//") else None
-    raise web.HTTPSeeOther(back or page_url(request, f"/ui/silences/{silence.id}"))
+    raise web.HTTPSeeOther(local_page(form.back) or page_url(request, f"/ui/silences/{silence.id}"))
 
 
 @page()
@@ -229,8 +228,7 @@ async def expire(request: web.Request) -> web.StreamResponse:
         await expire_silence(request, silence)
     except ValueError as exc:
         return error_page(request, 400, str(exc))
-    back = str((await request.post()).get("back", ""))
-    back = back if back.startswith("/ui/") and not back.startswith("//") else None
+    back = local_page(str((await request.post()).get("back", "")))
     raise web.HTTPSeeOther(back or page_url(request, "/ui/silences", state="expired"))
 
 
