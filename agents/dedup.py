@@ -1,8 +1,9 @@
 """Dedup stage: ``alerts`` -> ``alerts.deduped`` (its state) and ``alerts.routed`` (its changes, routed).
 
 Prometheus re-sends every firing alert at every evaluation, so most records on ``alerts`` change
-nothing. This stage keeps each alert's merged state per fingerprint (a faust table, so it survives
-restarts) and passes an alert on only when something a receiver could see changed:
+nothing. This stage keeps each alert's merged state per fingerprint (per partition of ``alerts``,
+recovered from ``alerts.deduped`` on assignment: ``pipeline/stage.py``) and passes an alert on only
+when something a receiver could see changed:
 
 - ``new``: first seen, or firing again after a resolve (Alertmanager starts a new alert when the
   activity intervals do not overlap);
@@ -15,7 +16,7 @@ restarts) and passes an alert on only when something a receiver could see change
 Merging follows Alertmanager's ``Alert.Merge``. Resolved alerts are forgotten after
 ``worker.dedup_retention``.
 
-The table's changelog is ``alerts.deduped`` itself (compacted, one state per fingerprint, a tombstone
+The state's changelog is ``alerts.deduped`` itself (compacted, one state per fingerprint, a tombstone
 when forgotten): the record that persists the state is the one the inhibition and the API's alert
 views read, so a change costs one write, not two. Each change is routed here too
 (:func:`agents.route.routed_records`, stateless) and written to ``alerts.routed``: a separate route
@@ -26,15 +27,22 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from aiokafka import ConsumerRecord
+from faust.types import EventT
 
 from agents.route import route_changes
 from pipeline.app import Pipeline
+from pipeline.deadletters import DeadLetter, letter_for, queue_letter
 from pipeline.metrics import ALERTS_CHANGED, ALERTS_DEDUPLICATED
-from pipeline.models import Alert
+from pipeline.models import Alert, fingerprint, parse_time
+from pipeline.records import by_partition, pack, unpack
+from pipeline.stage import PartitionedStage, events_by_partition, guarded, run_batches
+from pipeline.writer import Outbox, key_partition
 
 log = logging.getLogger(__name__)
 
@@ -88,59 +96,158 @@ def decide(previous: DedupState | None, incoming: Alert, now: float) -> tuple[De
     return DedupState(merged, merged.ends_at, now, merged.resolved(now)), change
 
 
-def register(pipeline: Pipeline) -> None:
-    app, topics, settings = pipeline.app, pipeline.topics, pipeline.config.worker
-    source = pipeline.topic(topics.alerts)
-    routed = pipeline.topic(topics.alerts_routed)
-    table = pipeline.table("dedup-state", changelog=topics.alerts_deduped,
-                           help="Merged alert state per fingerprint (changelog: alerts.deduped)")
+#: One partition's dedup state: the encoded ``alerts.deduped`` value of each fingerprint and its alert's
+#: ``endsAt`` (for the retention), decoded only when a record of the alert comes in.
+Entries = dict[str, tuple[bytes, float]]
 
-    @app.agent(source, name="dedup")
-    async def dedup(stream):  # type: ignore[no-untyped-def]
-        async for events in pipeline.batches(stream):
-            now = time.time()
+
+class DedupStage(PartitionedStage[Entries]):
+    """``alerts`` -> ``alerts.routed`` and ``alerts.deduped``, per partition of ``alerts``."""
+
+    name = "dedup"
+
+    def __init__(self, pipeline: Pipeline):
+        topics = pipeline.topics
+        super().__init__(pipeline.config.kafka, [topics.alerts], [topics.alerts_deduped])
+        self.pipeline = pipeline
+        self.writer = pipeline.writer
+
+    def new_state(self, partition: int) -> Entries:
+        return {}
+
+    def recover(self, state: Entries, record: ConsumerRecord) -> None:
+        key = record.key.decode(errors="replace") if record.key is not None else ""
+        if record.value is None:
+            state.pop(key, None)
+            return
+        try:
+            ends_at = parse_time(orjson.loads(record.value)["alert"]["endsAt"], "endsAt") or 0.0
+        except (ValueError, KeyError, TypeError):
+            log.warning("dedup: skipping an unreadable state record of %s", key)
+            return
+        state[key] = (record.value, ends_at)
+
+    async def handle(self, events: Sequence[EventT]) -> list[EventT]:
+        """Decide, route and write a batch; returns the events handled (those of partitions still owned)."""
+        async with self.lock:
+            return await self._handle(events)
+
+    async def _handle(self, events: Sequence[EventT]) -> list[EventT]:
+        topics, writer = self.pipeline.topics, self.writer
+        now = time.time()
+        outbox, states_out = writer.outbox(), writer.outbox()
+        partitions = await writer.partitions(topics.alerts)
+        done: list[EventT] = []
+        changes: list[dict[str, Any]] = []
+        written: list[tuple[Entries, str, bytes, float]] = []
+        for partition, part_events in events_by_partition(events).items():
+            entries = await self.ready(partition)
+            if entries is None:
+                continue  # revoked meanwhile: the partition's new owner reads these events
             # Only changed states are written back: a repeat that changes nothing costs no write,
             # which is most of the traffic (Prometheus re-sends every alert every evaluation).
             states: dict[str, DedupState | None] = {}
-            changed: dict[str, int] = {}
-            changes: list[dict[str, Any]] = []
-            for event in events:
+            changed: set[str] = set()
+            for event in part_events:
+                done.append(event)
                 try:
-                    incoming = Alert.from_record(orjson.loads(event.value))
-                except (ValueError, KeyError, TypeError) as exc:
-                    pipeline.dead_letter(event, f"not an alert record: {exc}")
+                    items, batched = unpack(event.value)
+                except ValueError as exc:
+                    await self._reject(outbox, letter_for(event, self.name, f"not an alert record: {exc}"))
                     continue
-                fp = incoming.fingerprint
-                if fp not in states:
-                    value = table.get(fp)
-                    states[fp] = DedupState.from_value(value) if value else None
-                state, change = decide(states[fp], incoming, now)
-                states[fp] = state
-                if change is None:
-                    ALERTS_DEDUPLICATED.inc()
-                    continue
-                # Later repeats in the batch update the state; each change is routed as it was decided.
-                changed[fp] = event.message.partition
-                ALERTS_CHANGED.labels(change).inc()
-                changes.append(state.alert.to_record())
-            # The routed records first, acknowledged, then the new states: a crash in between re-reads
-            # the batch against the old states and routes it again (a duplicate the groups absorb).
-            # The other order could lose a change: recovered as already passed on, never routed.
-            await route_changes(pipeline, changes, routed)
-            for fp, partition in changed.items():
-                table[fp] = states[fp].to_value(partition)  # type: ignore[union-attr]
+                for index, item in enumerate(items):
+                    where = f"item {index}" if batched else ""
+                    try:
+                        incoming = Alert.from_record(item)
+                        if incoming.fingerprint != fingerprint(incoming.labels):
+                            raise ValueError("fingerprint: does not match the labels")
+                    except Exception as exc:  # anything a record can hold must not stop the stream
+                        await self._reject(outbox, letter_for(event, self.name, f"not an alert record: {exc}",
+                                                              orjson.dumps(item) if batched else None, where))
+                        continue
+                    fp = incoming.fingerprint
+                    home = key_partition(fp, partitions)
+                    if home != partition:
+                        # Published with another partitioner: its state lives in the partition of its key.
+                        outbox.add(topics.alerts, home, None, b"[" + orjson.dumps(item) + b"]")
+                        continue
+                    if fp not in states:
+                        entry = entries.get(fp)
+                        states[fp] = DedupState.from_value(orjson.loads(entry[0])) if entry else None
+                    state, change = decide(states[fp], incoming, now)
+                    states[fp] = state
+                    if change is None:
+                        ALERTS_DEDUPLICATED.inc()
+                        continue
+                    # Later repeats in the batch update the state; each change is routed as it was decided.
+                    changed.add(fp)
+                    ALERTS_CHANGED.labels(change).inc()
+                    changes.append(state.alert.to_record())
+            for fp in changed:
+                state = states[fp]
+                assert state is not None
+                value = orjson.dumps(state.to_value(partition))
+                states_out.add(topics.alerts_deduped, partition, fp.encode(), value)
+                written.append((entries, fp, value, state.alert.ends_at))
+        await self._route(changes, outbox)
+        # The routed records (and dead letters) first, acknowledged, then the new states: a crash in between
+        # re-reads the batch against the old states and routes it again (a duplicate the groups absorb).
+        # The other order could lose a change: recovered as already passed on, never routed.
+        await writer.write(outbox)
+        await writer.write(states_out)
+        for entries, fp, value, ends_at in written:
+            entries[fp] = (value, ends_at)
+        return done
 
-    @app.timer(interval=60.0, name="dedup-gc")
-    async def forget_resolved() -> None:
-        """Drop the state of alerts that ended longer ago than the retention, partition by partition:
+    async def _route(self, changes: list[dict[str, Any]], outbox: Outbox) -> None:
+        """The routed items of the changes, one batch record per partition of ``alerts.routed``; an alert
+        whose routed item is too large for a record is dead-lettered (its labels are copied per route)."""
+        topic = self.pipeline.topics.alerts_routed
+        partitions = await self.writer.partitions(topic)
+        items: list[tuple[str, bytes]] = []
+        for alert, routed in await route_changes(self.pipeline, changes):
+            largest = max((len(item) for _, item in routed), default=0)
+            if largest + 2 > outbox.limit:
+                await self._reject(outbox, DeadLetter.of(
+                    self.pipeline.topics.alerts, f"routed record of {largest} bytes exceeds kafka.max_record_bytes "
+                    f"({outbox.limit})", orjson.dumps(alert), key=alert["fingerprint"], stage=self.name))
+                continue
+            items += routed
+        for partition, values in by_partition(items, partitions).items():
+            for record in pack(values, outbox.limit):
+                outbox.add(topic, partition, None, record)
+
+    async def _reject(self, outbox: Outbox, letter: DeadLetter) -> None:
+        await queue_letter(self.writer, outbox, self.pipeline.topics.alerts_dlq, letter)
+
+    async def forget_resolved(self, retention: float) -> None:
+        """Drop the state of alerts that ended longer ago than the retention (tombstones on ``alerts.deduped``):
         resolved ones, and those whose ``endsAt`` passed without a resolve (their source stopped)."""
-        horizon = time.time() - settings.dedup_retention
-        stale = [
-            fp for fp, value in list(table.items())
-            if value and pipeline.owns(topics.alerts, value["_p"])
-            and Alert.from_record(value["alert"]).ends_at < horizon
-        ]
-        for fp in stale:
-            del table[fp]  # a tombstone on alerts.deduped: compaction forgets the alert
-        if stale:
-            log.info("dedup: forgot %d alerts resolved before the retention", len(stale))
+        async with self.lock:
+            horizon = time.time() - retention
+            outbox = self.writer.outbox()
+            stale = []
+            for partition in self.partitions:
+                entries = self.states[partition]
+                for fp in [fp for fp, (_, ends_at) in entries.items() if ends_at < horizon]:
+                    outbox.add(self.pipeline.topics.alerts_deduped, partition, fp.encode(), None)
+                    stale.append((entries, fp))
+            await self.writer.write(outbox)
+            for entries, fp in stale:
+                entries.pop(fp, None)
+            if stale:
+                log.info("dedup: forgot %d alerts resolved before the retention", len(stale))
+
+
+def register(pipeline: Pipeline) -> None:
+    settings = pipeline.config.worker
+    stage = DedupStage(pipeline)
+    pipeline.stages.append(stage)
+
+    @pipeline.app.agent(pipeline.topic(pipeline.topics.alerts), name="dedup")
+    async def dedup(stream):  # type: ignore[no-untyped-def]
+        await run_batches(stream, settings.batch_size, settings.batch_linger, stage.name, stage.handle)
+
+    @pipeline.app.timer(interval=60.0, name="dedup-gc")
+    async def forget_resolved() -> None:
+        await guarded("dedup retention", stage.forget_resolved(settings.dedup_retention))

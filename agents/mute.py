@@ -15,6 +15,8 @@ not notify an alert whose silence it has not read yet.
 
 from __future__ import annotations
 
+import contextlib
+import heapq
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -46,8 +48,12 @@ class Muter:
         self.alert_view = CompactedView(config.kafka, topics.alerts_deduped, field="alert",
                                         keep=self._is_source if sources_only else None)
         self.silences = SilenceIndex()
+        self._version = 0
+        self._boundaries: list[float] = []
         self.silence_view.listen(self.silences.on_change)
+        self.silence_view.listen(lambda key, old, new: self._changed(new, "startsAt", "endsAt"))
         self.alert_view.listen(lambda fp, old, new: self.inhibitor.on_change(fp, old, new))
+        self.alert_view.listen(lambda fp, old, new: self._changed(new, "endsAt"))
         self.reload(config)
 
     def reload(self, config: Config) -> None:
@@ -56,6 +62,7 @@ class Muter:
         self.tenants = TenantResolver(config)
         self.scheduled = config.scheduled_silences
         self.inhibitor = Inhibitor(compile_rules(config), self.tenants.for_labels)
+        self._version += 1
         if self.sources_only and self.alert_view.started:
             self.alert_view.restart()
         else:
@@ -92,19 +99,33 @@ class Muter:
                                if any(s.mutes(labels, tenant, moment) for tenant in tenants))
         return silenced, self.inhibitor.inhibited_by(labels, tenants, now)
 
-    def split(self, alerts: dict[str, dict[str, Any]], tenant: str,
-              now: float) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-        """A group's alerts that are not muted for ``tenant``, and the ``updatedAt`` of the muted ones
-        that are resolved: those leave the group after the flush, as the notified resolved ones do."""
-        visible: dict[str, dict[str, Any]] = {}
-        removable: dict[str, str] = {}
-        for fp, record in alerts.items():
-            silenced, inhibited = self.status(record["labels"], (tenant,), now)
-            if not silenced and not inhibited:
-                visible[fp] = record
-            elif (parse_time(record.get("endsAt"), "endsAt") or 0.0) <= now:
-                removable[fp] = record["updatedAt"]
-        return visible, removable
+    def _changed(self, record: Any, *times: str) -> None:
+        """A silence or a source alert changed: decisions made before are stale, and so will be those made
+        before the record's times (a silence starting or ending, a source alert ceasing to fire)."""
+        self._version += 1
+        if isinstance(record, dict):
+            for name in times:
+                with contextlib.suppress(ValueError):
+                    moment = parse_time(record.get(name), name)
+                    if moment is not None:
+                        heapq.heappush(self._boundaries, moment)
+
+    def epoch(self, now: float) -> int:
+        """A number that changes whenever a mute decision made before may differ now: a silence or source
+        alert changed, or one of their start or end times passed. Decisions cached under the same epoch
+        stay valid. Notification Manager's scheduled silences follow a cron schedule: with any, every
+        call is a new epoch (nothing is cached)."""
+        while self._boundaries and self._boundaries[0] <= now:
+            heapq.heappop(self._boundaries)
+            self._version += 1
+        if self.scheduled:
+            self._version += 1
+        return self._version
+
+    def mutes(self, labels: dict[str, str], tenant: str, now: float) -> bool:
+        """Whether a silence or an inhibition mutes these labels in ``tenant``'s notifications."""
+        silenced, inhibited = self.status(labels, (tenant,), now)
+        return bool(silenced or inhibited)
 
 
 def register(pipeline: Pipeline) -> None:

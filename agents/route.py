@@ -3,7 +3,8 @@
 Each changed alert is given its tenants (by its ``namespace`` label), then matched against the
 global route tree and against the tree of each of its tenants. One record is written per matched
 route, keyed by the aggregation group, so that a group's alerts meet in one partition (and one
-worker) of the dispatch stage. Stateless (any worker can route any alert), so it runs inside the
+worker) of the dispatch stage; the dedup stage writes them as batch records, one per partition of
+``alerts.routed`` (``pipeline/records.py``). Stateless (any worker can route any alert), so it runs inside the
 dedup agent on the changes it decides, rather than as an agent of its own one Kafka hop later.
 
 A tenant's tree only ever sees alerts of that tenant's namespaces: this is where isolation is
@@ -12,7 +13,6 @@ decided, and the only place.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import orjson
@@ -51,15 +51,21 @@ def routed_records(pipeline: Pipeline, record: dict[str, Any]) -> list[tuple[str
     return out
 
 
-async def route_changes(pipeline: Pipeline, alerts: list[dict[str, Any]], routed: Any) -> None:
-    """Route changed alert records and write them to ``alerts.routed`` (the ``routed`` topic); returns
-    once Kafka has acknowledged every record, so that a caller may then record them as passed on."""
+Routed = list[tuple[str, bytes]]
+
+
+async def route_changes(pipeline: Pipeline, alerts: list[dict[str, Any]]) -> list[tuple[dict[str, Any], Routed]]:
+    """Each changed alert record with its routed items, ``(group id, encoded item)``; an item carries its
+    group id (``group``), since a record of ``alerts.routed`` holds the items of many groups."""
     if not alerts:
-        return
+        return []
     await pipeline.tenants.prepare({a["labels"]["namespace"] for a in alerts if a["labels"].get("namespace")})
-    pending = []
+    out = []
     for alert in alerts:
+        items = []
         for key, record in routed_records(pipeline, alert):
             ALERTS_ROUTED.labels(record["tenant"]).inc()
-            pending.append(routed.send_soon(key=key, value=orjson.dumps(record)))
-    await asyncio.gather(*pending)
+            record["group"] = key
+            items.append((key, orjson.dumps(record)))
+        out.append((alert, items))
+    return out

@@ -3,23 +3,28 @@
 A record of a raw topic may hold one item or several (an array, JSON lines, a list object), as
 exporters publishing straight to Kafka write them; the ingest's own parsing reads it. Items that
 are not events, and items a rule fails on, go to the source's dead-letter topic with the reason;
-the rest of the batch goes on. The alerts made join ``alerts`` keyed by fingerprint, so that dedup,
-tenancy, silences, grouping and senders treat them as any other alert.
+the rest of the batch goes on. The alerts made join ``alerts`` as batch records in the partition of
+their fingerprint (``pipeline/records.py``), so that dedup, tenancy, silences, grouping and senders
+treat them as any other alert. Both are on Kafka before the batch is acknowledged.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
+from faust.types import EventT
 
 from pipeline.app import Pipeline
+from pipeline.deadletters import queue_letter
 from pipeline.ingest.kube import Rejected, Source, parse_payload
-from pipeline.metrics import ALERTS_DEAD_LETTERED, KUBE_ALERTS_MADE, KUBE_RECORDS_EVALUATED
+from pipeline.metrics import KUBE_ALERTS_MADE, KUBE_RECORDS_EVALUATED
 from pipeline.models import Alert
+from pipeline.records import by_partition, pack
+from pipeline.stage import run_batches
 
 log = logging.getLogger(__name__)
 
@@ -28,36 +33,50 @@ Evaluate = Callable[[dict[str, Any], float], list[Alert]]
 
 
 def register_source(pipeline: Pipeline, source: Source, evaluate: Evaluate) -> None:
-    app, topics = pipeline.app, pipeline.topics
+    app, topics, writer = pipeline.app, pipeline.topics, pipeline.writer
     raw_topic = source.topic(topics)
-    raw = pipeline.topic(raw_topic)
-    dead_letters = pipeline.topic(source.dead_letters(topics))
-    alerts = pipeline.topic(topics.alerts)
+    dead_letters = source.dead_letters(topics)
     evaluated = KUBE_RECORDS_EVALUATED.labels(source.name)
+    settings = pipeline.config.worker
 
-    def reject(event: Any, rejected: Rejected) -> None:
-        ALERTS_DEAD_LETTERED.labels(raw_topic).inc()
-        where = f"{raw_topic}[{event.message.partition}]@{event.message.offset} {rejected.where}"
-        dead_letters.send_soon(key=event.key, value=Rejected(where, rejected.reason, rejected.text)
-                               .dead_letter(raw_topic))
-
-    @app.agent(raw, name=source.name)
-    async def process(stream):  # type: ignore[no-untyped-def]
-        async for events in pipeline.batches(stream):
-            now = time.time()
-            for event in events:
-                batch = parse_payload(event.value or b"", source.normalise)
-                for rejected in batch.rejected:
-                    reject(event, rejected)
-                for item in batch.items:
-                    try:
-                        made = evaluate(item, now)
-                    except Exception as exc:  # a rule must never stop the stream; keep the item
-                        log.exception("%s: evaluating the rules failed", source.name)
-                        reject(event, Rejected("item", f"rule evaluation failed: {exc!r}",
-                                               orjson.dumps(item).decode()))
+    async def handle(events: Sequence[EventT]) -> Sequence[EventT]:
+        """Evaluate a batch; its alerts and dead letters are on Kafka before the events are acked."""
+        now = time.time()
+        outbox = writer.outbox()
+        alerts: list[tuple[str, bytes]] = []
+        for event in events:
+            message = event.message
+            batch = parse_payload(event.value or b"", source.normalise)
+            if event.value is None:
+                batch.rejected.append(Rejected("record", "a tombstone (a record without a value)", ""))
+            rejected = list(batch.rejected)
+            for item in batch.items:
+                try:
+                    made = evaluate(item, now)
+                except Exception as exc:  # a rule must never stop the stream; keep the item
+                    log.exception("%s: evaluating the rules failed", source.name)
+                    rejected.append(Rejected("item", f"rule evaluation failed: {exc!r}", orjson.dumps(item).decode()))
+                    continue
+                evaluated.inc()
+                for alert in made:
+                    KUBE_ALERTS_MADE.labels(source.name, alert.labels["alertname"]).inc()
+                    encoded = orjson.dumps(alert.to_record())
+                    if len(encoded) + 2 > outbox.limit:
+                        reason = f"its alert of {len(encoded)} bytes exceeds kafka.max_record_bytes ({outbox.limit})"
+                        rejected.append(Rejected("item", reason, orjson.dumps(item).decode()))
                         continue
-                    evaluated.inc()
-                    for alert in made:
-                        KUBE_ALERTS_MADE.labels(source.name, alert.labels["alertname"]).inc()
-                        alerts.send_soon(key=alert.fingerprint, value=orjson.dumps(alert.to_record()))
+                    alerts.append((alert.fingerprint, encoded))
+            for item in rejected:
+                await queue_letter(writer, outbox, dead_letters, item.dead_letter(
+                    raw_topic, raw_topic, source.name, partition=message.partition, offset=message.offset,
+                    key=event.key))
+        partitions = await writer.partitions(topics.alerts)
+        for partition, items in by_partition(alerts, partitions).items():
+            for record in pack(items, outbox.limit):
+                outbox.add(topics.alerts, partition, None, record)
+        await writer.write(outbox)
+        return events
+
+    @app.agent(pipeline.topic(raw_topic), name=source.name)
+    async def process(stream):  # type: ignore[no-untyped-def]
+        await run_batches(stream, settings.batch_size, settings.batch_linger, source.name, handle)

@@ -1,27 +1,28 @@
 """Wiring of the faust app: one app, every stream agent and sender agent registered on it.
 
-Agents get a :class:`Pipeline` that holds what they share (config, topics, compiled routes) so
-that each agent module only declares its topics, tables and processing.
+Agents get a :class:`Pipeline` that holds what they share (config, topics, compiled routes, the
+writer) so that each agent module only declares its topics, state and processing. faust runs the
+consumer group, rebalances, commits and timers; every write and every state store is ours
+(``pipeline/writer.py``, ``pipeline/stage.py``).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import faust
-import orjson
-from aiokafka.partitioner import murmur2
 from faust.types import TP
 
 from pipeline import codecs
 from pipeline.config import Config
 from pipeline.kafka import faust_options
-from pipeline.metrics import ALERTS_DEAD_LETTERED
+from pipeline.metrics import PARTITIONS_ASSIGNED
 from pipeline.routing import RoutingTable
 from pipeline.tenancy import TenantResolver
 from pipeline.topics import Topics, topics_for
+from pipeline.writer import BatchWriter
 
 if TYPE_CHECKING:
     from agents.mute import Muter
@@ -29,26 +30,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-#: Separates an entity's key from a row's own part in the keys of a :class:`RowTable`.
-ROW_SEP = "\x1f"
+class Stage(Protocol):
+    """What the app tells a stateful stage (:class:`pipeline.stage.PartitionedStage`) of rebalances."""
 
+    sources: frozenset[str]
 
-def key_partition(key: str, partitions: int) -> int:
-    """The partition Kafka's default partitioner (murmur2) gives a text key."""
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+    async def on_revoked(self) -> None: ...
 
+    async def on_assigned(self, partitions: set[int]) -> None: ...
 
-class RowTable(faust.Table):  # type: ignore[misc]
-    """A table of rows keyed ``<entity><ROW_SEP><row>``, each row in the changelog partition of its entity.
-
-    A large entity (an aggregation group of thousands of alerts) is stored as one row per part, so
-    that a change writes one small record instead of the whole entity again, and no record grows past
-    Kafka's size limit. Every row stays in the partition that the entity's own key (the source
-    topic's key) hashes to, so the worker that owns the entity recovers all its rows.
-    """
-
-    def partition_for_key(self, key: str) -> int:
-        return key_partition(key.partition(ROW_SEP)[0], self.partitions)
+    async def stop(self) -> None: ...
 
 
 @dataclass
@@ -62,8 +53,13 @@ class Pipeline:
     tenants: TenantResolver = field(init=False)
     #: Silences and inhibition, set by ``agents.mute.register``; the dispatch stage asks it at each flush.
     muter: Muter = field(init=False)
+    #: Every record the worker writes goes through it (batches, acks=all, idempotent).
+    writer: BatchWriter = field(init=False)
+    #: The stateful stages, told of rebalances.
+    stages: list[Stage] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.writer = BatchWriter(self.config.kafka)
         self.reload(self.config)
 
     def reload(self, config: Config) -> None:
@@ -75,42 +71,16 @@ class Pipeline:
         """A topic of raw bytes values and text keys; agents decode records themselves (orjson)."""
         return self.app.topic(name, key_serializer="text", value_serializer="raw", partitions=None)
 
-    def table(self, name: str, rows: bool = False, changelog: str | None = None, **options: Any) -> faust.Table:
-        """A table of JSON values whose changelog partition follows the key (so timers may write).
+    async def on_revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
+        for stage in self.stages:
+            await stage.on_revoked()
 
-        With ``rows``, a :class:`RowTable`: the partition follows the entity part of the key. With
-        ``changelog``, that topic of ours is the changelog (it must be compacted, and no agent of the
-        app may read it as a stream: faust pauses a changelog's partitions after recovery)."""
-        kind = RowTable if rows else self.app.conf.Table
-        table = kind(self.app, name=name, default=None, beacon=self.app.tables.beacon,
-                     partitions=self.config.kafka.partitions, use_partitioner=not rows, **options)
-        # faust derives serializers from model types; ours are plain dicts and text keys. The
-        # changelog topic, made with the table, must be re-made with them, or recovery would read
-        # back with faust's json codec what was written with ours.
-        table.key_serializer, table.value_serializer = "text", "orjson"
-        table.changelog_topic = table._new_changelog_topic() if changelog is None else self.app.topic(
-            changelog, key_serializer="text", value_serializer="orjson", partitions=self.config.kafka.partitions,
-            compacting=True, internal=True, acks=False, allow_empty=True, maxsize=131_072)
-        return self.app.tables.add(table)
-
-    def batches(self, stream: Any) -> Any:
-        """Batches of a stream's events, acknowledged only after the batch is processed."""
-        settings = self.config.worker
-        return stream.take_events(settings.batch_size, within=settings.batch_linger)
-
-    def dead_letter(self, event: Any, reason: str) -> None:
-        """Put a record of a stream that cannot be processed on ``alerts.dlq``, with where it was and why,
-        instead of failing the batch it came in."""
-        topic = event.message.topic
-        ALERTS_DEAD_LETTERED.labels(topic).inc()
-        self.topic(self.topics.alerts_dlq).send_soon(key=event.key, value=orjson.dumps({
-            "topic": topic, "partition": event.message.partition, "offset": event.message.offset,
-            "reason": reason, "record": bytes(event.value or b"").decode(errors="replace"),
-        }))
-
-    def owns(self, topic: str, partition: int) -> bool:
-        """Whether this worker is the active owner of a source partition (timers touch only those)."""
-        return TP(topic, partition) in self.app.assignor.assigned_actives()
+    async def on_assigned(self, sender: Any, assigned: set[TP], **kwargs: Any) -> None:
+        PARTITIONS_ASSIGNED.clear()
+        for tp in assigned:
+            PARTITIONS_ASSIGNED.labels(tp.topic).inc()
+        for stage in self.stages:
+            await stage.on_assigned({tp.partition for tp in assigned if tp.topic in stage.sources})
 
 
 def create_app(config: Config) -> tuple[faust.App, Pipeline]:
@@ -128,6 +98,15 @@ def create_app(config: Config) -> tuple[faust.App, Pipeline]:
         **faust_options(config.kafka),
     )
     pipeline = Pipeline(app, config, topics_for(config))
+    app.on_partitions_revoked.connect(pipeline.on_revoked)
+    app.on_partitions_assigned.connect(pipeline.on_assigned)
+
+    async def stop_writer(sender: Any, **kwargs: Any) -> None:
+        for stage in pipeline.stages:
+            await stage.stop()
+        await pipeline.writer.stop()
+
+    app.on_before_shutdown.connect(stop_writer)
 
     from agents import auditing, dedup, dispatch, events
     from senders import delivery

@@ -105,21 +105,29 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     from pipeline import deadletters
 
     config = _load(args.config, args.bootstrap_servers)
-    letters = deadletters.select(asyncio.run(deadletters.read_dead_letters(config)),
-                                 args.tenant, args.receiver, args.id)
+    try:
+        letters = asyncio.run(deadletters.read_dead_letters(config, args.topic))
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    letters = deadletters.select(letters, args.tenant, args.receiver, args.id)
     if args.dlq_command == "list":
         for letter in letters[-args.limit:] if args.limit else letters:
             if args.json:
-                print(orjson.dumps({"key": letter.key, "reason": letter.reason, "attempts": letter.attempts,
-                                    "failedAt": letter.failed_at, "notification": letter.notification}).decode())
+                record = letter.to_record()
+                if letter.notification is not None:
+                    record["notification"] = letter.notification
+                print(orjson.dumps(record).decode())
             else:
                 print(letter.summary())
         return 0
-    replayed = asyncio.run(deadletters.replay(config, letters))
-    for new_id in replayed:
-        print(f"replayed {new_id}")
+    replayed, skipped = asyncio.run(deadletters.replay(config, letters))
+    for what in replayed:
+        print(f"replayed {what}")
+    for letter, why in skipped:
+        print(f"not replayed: {letter.summary()}: {why}", file=sys.stderr)
     print(f"{len(replayed)} of {len(letters)} dead letters replayed", file=sys.stderr)
-    return 0 if len(replayed) == len(letters) else 1
+    return 0 if not skipped else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,11 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--log-file")
         if name == "run":
             sub.add_argument("--demo", action="store_true", help="feed demo alerts and show notifications")
-    dlq = command("dlq", "list or re-send dead-lettered notifications", cmd_dlq)
+    dlq = command("dlq", "list or replay the dead letters of every stage", cmd_dlq)
     dlq.add_argument("dlq_command", choices=["list", "replay"])
     dlq.add_argument("--config", required=True)
     dlq.add_argument("--bootstrap-servers", help="Kafka to use (also KAFKA_BOOTSTRAP_SERVERS)")
-    dlq.add_argument("--tenant", help="only this tenant's (global for the platform route)")
+    dlq.add_argument("--topic", help="only this dead-letter topic (e.g. alerts.dlq; default: all of them)")
+    dlq.add_argument("--tenant", help="only this tenant's notifications (global for the platform route)")
     dlq.add_argument("--receiver", help="only this receiver's")
     dlq.add_argument("--id", action="append", help="only this notification id (repeatable)")
     dlq.add_argument("--limit", type=int, default=0, help="list: only the newest N")

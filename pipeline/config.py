@@ -369,6 +369,9 @@ class DeliverySettings(StrictModel):
     #: the reason, replayable) rather than let one dead receiver hold up everyone else. It bounds a
     #: burst too: size it above the most notifications one integration gets within one request's time.
     queue_size: int = Field(default=1000, ge=1)
+    #: Requests in flight at once per receiver integration. A group's notifications share one lane, so
+    #: they arrive in order; different groups are sent side by side, as Alertmanager's groups are.
+    concurrency: int = Field(default=8, ge=1)
     #: Notifications read but not yet committable in one worker; beyond it the worker stops reading.
     max_in_flight: int = Field(default=10000, ge=1)
     #: Handled notification ids remembered per aggregation group by the delivery log.

@@ -94,6 +94,11 @@ CONSUMER_LAG = Gauge(
     "Records not yet processed (highwater minus committed offset) per topic partition.",
     ["topic", "partition"],
 )
+PARTITIONS_ASSIGNED = Gauge(
+    "alert_pipeline_partitions_assigned",
+    "Partitions of each source topic assigned to this worker (after the last rebalance).",
+    ["topic"],
+)
 WORKER_READY = Gauge(
     "alert_pipeline_worker_ready",
     "1 when the worker has its partitions assigned and its tables recovered, else 0.",

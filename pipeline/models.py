@@ -135,9 +135,17 @@ class Alert:
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Alert:
         """Read a record of the ``alerts`` topics; raises ValueError/KeyError/TypeError on a bad one."""
+        if not isinstance(record, dict):
+            raise ValueError(f"expected an object, got {type(record).__name__}")
         labels = record["labels"]
-        if not isinstance(labels, dict) or not labels:
-            raise ValueError("labels: must be a non-empty object")
+        if not isinstance(labels, dict) or not labels or not _all_strings(labels):
+            raise ValueError("labels: must be a non-empty object of strings")
+        annotations = record.get("annotations") or {}
+        if not isinstance(annotations, dict) or not _all_strings(annotations):
+            raise ValueError("annotations: must be an object of strings")
+        for name in ("generatorURL", "fingerprint", "source"):
+            if not isinstance(record.get(name) or "", str):
+                raise ValueError(f"{name}: must be a string")
         starts_at = parse_time(record.get("startsAt"), "startsAt")
         ends_at = parse_time(record.get("endsAt"), "endsAt")
         updated_at = parse_time(record.get("updatedAt"), "updatedAt")
@@ -145,7 +153,7 @@ class Alert:
             raise ValueError("startsAt and endsAt are required on the alerts topic")
         return cls(
             labels=labels,
-            annotations=record.get("annotations") or {},
+            annotations=annotations,
             starts_at=starts_at,
             ends_at=ends_at,
             generator_url=record.get("generatorURL") or "",
@@ -172,6 +180,10 @@ class Alert:
             "generatorURL": self.generator_url,
             "fingerprint": self.fingerprint,
         }
+
+
+def _all_strings(mapping: dict[Any, Any]) -> bool:
+    return all(type(k) is str and type(v) is str for k, v in mapping.items())
 
 
 def dumps(value: Any) -> bytes:

@@ -22,7 +22,7 @@ class BrokerUnavailable(Exception):
 
 
 class KafkaWriter:
-    """An idempotent-enough, always-acks=all producer that reconnects in the background.
+    """An idempotent, always-acks=all producer that reconnects in the background.
 
     It starts even when the broker is down (the ingest must answer 503, not crash), and keeps
     trying to connect until it succeeds.
@@ -83,6 +83,41 @@ class KafkaWriter:
             raise BrokerUnavailable(f"Kafka did not acknowledge the write: {exc or 'timed out'}") from None
         KAFKA_WRITE_SECONDS.observe(time.perf_counter() - started)
         return len(pending)
+
+    async def partitions(self, topic: str) -> int:
+        """How many partitions ``topic`` has (aiokafka keeps the metadata; raises BrokerUnavailable)."""
+        producer = self._producer
+        if producer is None:
+            raise BrokerUnavailable("not connected to Kafka yet")
+        try:
+            async with asyncio.timeout(self._timeout):
+                return len(await producer.partitions_for(topic))
+        except (TimeoutError, KafkaError) as exc:
+            raise BrokerUnavailable(f"no metadata for {topic}: {exc or 'timed out'}") from None
+
+    async def write_partitions(self, topic: str, records: dict[int, list[bytes]]) -> int:
+        """Write unkeyed records to the given partitions with the batch API, one produce per partition,
+        and wait until Kafka acknowledged every one; returns how many."""
+        producer = self._producer
+        if producer is None:
+            raise BrokerUnavailable("not connected to Kafka yet")
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._timeout):
+                pending = []
+                for partition, values in records.items():
+                    batch = producer.create_batch()
+                    for value in values:
+                        if batch.append(key=None, value=value, timestamp=None) is None:
+                            pending.append(await producer.send_batch(batch, topic, partition=partition))
+                            batch = producer.create_batch()
+                            batch.append(key=None, value=value, timestamp=None)
+                    pending.append(await producer.send_batch(batch, topic, partition=partition))
+                await asyncio.gather(*pending)
+        except (TimeoutError, KafkaError) as exc:
+            raise BrokerUnavailable(f"Kafka did not acknowledge the write: {exc or 'timed out'}") from None
+        KAFKA_WRITE_SECONDS.observe(time.perf_counter() - started)
+        return sum(map(len, records.values()))
 
     async def ping(self, timeout: float = 2.0) -> bool:
         """Whether the broker answers a metadata request now (readiness)."""

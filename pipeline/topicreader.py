@@ -51,13 +51,14 @@ async def seek_to_tail(consumer: AIOKafkaConsumer, assigned: list[TopicPartition
         consumer.seek(tp, max(beginnings[tp], ends[tp] - newest))
 
 
-async def read_topic(settings: KafkaSettings, topic: str) -> list[ConsumerRecord]:
-    """Every record of ``topic`` up to its current end, partition by partition."""
+async def read_topic(settings: KafkaSettings, topic: str, timeout: float = 10.0) -> list[ConsumerRecord]:
+    """Every record of ``topic`` up to its current end, partition by partition (LookupError if the topic
+    does not exist within ``timeout``)."""
     consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False, group_id=None,
                                 auto_offset_reset="earliest")
     await consumer.start()
     try:
-        assigned = await assign_all(consumer, topic)
+        assigned = await assign_all(consumer, topic, timeout)
         ends = await consumer.end_offsets(assigned)
         await consumer.seek_to_beginning(*assigned)
         records: list[ConsumerRecord] = []

@@ -44,8 +44,27 @@ class Topics:
 
     @property
     def alerts_dlq(self) -> str:
-        """Records that could not be read as alerts, with the reason."""
+        """Dead letters of the dedup stage (records of ``alerts`` that are not alerts, alerts whose routed
+        record is too large) and of the dispatch stage (routed records it cannot group)."""
         return f"{self.prefix}alerts.dlq"
+
+    @property
+    def dispatch_groups(self) -> str:
+        """The dispatch stage's aggregation groups without their alerts (timers, notification log), keyed by
+        group id, in the partition of the group's ``alerts.routed`` records (compacted: its changelog)."""
+        return f"{self.prefix}dispatch.groups"
+
+    @property
+    def dispatch_group_alerts(self) -> str:
+        """The alerts of each aggregation group, one record per alert keyed ``<group id>\\x1f<fingerprint>``,
+        in the group's partition (compacted: its changelog; a tombstone when an alert leaves the group)."""
+        return f"{self.prefix}dispatch.group-alerts"
+
+    @property
+    def delivery_log(self) -> str:
+        """The delivery stage's handled notifications per aggregation group, in the partition of the group's
+        notifications (compacted: its changelog)."""
+        return f"{self.prefix}delivery.log"
 
     @property
     def silences(self) -> str:
@@ -60,7 +79,8 @@ class Topics:
 
     def compacted(self) -> frozenset[str]:
         """Topics that hold current state rather than a stream: created with ``cleanup.policy=compact``."""
-        return frozenset({self.silences, self.alerts_deduped, self.sessions_revoked})
+        return frozenset({self.silences, self.alerts_deduped, self.dispatch_groups, self.dispatch_group_alerts,
+                          self.delivery_log, self.sessions_revoked})
 
     def notifications(self, tenant: str) -> str:
         """Grouped notifications for one tenant (``global`` for the platform admins' route)."""
@@ -94,12 +114,19 @@ class Topics:
         """Audit payload items that are not audit Events, with the reason."""
         return f"{self.prefix}kube-auditing.dlq"
 
+    def dead_letter_topics(self) -> list[str]:
+        """Every dead-letter topic (``alert-pipeline dlq`` reads them all)."""
+        return [self.alerts_dlq, self.notifications_dlq, self.kube_events_dlq, self.kube_auditing_dlq]
+
     def all_topics(self, config: Config) -> list[str]:
         return [
             self.alerts,
             self.alerts_deduped,
             self.alerts_routed,
             self.alerts_dlq,
+            self.dispatch_groups,
+            self.dispatch_group_alerts,
+            self.delivery_log,
             self.silences,
             self.sessions_revoked,
             *(self.notifications(t) for t in config.tenant_names()),

@@ -36,18 +36,23 @@ import contextlib
 import hashlib
 import logging
 import time
+import zlib
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
+from aiokafka import ConsumerRecord
 from faust.types import TP, EventT
 from prometheus_client import Counter, Gauge
 
 import senders.catalog  # noqa: F401  (registers every channel's sender)
 from pipeline.app import Pipeline
+from pipeline.deadletters import letter_for, queue_letter
 from pipeline.metrics import DELIVERY_LATENCY, NOTIFICATIONS_FAILED, NOTIFICATIONS_SENT
 from pipeline.models import Notification
+from pipeline.stage import PartitionedStage, guarded
+from pipeline.writer import BatchWriter, Outbox, key_partition
 from senders.base import DeliveryError, Sender, SenderContext, create_sender
 
 log = logging.getLogger(__name__)
@@ -97,10 +102,19 @@ class AckTracker:
 
     def done(self, slot: Slot) -> None:
         slot.done = True
-        queue = self._pending[slot.event.message.tp]
+        queue = self._pending.get(slot.event.message.tp)
+        if queue is None:
+            return  # of a partition lost meanwhile
         while queue and queue[0].done:
             queue.popleft().event.ack()
             self._count -= 1
+        if self._count < self._limit:
+            self._room.set()
+
+    def drop(self, partitions: set[int]) -> None:
+        """Forget the events of partitions this worker lost (their new owner reads them again)."""
+        for tp in [tp for tp in self._pending if tp.partition not in partitions]:
+            self._count -= len(self._pending.pop(tp))
         if self._count < self._limit:
             self._room.set()
 
@@ -119,26 +133,70 @@ def delivery_key(notification: Notification) -> str:
     return f"{notification.id}#{hashlib.blake2b(orjson.dumps(content), digest_size=8).hexdigest()}"
 
 
-class DeliveryLog:
-    """Which notifications were handled (sent or dead-lettered), per aggregation group.
+class DeliveryLog(PartitionedStage[dict[str, list[str]]]):
+    """Which notifications were handled (sent or dead-lettered), per aggregation group, per partition of
+    the notification topics; its changelog is ``delivery.log`` (``pipeline/stage.py``).
 
-    A table value is ``{"_p": partition, "ids": [...]}``, the newest ``size`` delivery keys of the
-    group: a re-read after a crash only concerns records newer than the last commit, so a short memory
-    is enough.
+    A value is the newest ``size`` delivery keys of the group: a re-read after a crash only concerns
+    records newer than the last commit, so a short memory is enough.
     """
 
-    def __init__(self, pipeline: Pipeline):
-        self.table = pipeline.table("delivery-log", help="Notification ids already delivered or dead-lettered")
+    name = "delivery-log"
+
+    def __init__(self, pipeline: Pipeline, sources: list[str]):
+        super().__init__(pipeline.config.kafka, sources, [pipeline.topics.delivery_log])
+        self.topic = pipeline.topics.delivery_log
         self.size = pipeline.config.delivery.log_size
 
-    def handled(self, key: str, notification: Notification) -> bool:
-        value = self.table.get(key)
-        return value is not None and delivery_key(notification) in value["ids"]
+    def new_state(self, partition: int) -> dict[str, list[str]]:
+        return {}
 
-    def record(self, key: str, partition: int, notification: Notification) -> None:
-        value = self.table.get(key)
-        ids = [*(value["ids"] if value else ()), delivery_key(notification)][-self.size:]
-        self.table[key] = {"_p": partition, "ids": ids}
+    def recover(self, state: dict[str, list[str]], record: ConsumerRecord) -> None:
+        key = record.key.decode(errors="replace") if record.key is not None else ""
+        if record.value is None:
+            state.pop(key, None)
+            return
+        try:
+            state[key] = list(orjson.loads(record.value)["ids"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("delivery log: skipping an unreadable record of %s", key)
+
+    def handled(self, key: str, partition: int, notification: Notification) -> bool:
+        ids = self.states.get(partition, {}).get(key)
+        return ids is not None and delivery_key(notification) in ids
+
+    def record(self, outbox: Outbox, key: str, partition: int, notification: Notification) -> None:
+        state = self.states.get(partition)
+        if state is None:
+            return  # lost meanwhile: its new owner re-reads the record
+        ids = state[key] = [*state.get(key, ()), delivery_key(notification)][-self.size:]
+        outbox.add(self.topic, partition, key.encode(), orjson.dumps({"_p": partition, "ids": ids}))
+
+
+class Coalescer:
+    """Write-behind for the delivery stage: records of many notifications go to Kafka in one write, and
+    each notification's callback (its ack) runs once Kafka acknowledged its records."""
+
+    def __init__(self, writer: BatchWriter, linger: float = 0.005):
+        self.writer = writer
+        self.linger = linger
+        self.outbox = writer.outbox()
+        self._callbacks: list[Callable[[], None]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def then(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once everything queued so far is written."""
+        self._callbacks.append(callback)
+        if self._task is None:
+            self._task = asyncio.create_task(self._flush(), name="delivery-writes")
+
+    async def _flush(self) -> None:
+        await asyncio.sleep(self.linger)
+        outbox, callbacks = self.outbox, self._callbacks
+        self.outbox, self._callbacks, self._task = self.writer.outbox(), [], None
+        await guarded("delivery writes", self.writer.write(outbox))
+        for callback in callbacks:
+            callback()
 
 
 @dataclass(slots=True)
@@ -151,16 +209,25 @@ class Work:
 class Delivery:
     """Sends notifications with the retry policy, one queue per receiver integration."""
 
-    def __init__(self, pipeline: Pipeline):
+    def __init__(self, pipeline: Pipeline, sources: list[str]):
         self.pipeline = pipeline
-        self.history = pipeline.topic(pipeline.topics.notifications_history)
-        self.dead_letters = pipeline.topic(pipeline.topics.notifications_dlq)
-        self.log = DeliveryLog(pipeline)
+        self.writes = Coalescer(pipeline.writer)
+        self.log = DeliveryLog(pipeline, sources)
         self.acks = AckTracker(pipeline.config.delivery.max_in_flight)
         self._senders: dict[IntegrationKey, Sender] = {}
-        self._queues: dict[IntegrationKey, asyncio.Queue[Work]] = {}
+        self._queues: dict[IntegrationKey, list[asyncio.Queue[Work]]] = {}
         self._workers: list[asyncio.Task[None]] = []
         self._context: SenderContext | None = None
+
+    @property
+    def sources(self) -> frozenset[str]:
+        return self.log.sources
+
+    async def on_revoked(self) -> None:
+        """Nothing to wait for: events of lost partitions are simply never acked."""
+
+    async def on_assigned(self, partitions: set[int]) -> None:
+        self.acks.drop(partitions)
 
     async def start(self) -> None:
         self._context = SenderContext.for_config(self.pipeline.config)
@@ -187,11 +254,14 @@ class Delivery:
             self._senders[key] = cached = create_sender(config, self._context)
         return cached
 
-    def _record(self, notification: Notification, attempt: int, outcome: str, error: str = "",
-                failure: str = "") -> None:
+    async def _record(self, notification: Notification, attempt: int, outcome: str, error: str = "",
+                      failure: str = "") -> None:
+        topic = self.pipeline.topics.notifications_history
+        partitions = await self.pipeline.writer.partitions(topic)
         now = time.time()
         names = collections.Counter(alert["labels"].get("alertname", "") for alert in notification.alerts)
-        self.history.send_soon(key=notification.id, value=orjson.dumps({
+        self.writes.outbox.add(topic, key_partition(notification.id, partitions), notification.id.encode(),
+                               orjson.dumps({
             "id": notification.id, "tenant": notification.tenant, "receiver": notification.receiver,
             "integration": notification.integration, "groupKey": notification.group_key,
             "status": notification.status, "alerts": len(notification.alerts), "attempt": attempt,
@@ -201,19 +271,23 @@ class Delivery:
             "alertnames": dict(names.most_common(HISTORY_ALERTNAMES)),
         }))
 
-    async def _dead_letter(self, key: str, reason: str, attempts: int, record: dict[str, Any]) -> None:
-        """Written and acknowledged by Kafka before the event is acked: a dead letter is never lost."""
-        pending = await self.dead_letters.send(key=key, value=orjson.dumps({
-            "key": key, "reason": reason, "attempts": attempts, "failedAt": time.time(), "notification": record,
-        }))
-        await pending
+    async def _dead_letter(self, event: EventT, reason: str, value: bytes | None, attempts: int = 0) -> None:
+        """Queued with the event's other records: the event is acked only once the letter is on Kafka."""
+        letter = letter_for(event, "deliver", reason, value)
+        letter.attempts = attempts
+        await queue_letter(self.pipeline.writer, self.writes.outbox, self.pipeline.topics.notifications_dlq, letter)
 
     async def _give_up(self, work: Work, reason: str, attempts: int, failure: str) -> None:
         notification = work.notification
         NOTIFICATIONS_FAILED.labels(notification.tenant, notification.receiver, notification.integration,
                                     "true", failure).inc()
-        self._record(notification, attempts, "dead_lettered", reason, failure)
-        await self._dead_letter(work.key, reason, attempts, notification.to_record())
+        await self._record(notification, attempts, "dead_lettered", reason, failure)
+        await self._dead_letter(work.slot.event, reason, orjson.dumps(notification.to_record()), attempts)
+
+    def _settle(self, work: Work) -> None:
+        """The notification is handled: remember it, and ack its event once that is written."""
+        self.log.record(self.writes.outbox, work.key, work.slot.event.message.partition, work.notification)
+        self.writes.then(lambda: self.acks.done(work.slot))
 
     async def deliver(self, work: Work) -> None:
         """Deliver with retries, or dead-letter; either way the notification is handled afterwards."""
@@ -237,23 +311,22 @@ class Delivery:
                     await self._give_up(work, str(exc), attempt, exc.reason)
                     return
                 NOTIFICATIONS_FAILED.labels(*labels, "false", exc.reason).inc()
-                self._record(notification, attempt, "failed", str(exc), exc.reason)
+                await self._record(notification, attempt, "failed", str(exc), exc.reason)
                 await asyncio.sleep(min(exc.retry_after or backoff, policy.max_backoff))
                 backoff = min(backoff * 2, policy.max_backoff)
                 continue
             NOTIFICATIONS_SENT.labels(*labels).inc()
             DELIVERY_LATENCY.labels(notification.tenant, notification.integration).observe(
                 max(0.0, time.time() - notification.received_at))
-            self._record(notification, attempt, "sent")
+            await self._record(notification, attempt, "sent")
             return
 
     async def _drain(self, key: IntegrationKey, queue: asyncio.Queue[Work]) -> None:
-        """The worker of one receiver integration: its notifications, one after the other, in order."""
-        gauge = QUEUED.labels(*key)
+        """The worker of one lane of a receiver integration: its notifications, one after the other, in order."""
         while True:
             work = await queue.get()
-            gauge.set(queue.qsize())
-            if self.log.handled(work.key, work.notification):
+            self._gauge(key)
+            if self.log.handled(work.key, work.slot.event.message.partition, work.notification):
                 # The same notification twice in the queue (a re-read and a re-flush): the first was sent.
                 NOTIFICATIONS_SKIPPED.labels(work.notification.tenant).inc()
                 self.acks.done(work.slot)
@@ -265,57 +338,75 @@ class Delivery:
                 except Exception:  # e.g. the dead-letter write failed: keep the event unacked, try again
                     log.exception("delivery of %s failed unexpectedly; retrying", work.notification.id)
                     await asyncio.sleep(self.pipeline.config.delivery.max_backoff)
-            self.log.record(work.key, work.slot.event.message.partition, work.notification)
-            self.acks.done(work.slot)
+            self._settle(work)
 
-    def _queue(self, key: IntegrationKey) -> asyncio.Queue[Work]:
-        queue = self._queues.get(key)
-        if queue is None:
-            queue = self._queues[key] = asyncio.Queue(self.pipeline.config.delivery.queue_size)
-            self._workers.append(asyncio.create_task(self._drain(key, queue), name=f"deliver-{'/'.join(key)}"))
-        return queue
+    def _queue(self, key: IntegrationKey, group: str) -> asyncio.Queue[Work]:
+        """The lane of a group's notifications to an integration: ``delivery.concurrency`` lanes send at once,
+        each in order, and a group always uses the same lane (its notifications arrive in order)."""
+        lanes = self._queues.get(key)
+        if lanes is None:
+            policy = self.pipeline.config.delivery
+            size = max(1, -(-policy.queue_size // policy.concurrency))
+            lanes = self._queues[key] = [asyncio.Queue(size) for _ in range(policy.concurrency)]
+            self._workers += [asyncio.create_task(self._drain(key, lane), name=f"deliver-{'/'.join(key)}-{i}")
+                              for i, lane in enumerate(lanes)]
+        return lanes[zlib.crc32(group.encode()) % len(lanes)]
+
+    def _gauge(self, key: IntegrationKey) -> None:
+        QUEUED.labels(*key).set(sum(lane.qsize() for lane in self._queues.get(key, ())))
 
     async def accept(self, event: EventT) -> None:
         """Take one event of a notifications topic: queue it for its receiver, or settle it now."""
+        partition = event.message.partition
+        if await self.log.ready(partition) is None:
+            return  # lost meanwhile: its new owner reads it again
         slot = self.acks.track(event)
         key = event.key
         try:
+            if event.value is None:
+                raise ValueError("a tombstone (a record without a value)")
             notification = Notification.from_record(orjson.loads(event.value))
-        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-            reason = f"not a notification record: {type(exc).__name__}: {exc}"
-            await self._dead_letter(key, reason, 0, {"raw": bytes(event.value).decode(errors="replace")})
-            self.acks.done(slot)
+            if not isinstance(key, str) or not key:
+                raise ValueError("no key (the aggregation group)")
+        except Exception as exc:  # anything a record can hold must not stop delivery for everyone
+            await self._dead_letter(event, f"not a notification record: {type(exc).__name__}: {exc}", None)
+            self.writes.then(lambda: self.acks.done(slot))
             return
-        if self.log.handled(key, notification):
+        if self.log.handled(key, partition, notification):
             NOTIFICATIONS_SKIPPED.labels(notification.tenant).inc()
             self.acks.done(slot)
             return
         integration = (notification.tenant, notification.receiver, notification.integration)
-        queue = self._queue(integration)
+        queue = self._queue(integration, key)
         work = Work(notification, key, slot)
         if queue.full():
             await asyncio.sleep(0)  # an idle worker takes its next item only when we yield
         if queue.full():
-            await self._give_up(work, f"receiver backlog full ({queue.maxsize} notifications queued)", 0, "backlog")
-            self.log.record(key, event.message.partition, notification)
-            self.acks.done(slot)
+            await self._give_up(work, f"receiver backlog full ({self.pipeline.config.delivery.queue_size} "
+                                      "notifications queued)", 0, "backlog")
+            self._settle(work)
             return
         queue.put_nowait(work)
-        QUEUED.labels(*integration).set(queue.qsize())
+        self._gauge(integration)
 
 
 def register(pipeline: Pipeline) -> None:
     app, topics = pipeline.app, pipeline.topics
     names = [topics.notifications(tenant) for tenant in pipeline.config.tenant_names()]
     source = app.topic(*names, key_serializer="text", value_serializer="raw")
-    delivery = Delivery(pipeline)
+    delivery = Delivery(pipeline, names)
+    pipeline.stages.append(delivery.log)
+    pipeline.stages.append(delivery)
 
     @app.agent(source, name="deliver")
     async def deliver(stream):  # type: ignore[no-untyped-def]
-        await delivery.start()
-        try:
-            async for event in stream.noack().events():
-                await delivery.accept(event)
-                await delivery.acks.wait_for_room()
-        finally:
-            await delivery.stop()
+        async def loop() -> None:
+            await delivery.start()
+            try:
+                async for event in stream.noack().events():
+                    await delivery.accept(event)
+                    await delivery.acks.wait_for_room()
+            finally:
+                await delivery.stop()
+
+        await guarded("stage deliver", loop())

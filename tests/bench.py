@@ -1,32 +1,28 @@
 """``make bench``: throughput numbers, printed. Not a test: nothing here passes or fails on speed.
 
-Micro-benchmarks measure one stage's code on one core; the pipeline benchmark runs the real ingest and
-worker processes against the embedded broker, as ``make run`` does.
+Micro-benchmarks measure one stage's code on one core; ``tests/bench_compare.py`` runs the real ingest
+and worker processes against a local Kafka side by side with Debian's Alertmanager (issue 10's workload).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from itertools import cycle, islice
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import orjson
 
 from agents.dedup import decide
-from pipeline.broker import LocalKafka
 from pipeline.config import parse_config
 from pipeline.ingest.alertmanager import parse_alerts_body
-from pipeline.models import Alert, fingerprint, format_time
+from pipeline.models import Alert, fingerprint
 from pipeline.routing import RoutingTable
 from pipeline.tenancy import TenantResolver
 from tests.bench_ui import ui_benchmark
-from tests.harness import PipelineProcesses, base_config
 
 Row = tuple[str, float, str]
 FIXTURES = Path(__file__).parent / "fixtures" / "kube"
@@ -183,70 +179,21 @@ def micro_benchmarks() -> None:
     micro("route: tenants + route trees + group keys", len(parsed), route_all)
 
 
-async def _post_all(url: str, batches: list[bytes], concurrency: int) -> None:
-    queue = list(batches)
-    async with aiohttp.ClientSession() as http:
-        async def client() -> None:
-            while queue:
-                body = queue.pop()
-                async with http.post(f"{url}/api/v2/alerts", data=body) as response:
-                    assert response.status == 200, await response.text()
-
-        await asyncio.gather(*(client() for _ in range(concurrency)))
-
-
-async def _wait_metric(processes: PipelineProcesses, name: str, target: float, timeout: float = 600) -> None:
-    deadline = time.monotonic() + timeout
-    while processes.metric(name) < target:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{name} did not reach {target}")
-        await asyncio.sleep(0.1)
-
-
-async def pipeline_benchmark(count: int = 20_000, batch: int = 100) -> None:
-    print(f"\npipeline (local Kafka, one ingest, one worker; {count:,} distinct alerts, {batch} per request)")
-    with tempfile.TemporaryDirectory() as tmp:
-        broker = LocalKafka(Path(tmp) / "kafka").start()
-        config = base_config(broker, Path(tmp))
-        config["receivers"] = [{"name": "admins", "file_configs": [{"path": str(Path(tmp) / "out.log")}]}]
-        config["route"].update(group_wait="1s", group_interval="5s")
-        config["worker"]["tick_interval"] = "200ms"
-        processes = PipelineProcesses(config, Path(tmp))
-        try:
-            await processes.start()
-            alerts = sample_alerts(count)
-            # Prometheus-style: fixed startsAt, endsAt pushed forward by each evaluation.
-            starts = time.time()
-            batches = [orjson.dumps([{**a, "startsAt": format_time(starts), "endsAt": format_time(starts + 600)}
-                                     for a in alerts[i:i + batch]]) for i in range(0, count, batch)]
-            started = time.perf_counter()
-            await _post_all(processes.ingest_url, batches, concurrency=8)
-            ingest_done = time.perf_counter()
-            print(f"{'ingest: accepted (acks=all) over HTTP':<48}{rate(count, ingest_done - started)}")
-            await _wait_metric(processes, "alert_pipeline_alerts_routed_total", count)
-            print(f"{'worker: new alerts through dedup + route':<48}{rate(count, time.perf_counter() - started)}")
-            await _wait_metric(processes, "alert_pipeline_alerts_grouped_total", count)
-            print(f"{'worker: new alerts grouped by dispatch':<48}{rate(count, time.perf_counter() - started)}")
-            await _wait_metric(processes, "alert_pipeline_notifications_sent_total", 1)
-            repeats = [orjson.dumps([{**a, "startsAt": format_time(starts), "endsAt": format_time(starts + 660)}
-                                     for a in alerts[i:i + batch]]) for i in range(0, count, batch)]
-            started = time.perf_counter()
-            await _post_all(processes.ingest_url, repeats, concurrency=8)
-            await _wait_metric(processes, "alert_pipeline_alerts_deduplicated_total", count)
-            print(f"{'end to end: repeats ingested and deduplicated':<48}{rate(count, time.perf_counter() - started)}")
-            groups = processes.metric("alert_pipeline_notifications_created_total")
-            print(f"{'notifications created for':<48}{groups:>12,.0f} groups")
-        finally:
-            processes.stop()
-            broker.stop()
-
-
 def main() -> None:
+    import argparse
+
+    from tests.bench_compare import compare
+
+    parser = argparse.ArgumentParser(prog="make bench")
+    parser.add_argument("--quick", action="store_true", help="only the small size, no steady state")
+    parser.add_argument("--no-micro", action="store_true", help="skip the one-core micro-benchmarks")
+    args = parser.parse_args()
     print(f"load average: {', '.join(f'{x:.1f}' for x in os.getloadavg())} (numbers scale with a free core)")
-    micro_benchmarks()
-    for name, value, unit in bench_event_rules():
-        print(f"{name}: {value:,.0f} {unit}")
-    asyncio.run(pipeline_benchmark())
+    if not args.no_micro:
+        micro_benchmarks()
+        for name, value, unit in bench_event_rules():
+            print(f"{name}: {value:,.0f} {unit}")
+    asyncio.run(compare(quick=args.quick))
     asyncio.run(ui_benchmark())
 
 

@@ -142,8 +142,10 @@ async def test_retry_then_dead_letter_with_history(make_config, start_pipeline, 
     dead = await read_topic(bootstrap, f"{prefix}notifications.dlq", 1)
     assert len(dead) == 1
     assert dead[0]["reason"].startswith("HTTP 503") and dead[0]["attempts"] == 3
-    assert dead[0]["notification"]["receiver"] == "down"
-    assert dead[0]["notification"]["alerts"][0]["labels"]["alertname"] == "A"
+    notification = orjson.loads(dead[0]["record"])  # the record as read, in the one dead-letter format
+    assert (dead[0]["stage"], dead[0]["topic"]) == ("deliver", f"{prefix}notifications.global")
+    assert notification["receiver"] == "down"
+    assert notification["alerts"][0]["labels"]["alertname"] == "A"
     assert receiver.payloads("/down") == []
 
     history = await read_topic(bootstrap, f"{prefix}notifications.history", 5)
@@ -179,7 +181,9 @@ async def test_slow_receiver_does_not_delay_another(make_config, start_pipeline)
     receiver = await GatedReceiver().start()
     receiver.held.add("/slow")
     try:
-        pipeline = await start_pipeline(make_config(receivers=two_integrations(receiver)))
+        # One lane: the held request is the only one in flight (with lanes, one per group would be held).
+        pipeline = await start_pipeline(make_config(receivers=two_integrations(receiver),
+                                                    delivery={"concurrency": 1}))
         assert (await post(pipeline.ingest_url, groups(5)))[0] == 200
         # Every fast delivery completes while the slow receiver holds its first request unanswered.
         await eventually(lambda: len(receiver.payloads("/fast")) == 5 and receiver.waiting == 1)
@@ -201,7 +205,9 @@ async def test_kill_9_mid_delivery_loses_nothing_and_duplicates_nothing(broker, 
     receiver = await GatedReceiver().start()
     receiver.held.add("/slow")
     try:
-        pipeline = await start_pipeline(base_config(broker, tmp_path, receivers=two_integrations(receiver)))
+        config = base_config(broker, tmp_path, receivers=two_integrations(receiver))
+        config["delivery"]["concurrency"] = 1  # one request held, the others queued behind it
+        pipeline = await start_pipeline(config)
         assert (await post(pipeline.ingest_url, groups(6)))[0] == 200
         await fast_delivered_while_slow_held(receiver)
         await asyncio.sleep(1)  # the delivery log's changelog writes are batched (linger): let them land
@@ -285,7 +291,7 @@ async def test_full_receiver_backlog_is_dead_lettered_not_stalling_others(make_c
     try:
         config = make_config(receivers=two_integrations(receiver),
                              delivery={"max_attempts": 3, "initial_backoff": "100ms", "max_backoff": "1s",
-                                       "queue_size": 2})
+                                       "queue_size": 2, "concurrency": 1})
         pipeline = await start_pipeline(config)
         # One group at a time, so that the fast integration never has more than one notification
         # outstanding (queue_size bounds its backlog too): one request held at the slow one, two queued

@@ -6,7 +6,7 @@ import random
 
 import orjson
 
-from agents.dispatch import Group, LogEntry, alert_order, flush, needs_update, next_tick
+from agents.grouping import Group, GroupAlert, LogEntry, alert_order, flush, needs_update, next_tick
 from pipeline.config import parse_config
 from pipeline.models import Alert, Notification
 from pipeline.routing import RoutingTable
@@ -38,9 +38,24 @@ def test_repeat_interval_takes_the_first_tick_after_it():
     assert ticks[0] == 4
 
 
-def test_next_tick_stays_on_schedule_and_restarts_after_an_absence():
+def test_next_tick_stays_on_schedule_even_after_an_absence():
     assert next_tick(NOW, 2, NOW + 0.04) == (NOW, NOW + 2)
     assert next_tick(NOW, 2, NOW + 30) == (NOW + 30, NOW + 32)
+    assert next_tick(NOW, 2, NOW + 31.5) == (NOW + 30, NOW + 32)  # idle ticks are not written: the grid goes on
+
+
+def test_a_group_with_nothing_new_is_quiet_until_an_alert_ends_or_a_repeat_is_due():
+    group = make_group(record("a", ends_at=NOW + 100), log={"webhook/0": entry({"x"}, at=NOW)})
+    assert not group.quiet(epoch=1, now=NOW)  # never judged
+    group.judged(1, NOW, repeat_interval=60)
+    assert group.quiet(1, NOW + 10)
+    assert not group.quiet(2, NOW + 10)  # the muter changed
+    assert not group.quiet(1, NOW + 60)  # the repeat is due
+    group.log.clear()
+    group.judged(1, NOW, repeat_interval=60)
+    assert group.quiet(1, NOW + 99) and not group.quiet(1, NOW + 100)  # the alert ended
+    group.insert(record("b"), setup()[1], NOW)
+    assert not group.quiet(1, NOW + 1)  # a new alert
 
 
 def labels_sorted(alerts: list[dict]) -> list[dict]:
@@ -73,7 +88,7 @@ def record(name: str, ends_at: float = NOW + 300, **labels: str) -> dict:
 
 def make_group(*records: dict, log: dict | None = None) -> Group:
     return Group("global", "0", "team", '{}:{alertname="X"}', {"alertname": "X"}, 0,
-                 alerts={r["fingerprint"]: r for r in records}, next_flush=NOW, log=log or {})
+                 alerts={r["fingerprint"]: GroupAlert.of(r) for r in records}, next_flush=NOW, log=log or {})
 
 
 def setup(**route):
@@ -97,7 +112,7 @@ def test_flush_first_then_resolved_per_integration():
         ("webhook/0", "first_notification", 2), ("webhook/1", "first_notification", 2)]
     assert first.notifications[0].id == "g|webhook/0|0"
     group.log.update(first.log)
-    group.alerts[record("a")["fingerprint"]] = record("a", ends_at=NOW - 1)
+    group.alerts[record("a")["fingerprint"]] = GroupAlert.of(record("a", ends_at=NOW - 1))
     second = flush(group, integrations, options, "g", NOW + 2, NOW + 2, intervals)
     assert [(n.integration, n.reason) for n in second.notifications] == [("webhook/0", "alerts_resolved")]
     assert [a["status"] for a in second.notifications[0].alerts] == ["resolved", "firing"]
@@ -161,7 +176,7 @@ def test_group_wait_counts_from_the_ingest_and_old_alerts_flush_at_once():
               "alert": received.to_record()}
     group = Group.new(record, 3, options, NOW)
     assert (group.next_flush, group.partition) == (NOW - 1 + 30, 3)  # not delayed by the Kafka hops
-    assert group.insert(record["alert"], options, NOW)  # a new fingerprint: the group's own row changed
+    assert not group.insert(record["alert"], options, NOW)  # a new alert: its own row, not the group's
     assert group.next_flush == NOW + 29
     assert not group.insert(record["alert"], options, NOW)  # the same alert again: only its own row
     old = Alert({"alertname": "X", "pod": "old"}, {}, NOW - 3600, NOW + 300, received_at=NOW - 0.5).to_record()
@@ -171,7 +186,7 @@ def test_group_wait_counts_from_the_ingest_and_old_alerts_flush_at_once():
     assert not group.insert(old, options, NOW + 1)
     assert group.next_flush == NOW + 60  # after the first flush, only the group_interval ticks
     value = group.to_value()
-    assert value["alerts"] == sorted(group.alerts)  # the group's row holds fingerprints, not the records
+    assert "alerts" not in value  # each alert has a row of its own
     assert Group.from_value(value, group.alerts) == group
 
 

@@ -109,12 +109,11 @@ async def test_a_huge_group_is_stored_per_alert_cut_to_kafkas_limit_and_capped(m
     assert len(orjson.dumps(last)) < 64 * 1024 + 2048  # the record's alerts, plus the v4 envelope
 
     prefix, bootstrap = config["kafka"]["topic_prefix"], config["kafka"]["bootstrap_servers"]
-    app_id = config["worker"]["app_id"]
-    rows = kcat_consume(bootstrap, f"{app_id}-group-alerts-changelog")
-    groups = [orjson.loads(v) for v in kcat_consume(bootstrap, f"{app_id}-groups-changelog")]
+    rows = kcat_consume(bootstrap, f"{prefix}dispatch.group-alerts")
+    groups = [orjson.loads(v) for v in kcat_consume(bootstrap, f"{prefix}dispatch.groups")]
     assert len(rows) >= 1000 and max(map(len, rows)) < 2048  # one alert per record
-    assert all(isinstance(fp, str) and len(fp) == 16 for g in groups for fp in g["alerts"])  # fingerprints only
-    assert len(groups[-1]["alerts"]) == 1000
+    assert len({orjson.loads(r)["fingerprint"] for r in rows}) == 1000
+    assert groups and all("alerts" not in g and len(orjson.dumps(g)) < 64 * 1024 for g in groups)  # no alerts
 
     dead = [orjson.loads(v) for v in kcat_consume(bootstrap, f"{prefix}alerts.dlq")]
     assert len(dead) == 200 and {d["topic"] for d in dead} == {f"{prefix}alerts.routed"}

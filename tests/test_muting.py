@@ -9,7 +9,7 @@ from agents.silence import Silence, SilenceIndex, can_update, create, expire, va
 from pipeline.api.filters import matches_filter
 from pipeline.config import ConfigError, parse_config
 from pipeline.matchers import parse_matchers
-from pipeline.models import format_time
+from pipeline.models import format_time, parse_time
 
 NOW = 1_800_000_000.0
 
@@ -206,10 +206,26 @@ def test_muter_hides_muted_alerts_and_releases_muted_resolved_ones() -> None:
         "quiet-resolved": {**record("quiet-resolved", ends=NOW - 1, alertname="Quiet", x="1"), "updatedAt": "v3"},
         "inhibited": {**record("inhibited", severity="warning", cluster="c"), "updatedAt": "v4"},
     }
-    visible, removable = muter.split(alerts, "global", NOW)
-    assert set(visible) == {"loud"}
-    assert removable == {"quiet-resolved": "v3"}
+    assert {fp for fp, r in alerts.items() if not muter.mutes(r["labels"], "global", NOW)} == {"loud"}
     assert muter.status(alerts["inhibited"]["labels"], ["global"], NOW) == ([], ["src"])
+
+
+def test_the_muter_epoch_changes_when_a_decision_may_change() -> None:
+    """Dispatch keeps each alert's mute decision while the epoch stays: it must move on every change of a
+    silence or source alert, and when a silence starts or ends or a source stops firing."""
+    from agents.mute import Muter
+
+    muter = Muter(config_with([RULE]))
+    first = muter.epoch(NOW)
+    assert muter.epoch(NOW + 1) == first  # nothing changed
+    muter.silence_view.apply("s", silence('alertname="Quiet"', id="s").to_record())
+    changed = muter.epoch(NOW + 1)
+    assert changed != first and muter.epoch(NOW + 2) == changed
+    ends = parse_time(silence('alertname="Quiet"', id="s").to_record()["endsAt"], "endsAt")
+    assert muter.epoch(ends + 1) != changed  # the silence expired: decisions made under it are stale
+    later = muter.epoch(ends + 2)
+    muter.alert_view.apply("src", record("src", severity="critical", cluster="c"))
+    assert muter.epoch(ends + 2) != later
 
 
 def test_reload_refuses_an_invalid_config_and_keeps_process_settings(tmp_path) -> None:
@@ -267,8 +283,7 @@ def test_muter_applies_notification_manager_cron_silences_per_tenant(tmp_path) -
     assert muter.status(backup, ["alice", "global"], NOW) == ([], [])  # bob's silence; "evening" is closed
     assert muter.status(backup, ["bob"], NOW + 3600) == ([], [])  # the morning window has passed
     assert muter.status(deploy, ["global"], NOW) == (["everyone"], [])
-    alerts = {"b": {**record("b", alertname="Backup"), "updatedAt": "v1"},
-              "d": {**record("d", alertname="Deploy"), "updatedAt": "v2"}}
-    assert set(muter.split(alerts, "bob", NOW)[0]) == set()
-    assert set(muter.split(alerts, "alice", NOW)[0]) == {"b"}
-    assert set(muter.split(alerts, "bob", NOW + 3600)[0]) == {"b"}  # "everyone" fires every 15m for 30m
+    assert muter.mutes(backup, "bob", NOW) and muter.mutes(deploy, "bob", NOW)
+    assert not muter.mutes(backup, "alice", NOW) and muter.mutes(deploy, "alice", NOW)
+    assert not muter.mutes(backup, "bob", NOW + 3600)  # "everyone" fires every 15m for 30m
+    assert muter.epoch(NOW) != muter.epoch(NOW)  # cron schedules: no decision is cached

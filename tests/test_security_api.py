@@ -184,6 +184,17 @@ async def test_auth_matrix_and_tenant_scoping(make_config, start_pipeline, recei
     assert (await call("GET", f"{url}/no/such/path", "none"))[0] == 401
     assert (await call("GET", f"{url}/no/such/path", "admin"))[0] == 404
 
+    # Operator APIs: a tenant tests and previews its own receivers only (its tenant by default).
+    test = f"{url}/api/v1/receivers/test"
+    assert await statuses("POST", test, {"tenant": "team-b", "receiver": "b"}) == matrix(401, 401, 403, 200, 403, 200)
+    status, body, _ = await call("POST", test, "tenant-a", {"receiver": "a"})
+    assert (status, body["data"]["tenant"], body["data"]["ok"]) == (200, "team-a", True)
+    escape = {"templates": {"text": "{{ t('{f.__globals__}', f=summary) }}"}, "channels": ["slack"],
+              "languages": ["en"]}
+    status, body, _ = await call("POST", f"{url}/api/v1/templates/test", "tenant-a", escape)
+    assert status == 200 and body["data"][0]["parts"]["text"] == "{f.__globals__}"
+    assert (await call("POST", f"{url}/api/v1/templates/test", "sender", escape))[0] == 403
+
 
 async def _history(url: str, who: str, tenant: str, timeout: float = 30.0) -> list[dict[str, Any]]:
     """The history ``who`` reads for ``tenant`` (empty: the caller's own), once it has some."""

@@ -49,6 +49,21 @@ def test_a_well_formed_secret_reference_is_read(tmp_path):
     assert config.receivers_of("global")[-1].feishu_configs[0].reveal("webhook") == "https://open.feishu.test/hook/abc"
 
 
+@pytest.mark.parametrize("kind", ["Receiver", "Config"])
+def test_a_tenants_resource_may_not_read_the_environment(tmp_path, monkeypatch, kind):
+    """A tenant writes its NM resources: ``${KAFKA_SASL_PASSWORD}`` as its webhook URL or SMTP password would
+    send the process' secret to the tenant's server. The platform's own resources may still use it."""
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", "sasl-secret")
+    tenant = {"type": "tenant", "user": "bob"}
+    spec = ({"webhook": {"url": "${KAFKA_SASL_PASSWORD}"}} if kind == "Receiver" else
+            {"email": {"from": "a@b.c", "smartHost": {"host": "smtp.evil.test", "port": 25},
+                       "authPassword": {"value": "${KAFKA_SASL_PASSWORD}"}}})
+    with pytest.raises(ConfigError, match="refers to the environment, which only the platform's own resources"):
+        load(tmp_path, resource(kind, "r", tenant, spec))
+    platform = load(tmp_path, resource("Receiver", "r", GLOBAL, {"webhook": {"url": "${KAFKA_SASL_PASSWORD}"}}))
+    assert platform.receivers_of("global")[-1].webhook_configs[0].reveal("url") == "sasl-secret"
+
+
 def test_redaction_keeps_scheme_host_and_port_only():
     text = ("TooManyRedirects: 302, message='Found', url='https://user:pw@hooks.example.com/services/T0/B1/XYZ"
             "?access_token=tok#frag' then http://[::1]:8080/bot123:ABC/sendMessage and smtp://mail.test/x")

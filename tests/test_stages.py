@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from agents.dedup import DedupState, decide
-from agents.dispatch import LogEntry, needs_update
+from agents.grouping import LogEntry, needs_update
 from pipeline.config import ConfigError, parse_config
 from pipeline.durations import format_duration, parse_duration
 from pipeline.ingest.alertmanager import parse_alerts_body

@@ -26,6 +26,7 @@ import orjson
 from aiohttp import web
 
 from pipeline.config import Config
+from pipeline.deadletters import DeadLetter
 from pipeline.ingest.scope import request_scope
 from pipeline.ingest.server import CONFIG, error
 from pipeline.security.http import principal
@@ -86,8 +87,8 @@ class HistoryStore:
         self.status[(record["tenant"], record["receiver"], record["integration"])].add(record)
 
     def add_dead_letter(self, letter: dict[str, Any]) -> None:
-        notification = letter["notification"]
-        if "raw" not in notification:  # an unreadable record names no receiver
+        notification = DeadLetter.from_record(letter).notification
+        if notification is not None:  # an unreadable record names no receiver
             self.status[(notification["tenant"], notification["receiver"], notification["integration"])] \
                 .dead_letters += 1
 

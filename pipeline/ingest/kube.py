@@ -24,11 +24,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from pipeline.deadletters import DeadLetter
 from pipeline.metrics import KUBE_RECORDS_RECEIVED, KUBE_RECORDS_REJECTED
 from pipeline.topics import Topics, topics_for
 
-#: How much of a rejected record the dead-letter topic keeps (enough to see what was wrong).
-MAX_DEAD_LETTER_TEXT = 64 * 1024
 _WRAPPERS = ("kubeEvents", "items")
 
 
@@ -38,9 +37,10 @@ class Rejected:
     reason: str
     text: str
 
-    def dead_letter(self, source: str) -> bytes:
-        return orjson.dumps({"source": source, "where": self.where, "reason": self.reason,
-                             "record": self.text[:MAX_DEAD_LETTER_TEXT]})
+    def dead_letter(self, topic: str, source: str, stage: str, **where: Any) -> DeadLetter:
+        """The letter for this item (``pipeline/deadletters.py``): ``topic`` is the raw topic it belongs
+        to, ``source`` how it came (an HTTP endpoint, or the topic)."""
+        return DeadLetter.of(topic, self.reason, self.text, source=source, where=self.where, stage=stage, **where)
 
 
 @dataclass
@@ -196,7 +196,8 @@ def _handler(source: Source) -> Callable[[web.Request], Any]:
         topics = topics_for(request.app[CONFIG])
         origin = f"{request.method} {request.path}"
         if batch.rejected:
-            dead = [(None, r.dead_letter(origin)) for r in batch.rejected]
+            raw = source.topic(topics)
+            dead = [(None, r.dead_letter(raw, origin, "ingest").encode()) for r in batch.rejected]
             await write_or_503(request, source.dead_letters(topics), dead, source.name)
             KUBE_RECORDS_REJECTED.labels(source.name, "invalid").inc(len(batch.rejected))
         if batch.items:

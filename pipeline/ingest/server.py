@@ -22,7 +22,9 @@ from pipeline.config import Config
 from pipeline.ingest import kube
 from pipeline.ingest.alertmanager import parse_alerts_body
 from pipeline.metrics import ALERTS_RECEIVED, ALERTS_REJECTED
+from pipeline.models import Alert
 from pipeline.producer import BrokerUnavailable, KafkaWriter
+from pipeline.records import by_partition, pack
 from pipeline.scope import Forbidden, TenantResolvers, check_alert_namespaces
 from pipeline.security.http import auth_middleware, principal
 from pipeline.topics import ensure_topics, topics_for
@@ -68,6 +70,12 @@ async def read_json(request: web.Request, source: str) -> Any:
         ) from None
 
 
+def unavailable(exc: BrokerUnavailable) -> web.HTTPServiceUnavailable:
+    """The 503 answer when Kafka does not answer: the client should retry."""
+    return web.HTTPServiceUnavailable(text=orjson.dumps({"error": str(exc)}).decode(),
+                                      content_type="application/json", headers={"Retry-After": "5"})
+
+
 async def write_or_503(request: web.Request, topic: str, records: list[tuple[bytes | None, bytes]],
                        source: str) -> None:
     """Write to Kafka; raises the 503 answer when the broker does not acknowledge in time."""
@@ -75,10 +83,39 @@ async def write_or_503(request: web.Request, topic: str, records: list[tuple[byt
         await request.app[WRITER].write(topic, records)
     except BrokerUnavailable as exc:
         ALERTS_REJECTED.labels(source, "broker_unavailable").inc(len(records))
-        raise web.HTTPServiceUnavailable(
-            text=orjson.dumps({"error": str(exc)}).decode(), content_type="application/json",
-            headers={"Retry-After": "5"},
-        ) from None
+        raise unavailable(exc) from None
+
+
+async def write_batches(request: web.Request, topic: str, partitions: dict[int, list[bytes]], source: str) -> None:
+    """Write batch records to their partitions; raises the 503 answer when the broker does not acknowledge."""
+    try:
+        await request.app[WRITER].write_partitions(topic, partitions)
+    except BrokerUnavailable as exc:
+        ALERTS_REJECTED.labels(source, "broker_unavailable").inc(sum(map(len, partitions.values())))
+        raise unavailable(exc) from None
+
+
+async def alert_records(request: web.Request, topic: str, alerts: list[Alert],
+                        errors: list[str]) -> tuple[dict[int, list[bytes]], int]:
+    """The alerts as batch records per partition of ``topic`` (see ``pipeline/records.py``), and how many;
+    an alert too large for one record is left out and named in ``errors``."""
+    limit = request.app[CONFIG].kafka.max_record_bytes
+    items = []
+    for alert in alerts:
+        item = orjson.dumps(alert.to_record())
+        if len(item) + 2 > limit:
+            errors.append(f"alert {alert.fingerprint} ({alert.labels.get('alertname', '')}): {len(item)} bytes "
+                          f"exceeds kafka.max_record_bytes ({limit})")
+            continue
+        items.append((alert.fingerprint, item))
+    if not items:
+        return {}, 0
+    try:
+        partitions = await request.app[WRITER].partitions(topic)
+    except BrokerUnavailable as exc:
+        raise unavailable(exc) from None
+    grouped = by_partition(items, partitions)
+    return {partition: pack(values, limit) for partition, values in grouped.items()}, len(items)
 
 
 async def post_alerts(request: web.Request) -> web.Response:
@@ -102,15 +139,16 @@ async def post_alerts(request: web.Request) -> web.Response:
     except TimeoutError:
         return error(503, "the tenant sidecar did not answer in time")
     topic = topics_for(config).alerts
-    records = [(a.fingerprint.encode(), orjson.dumps(a.to_record())) for a in batch.alerts]
+    # One record per partition of ``alerts`` (a JSON array of its alerts), written with the batch API.
+    records, accepted = await alert_records(request, topic, batch.alerts, batch.errors)
     if records:
-        await write_or_503(request, topic, records, batch.source)
-        ALERTS_RECEIVED.labels(batch.source, request.path).inc(len(records))
+        await write_batches(request, topic, records, batch.source)
+        ALERTS_RECEIVED.labels(batch.source, request.path).inc(accepted)
     if batch.errors:
         # As Alertmanager does: the valid alerts are kept, the answer lists the invalid ones.
         ALERTS_REJECTED.labels(batch.source, "invalid_alert").inc(len(batch.errors))
         return error(400, "; ".join(batch.errors))
-    return web.json_response({"status": "success", "accepted": len(records)})
+    return web.json_response({"status": "success", "accepted": accepted})
 
 
 async def healthy(request: web.Request) -> web.Response:

@@ -1,9 +1,10 @@
-"""Dead letters, for admins: the notifications given up on, with their reasons, and replaying one, the
-ticked ones, or every one a filter selects.
+"""Dead letters, for admins: every letter of the dead-letter topics with its stage and reason, and
+replaying a notification given up on: one, the ticked ones, or every one a tenant/receiver filter selects.
 
 The same reading, selection and replay as the admin API (:mod:`pipeline.api.deadletters`, which is
 :mod:`pipeline.deadletters`): a replay re-publishes the notification under a new id, so the normal path
-delivers it again. Reasons are shown redacted.
+delivers it again. Reasons are shown redacted. Letters of other stages (alerts, Kubernetes events) are
+listed for inspection; ``alert-pipeline dlq replay`` replays those.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ async def dead_letters_page(request: web.Request) -> web.StreamResponse:
     tenant, receiver = _filters(dict(request.query))
     letters = deadletters.select(await deadletters.read_dead_letters(config_of(request)), tenant, receiver)
     letters.reverse()  # newest first
-    replayed = request.query.get("replayed")
-    return render(request, "deadletters.html.j2", letters=letters[:SHOWN], total=len(letters), tenant=tenant,
-                  receiver=receiver, redact=redact, replayed=int(replayed) if (replayed or "").isdigit() else None,
-                  tenant_choices=config_of(request).tenant_names())
+    rows = [(letter, letter.notification) for letter in letters[:SHOWN]]
+    replayed, skipped = (request.query.get(k, "") for k in ("replayed", "skipped"))
+    return render(request, "deadletters.html.j2", rows=rows, total=len(letters), tenant=tenant, receiver=receiver,
+                  redact=redact, replayed=int(replayed) if replayed.isdigit() else None,
+                  skipped=int(skipped) if skipped.isdigit() else 0, tenant_choices=config_of(request).tenant_names())
 
 
 @page(admin=True)
@@ -45,5 +47,5 @@ async def replay(request: web.Request) -> web.StreamResponse:
         raise web.HTTPSeeOther("/ui/deadletters?replayed=0")
     config = config_of(request)
     letters = deadletters.select(await deadletters.read_dead_letters(config), tenant, receiver, ids)
-    replayed = await deadletters.replay(config, letters)
-    raise web.HTTPSeeOther(f"/ui/deadletters?replayed={len(replayed)}")
+    done, skipped = await deadletters.replay(config, letters)
+    raise web.HTTPSeeOther(f"/ui/deadletters?replayed={len(done)}&skipped={len(skipped)}")

@@ -1,0 +1,214 @@
+"""The runtime every stateful stream stage of the worker shares: state per source partition, recovered
+from changelog topics of ours, batches of events acknowledged only once their effects are on Kafka.
+
+faust runs the consumer group, the rebalances, the offset commits and the timers; the state is ours:
+
+- **Per partition.** A stage keeps one state object per partition of its source topic. Partition N of
+  each of its changelog topics holds partition N's state, so the worker that owns a source partition
+  recovers exactly its state: on assignment it reads those changelog partitions from the beginning up
+  to the end offsets they had, and events of the partition wait for that (:meth:`PartitionedStage.ready`).
+- **Rebalances.** faust's rebalance is eager (every partition revoked, then the new set assigned). On
+  revocation the stage waits for the batch or timer it is running and then stops processing; on
+  assignment it drops the partitions it lost, at once, keeps the ones it still has (it was their only
+  writer) and starts recovering the new ones.
+- **Acks you control.** :func:`run_batches` reads batches with ``noack_take`` (faust's ``take_events``
+  acks a batch in a ``finally``, even when processing raised), lets the stage process and write
+  everything the batch caused (its :class:`~pipeline.writer.BatchWriter` returns once Kafka acknowledged
+  it), and only then acks the events, in offset order. Events of a partition the worker lost meanwhile are
+  not acked: their new owner reads them again.
+- **Crashes.** Each record's failure is the stage's to dead-letter. An exception that escapes anyway (a
+  bug) ends the process with a non-zero status, after logging it: unacked events are read again by the
+  restarted worker, and a worker never stays up with a dead stage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from faust.types import EventT
+
+from pipeline.config import KafkaSettings
+from pipeline.kafka import client_options
+
+log = logging.getLogger(__name__)
+
+#: Exit status of a worker whose stage failed in a way it could not isolate.
+EXIT_STAGE_FAILED = 70
+
+S = TypeVar("S")
+
+
+def crash(what: str, exc: BaseException) -> None:
+    """End the process at once with a non-zero status (a supervisor restarts it); see the module docstring."""
+    log.critical("%s failed; the worker exits so that it is restarted", what, exc_info=exc)
+    logging.shutdown()
+    os._exit(EXIT_STAGE_FAILED)
+
+
+async def guarded(what: str, work: Awaitable[None]) -> None:
+    """Run a stage's loop or timer body; anything escaping it but a cancellation crashes the process."""
+    try:
+        await work
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:
+        crash(what, exc)
+
+
+async def read_changelog(settings: KafkaSettings, tps: list[TopicPartition],
+                         apply: Callable[[ConsumerRecord], None]) -> None:
+    """Read the partitions from their beginning up to the end offsets they have now, in order."""
+    consumer = AIOKafkaConsumer(**client_options(settings), group_id=None, enable_auto_commit=False,
+                                auto_offset_reset="earliest", fetch_max_wait_ms=100)
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        while remaining:
+            batches = await consumer.getmany(*remaining, timeout_ms=500)
+            for tp, records in batches.items():
+                for record in records:
+                    if record.offset < ends[tp]:
+                        apply(record)
+            for tp in list(remaining):
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
+
+
+class PartitionedStage(Generic[S]):
+    """A stage's state per source partition, recovered from its changelogs; see the module docstring.
+
+    Subclasses say which ``changelogs`` they keep, make an empty state (:meth:`new_state`), apply one
+    changelog record to it (:meth:`recover`) and finish it (:meth:`recovered`)."""
+
+    name = "stage"
+
+    def __init__(self, settings: KafkaSettings, sources: Sequence[str], changelogs: Sequence[str]):
+        self.settings = settings
+        #: The source topics whose partitions the state follows.
+        self.sources = frozenset(sources)
+        self.changelogs = list(changelogs)
+        self.states: dict[int, S] = {}
+        self.lock = asyncio.Lock()
+        self.suspended = False
+        self._ready: dict[int, asyncio.Future[S]] = {}
+        self._recovery: dict[int, asyncio.Task[None]] = {}
+
+    def new_state(self, partition: int) -> S:
+        raise NotImplementedError
+
+    def recover(self, state: S, record: ConsumerRecord) -> None:
+        raise NotImplementedError
+
+    def recovered(self, state: S) -> None:
+        """Called once a partition's changelogs are read whole."""
+
+    def dropped(self, partition: int, state: S) -> None:
+        """Called when a partition is lost (after a rebalance) with the state being forgotten."""
+
+    @property
+    def partitions(self) -> list[int]:
+        """The partitions whose state is recovered and that this worker may work on now."""
+        return [] if self.suspended else list(self.states)
+
+    @property
+    def recovering(self) -> bool:
+        return any(not future.done() for future in self._ready.values())
+
+    async def ready(self, partition: int) -> S | None:
+        """The state of a partition once recovered (starting its recovery if needed); ``None`` when the
+        partition was revoked meanwhile or the stage is suspended by a rebalance."""
+        if self.suspended:
+            return None
+        future = self._ready.get(partition)
+        if future is None:
+            future = self._start(partition)
+        with contextlib.suppress(asyncio.CancelledError):
+            return await asyncio.shield(future)
+        return None
+
+    def _start(self, partition: int) -> asyncio.Future[S]:
+        future: asyncio.Future[S] = asyncio.get_running_loop().create_future()
+        self._ready[partition] = future
+        self._recovery[partition] = asyncio.create_task(self._recover(partition, future),
+                                                        name=f"{self.name}-recover-{partition}")
+        return future
+
+    async def _recover(self, partition: int, future: asyncio.Future[S]) -> None:
+        state = self.new_state(partition)
+        tps = [TopicPartition(topic, partition) for topic in self.changelogs]
+        delay = 0.5
+        while True:
+            try:
+                await read_changelog(self.settings, tps, functools.partial(self.recover, state))
+                break
+            except asyncio.CancelledError:
+                future.cancel()
+                raise
+            except Exception as exc:  # a broker error: read the partition again from scratch
+                log.warning("%s: recovering partition %d failed (%r); retrying", self.name, partition, exc)
+                state = self.new_state(partition)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self.recovered(state)
+        self.states[partition] = state
+        self._recovery.pop(partition, None)
+        future.set_result(state)
+        log.info("%s: partition %d recovered", self.name, partition)
+
+    async def on_revoked(self) -> None:
+        """Wait for the running batch or timer, then stop until the new assignment is known."""
+        async with self.lock:
+            self.suspended = True
+
+    async def on_assigned(self, partitions: set[int]) -> None:
+        """Forget the partitions lost, keep the others, start recovering the new ones."""
+        for partition in [p for p in self._ready if p not in partitions]:
+            task = self._recovery.pop(partition, None)
+            if task is not None:
+                task.cancel()
+            future = self._ready.pop(partition)
+            if not future.done():
+                future.cancel()
+            state = self.states.pop(partition, None)
+            if state is not None:
+                self.dropped(partition, state)
+        for partition in partitions:
+            if partition not in self._ready:
+                self._start(partition)
+        self.suspended = False
+
+    async def stop(self) -> None:
+        for task in self._recovery.values():
+            task.cancel()
+
+
+def events_by_partition(events: Sequence[EventT]) -> dict[int, list[EventT]]:
+    grouped: dict[int, list[EventT]] = {}
+    for event in events:
+        grouped.setdefault(event.message.partition, []).append(event)
+    return grouped
+
+
+async def run_batches(stream: Any, batch_size: int, linger: float, stage_name: str,
+                      handle: Callable[[Sequence[EventT]], Awaitable[Sequence[EventT]]]) -> None:
+    """The loop of a batch stage: ``handle`` processes a batch, writes everything it caused and returns the
+    events it finished; those are acked, in offset order. Anything escaping ``handle`` crashes the process."""
+
+    async def loop() -> None:
+        async for events in stream.noack_take(batch_size, within=linger):
+            for event in sorted(await handle(events), key=lambda e: (e.message.partition, e.message.offset)):
+                event.ack()
+
+    await guarded(f"stage {stage_name}", loop())
