@@ -10,16 +10,19 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import ssl
 import time
 import urllib.request
 from typing import Any
 
 import aiohttp
+import yaml
 from playwright.async_api import Page, expect
 
 from pipeline.broker import free_port
 from tests.browser import VIEWPORT, auth_settings, basic, chromium, log_in, screenshot
 from tests.harness import eventually
+from tests.tlscerts import TestCA
 
 USERS = {
     "alice": ("tenant", "team-a", "alice-password"),
@@ -327,3 +330,28 @@ async def test_without_principals_the_ui_is_open_says_so_and_still_wants_the_csr
             assert answer.status == 303 and answer.headers["Location"].startswith("/ui/silences/")
         async with http.get(f"{base}/api/v2/silences") as answer:
             assert [s["createdBy"] for s in await answer.json()] == ["ops-team"]
+
+
+async def test_over_tls_the_session_cookie_is_secure_and_bound_to_the_host(make_config, start_pipeline, receiver,
+                                                                           tmp_path):
+    ca = TestCA(tmp_path / "pki")
+    server = ca.issue("ingest", "ingest")
+    (tmp_path / "web.yml").write_text(yaml.safe_dump({"tls_server_config": {"cert_file": str(server.cert),
+                                                                            "key_file": str(server.key)}}))
+    config = make_config(receivers=[{"name": "admins", "webhook_configs": [{"url": f"{receiver.url}/global"}]}],
+                         auth={"web_config_file": str(tmp_path / "web.yml")})
+    tls = ssl.create_default_context(cafile=str(ca.cert))
+    base = (await start_pipeline(config, worker=False, ssl_context=tls)).ingest_url
+    assert base.startswith("https://")
+    async with aiohttp.ClientSession() as http:
+        async def loaded() -> bool:
+            async with http.get(f"{base}/ui/alerts", ssl=tls) as answer:
+                return answer.status != 503
+
+        await eventually_async(loaded)
+        async with http.get(f"{base}/ui/alerts", ssl=tls) as answer:
+            assert answer.status == 200
+            cookie = answer.headers["Set-Cookie"]
+    assert cookie.startswith("__Host-ap_session=")  # Secure, Path=/ and no Domain: no subdomain can set it
+    assert all(flag in cookie for flag in ("Secure", "HttpOnly", "SameSite=Lax", "Path=/")), cookie
+    assert "Domain" not in cookie
