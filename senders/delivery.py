@@ -275,7 +275,11 @@ class Delivery:
         """Queued with the event's other records: the event is acked only once the letter is on Kafka."""
         letter = letter_for(event, "deliver", reason, value)
         letter.attempts = attempts
-        await queue_letter(self.pipeline.writer, self.writes.outbox, self.pipeline.topics.notifications_dlq, letter)
+        dlq = self.pipeline.topics.notifications_dlq
+        # The partition count first: awaiting it after choosing the outbox could add the letter to one that
+        # the coalescer is already writing (a crash on the changed dict, or a letter never written).
+        await self.pipeline.writer.partitions(dlq)
+        await queue_letter(self.pipeline.writer, self.writes.outbox, dlq, letter)
 
     async def _give_up(self, work: Work, reason: str, attempts: int, failure: str) -> None:
         notification = work.notification

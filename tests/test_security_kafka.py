@@ -141,7 +141,9 @@ async def test_pipeline_over_scram_and_tls_leaks_no_secret(sasl_broker, make_con
         topics = Topics(kafka["topic_prefix"])
 
         async def dead_letters() -> list[dict[str, Any]]:
-            return [orjson.loads(r.value) for r in await read_topic(plain, topics.notifications_dlq)]
+            """The delivery letters, each with its notification decoded."""
+            letters = [orjson.loads(r.value) for r in await read_topic(plain, topics.notifications_dlq)]
+            return [{**letter, "notification": orjson.loads(letter["record"])} for letter in letters]
 
         for _ in range(300):  # five integrations fail: two echoing, an unreachable webhook and telegram, internal
             if len(await dead_letters()) >= 5:
@@ -168,6 +170,7 @@ async def test_pipeline_over_scram_and_tls_leaks_no_secret(sasl_broker, make_con
             await asyncio.sleep(0.2)
         status, listed, _ = await call("GET", f"{url}/api/v1/deadletters?receiver=internal", "admin")
         assert [letter["notification"]["id"] for letter in listed["data"]][-1] == body["replayed"][0]
+        assert (await call("GET", f"{url}/api/v1/deadletters?topic=nope", "admin"))[0] == 400
         assert any("cannot handle http://127.0.0.1:" in letter["reason"] for letter in letters)  # echoed, redacted
 
         # Everything a secret could have reached.
