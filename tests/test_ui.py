@@ -288,6 +288,16 @@ async def test_admin_replays_a_dead_letter(make_config, start_pipeline, receiver
         await eventually(lambda: any(a["labels"]["alertname"] == "QueueStuck" for a in receiver.alerts("/team-a")),
                          timeout=60)
 
+        # A filtered set: every dead letter of team-a (the one again), replayed at once.
+        await page.locator("#dl-tenant").select_option("team-a")
+        await page.get_by_role("button", name="Apply").click()
+        await page.get_by_role("button", name="Replay all 1 of this filter").click()
+        await expect(page.locator(".banner.info")).to_contain_text("1 notification replayed")
+        def deliveries() -> int:
+            return [a["labels"]["alertname"] for a in receiver.alerts("/team-a")].count("QueueStuck")
+
+        await eventually(lambda: deliveries() == 2, timeout=60)
+
         # The same page in Korean, chosen from the language menu.
         await page.get_by_label("Language").select_option("ko")
         await page.wait_for_url("**lang=ko**")
