@@ -209,6 +209,8 @@ def page(admin: bool = False) -> Callable[[Handler], Handler]:
                 response = await handler(request)
             except Forbidden as exc:
                 response = error_page(request, 403, str(exc))
+            except KeyError:  # a bug, not a "not found": the server error it is
+                raise
             except LookupError as exc:
                 response = error_page(request, 404, str(exc.args[0]))
             except web.HTTPServiceUnavailable:
