@@ -1,8 +1,9 @@
 """``alert-pipeline run``: a local Kafka, ingest and worker as one process group, for development and demos.
 
 The parts run as child processes exactly as they are deployed (``ingest``, ``worker``), so what a
-developer sees here is what production runs. This process only starts them, prints where they
-listen and a live one-line summary read from their /metrics, and stops them all on Ctrl-C/SIGTERM.
+developer sees here is what production runs. This process starts them, restarts one that exits as
+Kubernetes would (a worker exits non-zero when a stage fails beyond what it can isolate), prints where
+they listen and a live one-line summary read from their /metrics, and stops them all on Ctrl-C/SIGTERM.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -68,22 +71,50 @@ def summary_line(ingest: dict, worker: dict) -> str:  # type: ignore[type-arg]
     )
 
 
-def _spawn(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], stderr=out, env=env,
-                                stdin=subprocess.DEVNULL)
+#: A child that exits this many times within ``CRASH_WINDOW`` seconds is crash-looping: give up.
+CRASH_LIMIT = 5
+CRASH_WINDOW = 60.0
 
 
-def _stop(processes: list[subprocess.Popen[bytes]], timeout: float = 20.0) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process in processes:
+@dataclass
+class Child:
+    """One pipeline process (``ingest`` or ``worker``), started again with backoff when it exits."""
+
+    name: str
+    args: list[str]
+    log: Path
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+    exits: list[float] = field(default_factory=list)
+
+    def start(self) -> Child:
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", *self.args], stderr=out,
+                                            env=self.env, stdin=subprocess.DEVNULL)
+        return self
+
+    def exited(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    async def restart(self) -> bool:
+        """Start it again after a pause that grows with its recent exits; False when it crash-loops."""
+        now = time.monotonic()
+        self.exits = [t for t in self.exits if now - t < CRASH_WINDOW] + [now]
+        if len(self.exits) >= CRASH_LIMIT:
+            return False
+        await asyncio.sleep(min(2.0 ** len(self.exits), 10.0))
+        self.start()
+        return True
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
         try:
-            process.wait(timeout)
+            self.process.wait(timeout)
         except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            self.process.kill()
+            self.process.wait()
 
 
 def run_all(config_path: str, config: Config, listen: str | None, demo: bool, external: bool) -> int:
@@ -104,9 +135,10 @@ def run_all(config_path: str, config: Config, listen: str | None, demo: bool, ex
     metrics_listen = config.worker.metrics_listen
     common = ["--config", config_path, "--log-level", "WARNING"]
     children = [
-        _spawn(["ingest", *common, "--listen", listen], workdir / "ingest.log", env),
-        _spawn(["worker", *common, "--metrics-listen", metrics_listen, "--data-dir", str(workdir / "worker"),
-                "--log-file", str(workdir / "worker.log")], workdir / "worker.log", env),
+        Child("ingest", ["ingest", *common, "--listen", listen], workdir / "ingest.log", env).start(),
+        Child("worker", ["worker", *common, "--metrics-listen", metrics_listen, "--data-dir",
+                         str(workdir / "worker"), "--log-file", str(workdir / "worker.log")],
+              workdir / "worker.log", env).start(),
     ]
     print(f"broker   {env.get('KAFKA_BOOTSTRAP_SERVERS', config.kafka.bootstrap_servers)}"
           + (" (local Apache Kafka)" if broker else ""))
@@ -116,13 +148,13 @@ def run_all(config_path: str, config: Config, listen: str | None, demo: bool, ex
     try:
         return asyncio.run(_supervise(children, listen, metrics_listen, demo))
     finally:
-        _stop(children)
+        for child in children:
+            child.stop()
         if broker is not None:
             broker.stop()
 
 
-async def _supervise(children: list[subprocess.Popen[bytes]], listen: str, metrics_listen: str,
-                     demo: bool) -> int:
+async def _supervise(children: list[Child], listen: str, metrics_listen: str, demo: bool) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -137,10 +169,16 @@ async def _supervise(children: list[subprocess.Popen[bytes]], listen: str, metri
     interactive = sys.stdout.isatty()
     async with aiohttp.ClientSession() as http:
         while not stop.is_set():
-            dead = [c for c in children if c.poll() is not None]
-            if dead:
-                print(f"\na pipeline process exited with status {dead[0].returncode}; see the logs", file=sys.stderr)
-                return 1
+            for child in children:
+                code = child.exited()
+                if code is None:
+                    continue
+                print(f"\nthe {child.name} exited with status {code}; restarting it (log: {child.log})",
+                      file=sys.stderr)
+                if not await child.restart():
+                    print(f"the {child.name} keeps exiting ({CRASH_LIMIT} times within {CRASH_WINDOW:.0f}s); "
+                          "stopping", file=sys.stderr)
+                    return 1
             line = summary_line(await scrape(http, f"http://{listen}/metrics"),
                                 await scrape(http, f"http://{metrics_listen}/metrics"))
             print(("\r" + line + "\x1b[K") if interactive else line, end="" if interactive else "\n",

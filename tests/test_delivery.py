@@ -289,7 +289,8 @@ async def test_full_receiver_backlog_is_dead_lettered_not_stalling_others(make_c
     receiver = await GatedReceiver().start()
     receiver.held.add("/slow")
     try:
-        config = make_config(receivers=two_integrations(receiver),
+        # The held request must outlast the whole test (a loaded machine takes minutes over it).
+        config = make_config(receivers=two_integrations(receiver, slow_timeout="300s"),
                              delivery={"max_attempts": 3, "initial_backoff": "100ms", "max_backoff": "1s",
                                        "queue_size": 2, "concurrency": 1})
         pipeline = await start_pipeline(config)

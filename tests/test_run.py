@@ -49,6 +49,17 @@ def test_run_demo_shows_notifications_and_stops_cleanly(tmp_path):
             raise AssertionError(f"the demo did not show every tenant's notifications:\n{text}")
         assert "broker   127.0.0.1:" in text and "(local Apache Kafka)" in text
         assert "ingest   http://127.0.0.1:19093" in text
+        # A worker that dies is started again, as Kubernetes would, and the ingest keeps serving.
+        worker = subprocess.run(["pgrep", "-P", str(process.pid), "-f", "pipeline.cli worker"],
+                                capture_output=True, text=True, check=True).stdout.split()
+        os.kill(int(worker[0]), signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while "the worker exited with status -9; restarting it" not in output.read_text(errors="replace"):
+            assert time.monotonic() < deadline and process.poll() is None, output.read_text(errors="replace")
+            time.sleep(0.5)
+        while not listening(19094):  # the restarted worker's metrics
+            assert time.monotonic() < deadline, output.read_text(errors="replace")
+            time.sleep(0.5)
     finally:
         process.send_signal(signal.SIGTERM)
         code = process.wait(60)
