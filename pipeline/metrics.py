@@ -84,6 +84,11 @@ TEMPLATE_ERRORS = Counter(
     "Message templates that failed to render; the channel's default template was used instead.",
     ["channel", "part", "template"],
 )
+TEMPLATE_LIMITS = Counter(
+    "alert_pipeline_template_limits_total",
+    "Template renders stopped at a limit (time or output size); counted in template_errors too.",
+    ["channel", "part", "limit"],
+)
 CONSUMER_LAG = Gauge(
     "alert_pipeline_consumer_lag",
     "Records not yet processed (highwater minus committed offset) per topic partition.",

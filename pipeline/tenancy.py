@@ -25,6 +25,9 @@ from pipeline.metrics import TENANT_SIDECAR_FAILURES
 log = logging.getLogger(__name__)
 
 NAMESPACE_LABEL = "namespace"
+#: The virtual label a notification's tenant is matched with (``global`` for the platform admins' route):
+#: a silence with ``__tenant__="T"`` mutes tenant T's notifications only (see agents/silence.py).
+TENANT_LABEL = "__tenant__"
 
 
 class TenantSidecar:

@@ -71,10 +71,16 @@ class Topics:
         """Silences keyed by silence id (compacted: the latest version of each, tombstones delete)."""
         return f"{self.prefix}silences"
 
+    @property
+    def sessions_revoked(self) -> str:
+        """Web UI sessions ended by a log-out, keyed by session id (compacted; a tombstone once the session
+        would have expired anyway)."""
+        return f"{self.prefix}sessions.revoked"
+
     def compacted(self) -> frozenset[str]:
         """Topics that hold current state rather than a stream: created with ``cleanup.policy=compact``."""
         return frozenset({self.silences, self.alerts_deduped, self.dispatch_groups, self.dispatch_group_alerts,
-                          self.delivery_log})
+                          self.delivery_log, self.sessions_revoked})
 
     def notifications(self, tenant: str) -> str:
         """Grouped notifications for one tenant (``global`` for the platform admins' route)."""
@@ -122,6 +128,7 @@ class Topics:
             self.dispatch_group_alerts,
             self.delivery_log,
             self.silences,
+            self.sessions_revoked,
             *(self.notifications(t) for t in config.tenant_names()),
             self.notifications_dlq,
             self.notifications_history,

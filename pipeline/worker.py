@@ -17,6 +17,7 @@ from pipeline.config import Config
 from pipeline.ingest.server import metrics
 from pipeline.metrics import CONSUMER_LAG, WORKER_READY
 from pipeline.reload import Reloader
+from pipeline.security.http import auth_middleware, warn_if_open
 from pipeline.topics import ensure_topics, topics_for
 
 log = logging.getLogger(__name__)
@@ -70,16 +71,18 @@ def run_worker(config: Config, load: Callable[[], Config], loglevel: str = "INFO
     @app.task
     async def serve_admin() -> None:
         """``/metrics``, ``/-/ready``, ``/-/healthy`` and ``POST /-/reload`` on the metrics address; SIGHUP
-        reloads too."""
+        reloads too. Behind the same principals as the ingest (probes open, the rest admin-only) and over
+        TLS when the web config says so."""
         reloader.on_sighup(asyncio.get_running_loop())
-        admin = web.Application()
+        admin = web.Application(middlewares=[auth_middleware(lambda request: pipeline.config.authenticator)])
         admin.router.add_get("/metrics", metrics)
         admin.router.add_get("/-/ready", ready)
         admin.router.add_get("/-/healthy", healthy)
         admin.router.add_post("/-/reload", reloader.handle)
         runner = web.AppRunner(admin, access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, host, port).start()
+        warn_if_open(config.authenticator, config.worker.metrics_listen)
+        await web.TCPSite(runner, host, port, ssl_context=config.authenticator.web.ssl_context()).start()
         log.info("worker metrics on http://%s:%d/metrics", host, port)
 
     worker = faust.Worker(app, loglevel=loglevel, logfile=logfile, quiet=True, redirect_stdouts=False)

@@ -31,6 +31,7 @@ Every attempt's outcome is written to ``notifications.history``; a notification 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import logging
@@ -40,7 +41,6 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import aiohttp
 import orjson
 from aiokafka import ConsumerRecord
 from faust.types import TP, EventT
@@ -65,6 +65,9 @@ NOTIFICATIONS_SKIPPED = Counter(
     "Re-read notifications the delivery log knew as already handled (not sent again).",
     ["tenant"],
 )
+#: Alert names a history record counts (the most frequent; the ``alerts`` field counts them all).
+HISTORY_ALERTNAMES = 20
+
 QUEUED = Gauge(
     "alert_pipeline_delivery_queued",
     "Notifications waiting in a receiver integration's delivery queue.",
@@ -230,9 +233,7 @@ class Delivery:
         self.acks.drop(partitions)
 
     async def start(self) -> None:
-        self._context = SenderContext(
-            http=aiohttp.ClientSession(), external_url=self.pipeline.config.global_.external_url
-        )
+        self._context = SenderContext.for_config(self.pipeline.config)
 
     async def stop(self) -> None:
         for task in self._workers:
@@ -260,12 +261,17 @@ class Delivery:
                       failure: str = "") -> None:
         topic = self.pipeline.topics.notifications_history
         partitions = await self.pipeline.writer.partitions(topic)
+        now = time.time()
+        names = collections.Counter(alert["labels"].get("alertname", "") for alert in notification.alerts)
         self.writes.outbox.add(topic, key_partition(notification.id, partitions), notification.id.encode(),
                                orjson.dumps({
             "id": notification.id, "tenant": notification.tenant, "receiver": notification.receiver,
             "integration": notification.integration, "groupKey": notification.group_key,
             "status": notification.status, "alerts": len(notification.alerts), "attempt": attempt,
-            "outcome": outcome, "error": error, "failure": failure, "at": time.time(),
+            "outcome": outcome, "error": error, "failure": failure, "at": now,
+            # Since the ingest accepted the oldest new alert (as the latency histogram), and which alerts.
+            "latency": round(max(0.0, now - notification.received_at), 3),
+            "alertnames": dict(names.most_common(HISTORY_ALERTNAMES)),
         }))
 
     async def _dead_letter(self, event: EventT, reason: str, value: bytes | None, attempts: int = 0) -> None:

@@ -23,6 +23,7 @@ from pipeline.limits import Limits
 from pipeline.models import Alert, fingerprint
 from pipeline.routing import RoutingTable
 from pipeline.tenancy import TenantResolver
+from tests.bench_ui import ui_benchmark
 
 Row = tuple[str, float, str]
 FIXTURES = Path(__file__).parent / "fixtures" / "kube"
@@ -195,6 +196,7 @@ def main() -> None:
         for name, value, unit in bench_event_rules():
             print(f"{name}: {value:,.0f} {unit}")
     asyncio.run(compare(quick=args.quick))
+    asyncio.run(ui_benchmark())
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ def test_label_selector_becomes_matchers():
     assert not selects({"matchExpressions": [{"key": "pod", "operator": "Match", "regexValue": "^web-"}]},
                        {"pod": "my-web-1"}, "here")
     assert match == 'pod=~".*(?:^web-).*"'
-    with pytest.raises(ValueError, match="not a regular expression"):
+    with pytest.raises(ValueError, match="invalid regular expression"):
         selector_matchers({"matchExpressions": [{"key": "a", "operator": "Match", "regexValue": "("}]}, "here")
 
 

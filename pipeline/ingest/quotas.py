@@ -27,6 +27,7 @@ from pipeline.limits import TokenBucket
 from pipeline.metrics import LIMITS_EXCEEDED
 from pipeline.models import Alert, parse_time
 from pipeline.routing import RoutingTable
+from pipeline.security.principals import Principal
 from pipeline.tenancy import TenantResolver
 
 
@@ -203,11 +204,12 @@ class Quotas:
 QUOTAS: web.AppKey[Quotas] = web.AppKey("quotas", Quotas)
 
 
-def request_tenant(tenants: TenantResolver, alerts: list[Alert]) -> str | None:
-    """The tenant a request is charged to for the request rate: the one tenant every alert of it belongs to.
-
-    None when the alerts are the platform's or several tenants' (a cluster-wide Prometheus). Once
-    authentication exists, this is the tenant of the request's principal."""
+def request_tenant(caller: Principal, tenants: TenantResolver, alerts: list[Alert]) -> str | None:
+    """The tenant a request is charged to for the request rate: a tenant principal's own tenant, or else
+    the one tenant every alert of it belongs to (None for the platform's alerts or several tenants', as
+    from a cluster-wide Prometheus)."""
+    if caller.tenant is not None:
+        return caller.tenant
     owners = {tenants.for_labels(alert.labels) for alert in alerts}
     only = owners.pop() if len(owners) == 1 else ()
     return only[0] if len(only) == 1 else None

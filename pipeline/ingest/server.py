@@ -26,6 +26,8 @@ from pipeline.metrics import ALERTS_RECEIVED, ALERTS_REJECTED
 from pipeline.models import Alert
 from pipeline.producer import BrokerUnavailable, KafkaWriter, RecordTooLarge
 from pipeline.records import by_partition, pack
+from pipeline.scope import Forbidden, TenantResolvers, check_alert_namespaces
+from pipeline.security.http import auth_middleware, principal
 from pipeline.topics import ensure_topics, topics_for
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,7 @@ WRITER: web.AppKey[KafkaWriter] = web.AppKey("writer", KafkaWriter)
 CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
 #: What must hold before the ingest says it is ready, each with what to say when it does not.
 READINESS: web.AppKey[list[tuple[str, Callable[[], bool]]]] = web.AppKey("readiness", list)
+TENANCY: web.AppKey[TenantResolvers] = web.AppKey("tenancy", TenantResolvers)
 
 
 def error(status: int, message: str) -> web.Response:
@@ -129,7 +132,7 @@ def apply_tenant_limits(request: web.Request, batch: ParsedBatch, now: float) ->
     would put a tenant over a limit move from the batch to ``batch.over_quota``."""
     config, limiter = request.app[CONFIG], request.app[quotas.QUOTAS]
     usage = limiter.current(config)
-    tenant = quotas.request_tenant(usage.tenants, batch.alerts) if usage.rate_limited else None
+    tenant = quotas.request_tenant(principal(request), usage.tenants, batch.alerts) if usage.rate_limited else None
     over_rate = limiter.rate_refusal(config, tenant)
     if over_rate is not None:
         quotas.count(tenant, "ingest_rate")
@@ -167,6 +170,14 @@ async def post_alerts(request: web.Request) -> web.Response:
     except ValueError as exc:
         ALERTS_REJECTED.labels("alerts", "bad_shape").inc()
         return error(400, str(exc))
+    try:  # a tenant principal posts for its own namespaces only; nothing of a refused request is written
+        await check_alert_namespaces(principal(request), (a.labels for a in batch.alerts),
+                                     request.app[TENANCY].of(config), config.ingest.kafka_timeout)
+    except Forbidden as exc:
+        ALERTS_REJECTED.labels(batch.source, "forbidden").inc(len(batch.alerts))
+        return error(403, str(exc))
+    except TimeoutError:
+        return error(503, "the tenant sidecar did not answer in time")
     refused = apply_tenant_limits(request, batch, now)
     if refused is not None:
         return refused
@@ -204,10 +215,18 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+def listen_port(listen: str) -> int:
+    return int(listen.rpartition(":")[2])
+
+
 def create_app(config: Config) -> web.Application:
-    """The ingest application; other modules add their routes through :func:`routes`."""
-    app = web.Application(client_max_size=config.ingest.max_body_bytes)
+    """The ingest application; other modules add their routes through :func:`routes`. Every request
+    passes :func:`~pipeline.security.http.auth_middleware` (open when no principal is configured)."""
+    admin_port = listen_port(config.ingest.admin_listen) if config.ingest.admin_listen else None
+    middleware = auth_middleware(lambda request: request.app[CONFIG].authenticator, admin_port)
+    app = web.Application(client_max_size=config.ingest.max_body_bytes, middlewares=[middleware])
     app[CONFIG] = config
+    app[TENANCY] = TenantResolvers()
     app[WRITER] = KafkaWriter(config.kafka, config.ingest.kafka_timeout)
     app[READINESS] = []
     app.router.add_post("/api/v2/alerts", post_alerts)
@@ -225,6 +244,7 @@ def create_app(config: Config) -> web.Application:
         await app[WRITER].start()
         yield
         await app[WRITER].stop()
+        await app[TENANCY].close()
 
     app.cleanup_ctx.append(lifecycle)
     from pipeline import api  # after the writer's lifecycle: the API's views need the topics
