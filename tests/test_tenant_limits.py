@@ -16,6 +16,7 @@ from pipeline.config import parse_config
 from pipeline.ingest.quotas import Quotas, TenantUsage, request_tenant, silence_refusal
 from pipeline.matchers import Matcher
 from pipeline.models import Alert, format_time
+from pipeline.security.principals import Principal
 from senders.ratelimit import NotificationRates
 from tests.harness import Receiver, base_config, eventually
 
@@ -88,9 +89,12 @@ def test_silences_over_a_tenants_limits_are_refused():
 def test_the_request_rate_and_the_tenant_of_a_request():
     config = parse_config(tenants_config(ingest_rate={"requests": 2, "per": "10s"}))
     quotas, usage, now = Quotas(SimpleNamespace(listen=lambda _: None, items={})), TenantUsage(config), time.time()
-    assert request_tenant(usage.tenants, [alert("A", "noisy-1", now), alert("B", "noisy-2", now)]) == "noisy"
-    assert request_tenant(usage.tenants, [alert("A", "noisy-1", now), alert("B", "quiet", now)]) is None
-    assert request_tenant(usage.tenants, [alert("A", "kube-system", now)]) is None
+    sender = Principal("prometheus", "sender")
+    assert request_tenant(sender, usage.tenants, [alert("A", "noisy-1", now), alert("B", "noisy-2", now)]) == "noisy"
+    assert request_tenant(sender, usage.tenants, [alert("A", "noisy-1", now), alert("B", "quiet", now)]) is None
+    assert request_tenant(sender, usage.tenants, [alert("A", "kube-system", now)]) is None
+    # A tenant principal's requests are its tenant's, whatever they hold.
+    assert request_tenant(Principal("q", "tenant", "quiet"), usage.tenants, [alert("A", "noisy-1", now)]) == "quiet"
     assert quotas.rate_refusal(config, "noisy") is None
     assert quotas.rate_refusal(config, "noisy") is None
     message, wait = quotas.rate_refusal(config, "noisy")
