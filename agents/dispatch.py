@@ -42,13 +42,15 @@ from faust.types import EventT
 from agents.grouping import Flush, Group, GroupAlert, flush, next_tick
 from pipeline.app import Pipeline
 from pipeline.deadletters import letter_for, queue_letter
-from pipeline.metrics import ALERTS_GROUPED, GROUPS_ACTIVE, NOTIFICATIONS_CREATED
+from pipeline.metrics import ALERTS_GROUPED, GROUPS_ACTIVE, NOTIFICATIONS_CREATED, STAGE_SECONDS
 from pipeline.models import Alert
 from pipeline.records import unpack
 from pipeline.stage import PartitionedStage, events_by_partition, guarded, run_batches
 from pipeline.writer import Outbox, key_partition
 
 log = logging.getLogger(__name__)
+
+FLUSH_SECONDS = STAGE_SECONDS.labels("flush")
 
 #: Separates the group id from the fingerprint in the keys of ``dispatch.group-alerts``.
 ROW_SEP = "\x1f"
@@ -217,7 +219,7 @@ class DispatchStage(PartitionedStage[Groups]):
 
     async def _flush(self, due: list[tuple[Group, float]], epoch: int, now: float) -> None:
         notifications, states = self.writer.outbox(), self.writer.outbox()
-        flushes: list[tuple[Group, Flush, float]] = []
+        flushes: list[tuple[Group, Flush, float, float]] = []
         for group, _ in due:
             route = self.pipeline.routing.route(group.tenant, group.route)
             receiver = next((r for r in self.pipeline.config.receivers_of(group.tenant)
@@ -245,11 +247,13 @@ class DispatchStage(PartitionedStage[Groups]):
                 notifications.add(topic, key_partition(group.id, partitions), group.id.encode(),
                                   notification.encode(self.pipeline.config.kafka.max_record_bytes))
                 NOTIFICATIONS_CREATED.labels(group.tenant, group.receiver, notification.integration).inc()
-            flushes.append((group, result, options.repeat_interval))
+            flushes.append((group, result, options.repeat_interval, tick))
         # Record the flush only once Kafka has every notification (at-least-once, never lost).
         await self.writer.write(notifications)
         sent_at = time.time()
-        for group, result, repeat_interval in flushes:
+        for group, result, repeat_interval, tick in flushes:
+            if result.notifications:
+                FLUSH_SECONDS.observe(max(0.0, sent_at - tick))
             row = not group.flushed or bool(result.log)
             for integration, entry in result.log.items():
                 entry.at = sent_at  # Alertmanager logs a notification once it is sent, after its tick

@@ -28,6 +28,7 @@ import contextlib
 import functools
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -36,6 +37,7 @@ from faust.types import EventT
 
 from pipeline.config import KafkaSettings
 from pipeline.kafka import client_options
+from pipeline.metrics import STAGE_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -206,9 +208,14 @@ async def run_batches(stream: Any, batch_size: int, linger: float, stage_name: s
     """The loop of a batch stage: ``handle`` processes a batch, writes everything it caused and returns the
     events it finished; those are acked, in offset order. Anything escaping ``handle`` crashes the process."""
 
+    hop = STAGE_SECONDS.labels(stage_name)
+
     async def loop() -> None:
         async for events in stream.noack_take(batch_size, within=linger):
-            for event in sorted(await handle(events), key=lambda e: (e.message.partition, e.message.offset)):
+            done = await handle(events)
+            now = time.time()
+            for event in sorted(done, key=lambda e: (e.message.partition, e.message.offset)):
                 event.ack()
+                hop.observe(max(0.0, now - (event.message.timestamp or now)))
 
     await guarded(f"stage {stage_name}", loop())

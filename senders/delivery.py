@@ -49,13 +49,15 @@ from prometheus_client import Counter, Gauge
 import senders.catalog  # noqa: F401  (registers every channel's sender)
 from pipeline.app import Pipeline
 from pipeline.deadletters import letter_for, queue_letter
-from pipeline.metrics import DELIVERY_LATENCY, NOTIFICATIONS_FAILED, NOTIFICATIONS_SENT
+from pipeline.metrics import DELIVERY_LATENCY, NOTIFICATIONS_FAILED, NOTIFICATIONS_SENT, STAGE_SECONDS
 from pipeline.models import Notification
 from pipeline.stage import PartitionedStage, guarded
 from pipeline.writer import BatchWriter, Outbox, key_partition
 from senders.base import DeliveryError, Sender, SenderContext, create_sender
 
 log = logging.getLogger(__name__)
+
+DELIVER_SECONDS = STAGE_SECONDS.labels("deliver")
 
 IntegrationKey = tuple[str, str, str]
 
@@ -310,6 +312,7 @@ class Delivery:
                 backoff = min(backoff * 2, policy.max_backoff)
                 continue
             NOTIFICATIONS_SENT.labels(*labels).inc()
+            DELIVER_SECONDS.observe(max(0.0, time.time() - (work.slot.event.message.timestamp or time.time())))
             DELIVERY_LATENCY.labels(notification.tenant, notification.integration).observe(
                 max(0.0, time.time() - notification.received_at))
             await self._record(notification, attempt, "sent")

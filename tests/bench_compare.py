@@ -28,7 +28,7 @@ import aiohttp
 import orjson
 
 from pipeline.broker import LocalKafka, free_port
-from tests.harness import Alertmanager, PipelineProcesses, base_config, eventually
+from tests.harness import Alertmanager, PipelineProcesses, _get, base_config, eventually
 
 CLOCK = os.sysconf("SC_CLK_TCK")
 DESCRIPTION = "d" * 64
@@ -248,6 +248,7 @@ async def pipeline(size: Size, port: int, broker: LocalKafka, tmp: Path, workers
         result = await run_load(name, processes[0].ingest_url, path, port, size, [ingest.pid, *worker_pids], 600)
         result.broker_cpu = cpu_seconds(node_pid(broker)) - broker_before
         result.broker_rss = memory(node_pid(broker))[1]
+        result.extra += hop_lines(processes)
         if workers > 1:
             alerts_topic = f"{config['kafka']['topic_prefix']}alerts"
             split = [int(p.metric("alert_pipeline_partitions_assigned", topic=alerts_topic)) for p in processes]
@@ -260,6 +261,39 @@ async def pipeline(size: Size, port: int, broker: LocalKafka, tmp: Path, workers
     finally:
         for process in processes:
             process.stop()
+
+
+HOPS = ("ingest", "dedup", "dispatch", "flush", "deliver")
+
+
+def hop_lines(processes: list[PipelineProcesses]) -> list[str]:
+    """Where the time went, from every process's ``alert_pipeline_stage_seconds``: per hop, how many
+    were observed, their mean and the bucket bound under which 50% and 99% fell."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    counts: dict[str, dict[float, float]] = {hop: {} for hop in HOPS}
+    sums: dict[str, float] = dict.fromkeys(HOPS, 0.0)
+    urls = [f"{processes[0].ingest_url}/metrics", *(p.worker_metrics_url for p in processes)]
+    for url in urls:
+        for family in text_string_to_metric_families(_get(url)[1]):
+            for sample in family.samples:
+                hop = sample.labels.get("stage")
+                if family.name != "alert_pipeline_stage_seconds" or hop not in counts:
+                    continue
+                if sample.name.endswith("_bucket"):
+                    bound = float(sample.labels["le"])
+                    counts[hop][bound] = counts[hop].get(bound, 0.0) + sample.value
+                elif sample.name.endswith("_sum"):
+                    sums[hop] += sample.value
+
+    def quantile(buckets: dict[float, float], q: float) -> str:
+        total = buckets.get(float("inf"), 0.0)
+        bound = next((b for b in sorted(buckets) if buckets[b] >= q * total), float("inf"))
+        return f"<{bound:g} s" if bound != float("inf") else "> last bucket"
+
+    parts = [f"{hop} {n:,.0f}x mean {sums[hop] / n:.3f} s p50 {quantile(counts[hop], 0.5)} p99 "
+             f"{quantile(counts[hop], 0.99)}" for hop in HOPS if (n := counts[hop].get(float("inf"), 0.0))]
+    return ["    hops (alert_pipeline_stage_seconds): " + "; ".join(parts)]
 
 
 def seen(processes: PipelineProcesses) -> float:

@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pipeline.config import Config
 from pipeline.ingest import kube
 from pipeline.ingest.alertmanager import parse_alerts_body
-from pipeline.metrics import ALERTS_RECEIVED, ALERTS_REJECTED
+from pipeline.metrics import ALERTS_RECEIVED, ALERTS_REJECTED, STAGE_SECONDS
 from pipeline.models import Alert
 from pipeline.producer import BrokerUnavailable, KafkaWriter
 from pipeline.records import by_partition, pack
@@ -33,6 +33,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 WRITER: web.AppKey[KafkaWriter] = web.AppKey("writer", KafkaWriter)
 CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
+INGEST_SECONDS = STAGE_SECONDS.labels("ingest")
 
 
 def error(status: int, message: str) -> web.Response:
@@ -118,6 +119,7 @@ async def alert_records(request: web.Request, topic: str, alerts: list[Alert],
 async def post_alerts(request: web.Request) -> web.Response:
     """``POST /api/v2/alerts`` (and ``/api/v1/alerts``): postable alerts or a webhook v4 payload."""
     config = request.app[CONFIG]
+    started = time.perf_counter()
     body = await read_json(request, "alerts")
     now = time.time()
     try:
@@ -133,6 +135,7 @@ async def post_alerts(request: web.Request) -> web.Response:
     if records:
         await write_batches(request, topic, records, batch.source)
         ALERTS_RECEIVED.labels(batch.source, request.path).inc(accepted)
+        INGEST_SECONDS.observe(time.perf_counter() - started)
     if batch.errors:
         # As Alertmanager does: the valid alerts are kept, the answer lists the invalid ones.
         ALERTS_REJECTED.labels(batch.source, "invalid_alert").inc(len(batch.errors))
