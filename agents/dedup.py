@@ -25,6 +25,7 @@ agent would cost every change one more Kafka hop for no state of its own.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -41,7 +42,7 @@ from pipeline.deadletters import DeadLetter, letter_for, queue_letter
 from pipeline.metrics import ALERTS_CHANGED, ALERTS_DEDUPLICATED
 from pipeline.models import Alert, fingerprint, parse_time
 from pipeline.records import by_partition, pack, unpack
-from pipeline.stage import PartitionedStage, events_by_partition, guarded, run_batches
+from pipeline.stage import PartitionedStage, events_by_partition, guarded
 from pipeline.writer import Outbox, key_partition
 
 log = logging.getLogger(__name__)
@@ -127,12 +128,13 @@ class DedupStage(PartitionedStage[Entries]):
             return
         state[key] = (record.value, ends_at)
 
-    async def handle(self, events: Sequence[EventT]) -> list[EventT]:
-        """Decide, route and write a batch; returns the events handled (those of partitions still owned)."""
+    async def handle(self, events: Sequence[EventT]) -> tuple[list[EventT], asyncio.Future[None]]:
+        """Decide, route and submit a batch; returns the events handled (those of partitions still owned)
+        and the write after which they may be acked."""
         async with self.lock:
             return await self._handle(events)
 
-    async def _handle(self, events: Sequence[EventT]) -> list[EventT]:
+    async def _handle(self, events: Sequence[EventT]) -> tuple[list[EventT], asyncio.Future[None]]:
         topics, writer = self.pipeline.topics, self.writer
         now = time.time()
         outbox, states_out = writer.outbox(), writer.outbox()
@@ -190,14 +192,13 @@ class DedupStage(PartitionedStage[Entries]):
                 states_out.add(topics.alerts_deduped, partition, fp.encode(), value)
                 written.append((entries, fp, value, state.alert.ends_at))
         await self._route(changes, outbox)
+        # The next batch decides against the new states at once, while they are being written.
+        for entries, fp, value, ends_at in written:
+            entries[fp] = (value, ends_at)
         # The routed records (and dead letters) first, acknowledged, then the new states: a crash in between
         # re-reads the batch against the old states and routes it again (a duplicate the groups absorb).
         # The other order could lose a change: recovered as already passed on, never routed.
-        await writer.write(outbox)
-        await writer.write(states_out)
-        for entries, fp, value, ends_at in written:
-            entries[fp] = (value, ends_at)
-        return done
+        return done, self.write_state(states_out, after=[writer.submit(outbox)])
 
     async def _route(self, changes: list[dict[str, Any]], outbox: Outbox) -> None:
         """The routed items of the changes, one batch record per partition of ``alerts.routed``; an alert
@@ -232,9 +233,9 @@ class DedupStage(PartitionedStage[Entries]):
                 for fp in [fp for fp, (_, ends_at) in entries.items() if ends_at < horizon]:
                     outbox.add(self.pipeline.topics.alerts_deduped, partition, fp.encode(), None)
                     stale.append((entries, fp))
-            await self.writer.write(outbox)
             for entries, fp in stale:
                 entries.pop(fp, None)
+            self.write_state(outbox)
             if stale:
                 log.info("dedup: forgot %d alerts resolved before the retention", len(stale))
 
@@ -246,7 +247,7 @@ def register(pipeline: Pipeline) -> None:
 
     @pipeline.app.agent(pipeline.topic(pipeline.topics.alerts), name="dedup")
     async def dedup(stream):  # type: ignore[no-untyped-def]
-        await run_batches(stream, settings.batch_size, settings.batch_linger, stage.name, stage.handle)
+        await stage.run(stream, settings.batch_size, settings.batch_linger)
 
     @pipeline.app.timer(interval=60.0, name="dedup-gc")
     async def forget_resolved() -> None:

@@ -27,6 +27,7 @@ two re-sends it (the delivery log makes that harmless) and never loses it.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import itertools
 import logging
@@ -45,7 +46,7 @@ from pipeline.deadletters import letter_for, queue_letter
 from pipeline.metrics import ALERTS_GROUPED, GROUPS_ACTIVE, NOTIFICATIONS_CREATED, STAGE_SECONDS
 from pipeline.models import Alert
 from pipeline.records import unpack
-from pipeline.stage import PartitionedStage, events_by_partition, guarded, run_batches
+from pipeline.stage import PartitionedStage, events_by_partition, guarded
 from pipeline.writer import Outbox, key_partition
 
 log = logging.getLogger(__name__)
@@ -123,11 +124,11 @@ class DispatchStage(PartitionedStage[Groups]):
 
     # --- the stream: routed alerts into their groups ----------------------------------------------------
 
-    async def handle(self, events: Sequence[EventT]) -> list[EventT]:
+    async def handle(self, events: Sequence[EventT]) -> tuple[list[EventT], asyncio.Future[None]]:
         async with self.lock:
             return await self._handle(events)
 
-    async def _handle(self, events: Sequence[EventT]) -> list[EventT]:
+    async def _handle(self, events: Sequence[EventT]) -> tuple[list[EventT], asyncio.Future[None]]:
         now, limit = time.time(), self.pipeline.config.worker.max_group_alerts
         outbox = self.writer.outbox()
         done: list[EventT] = []
@@ -163,9 +164,8 @@ class DispatchStage(PartitionedStage[Groups]):
                     self._alert_row(outbox, group, item["alert"]["fingerprint"])
             for group in own_rows.values():
                 self._row(outbox, group)
-        await self.writer.write(outbox)
         GROUPS_ACTIVE.set(sum(len(self.states[p].groups) for p in self.partitions))
-        return done
+        return done, self.write_state(outbox)
 
     def _insert(self, state: Groups, item: Any, key: str | None, partition: int, limit: int,
                 now: float) -> tuple[Group | None, bool]:
@@ -219,7 +219,8 @@ class DispatchStage(PartitionedStage[Groups]):
 
     async def _flush(self, due: list[tuple[Group, float]], epoch: int, now: float) -> None:
         notifications, states = self.writer.outbox(), self.writer.outbox()
-        flushes: list[tuple[Group, Flush, float, float]] = []
+        flushes: list[tuple[Group, Flush, float]] = []
+        ticks: list[float] = []
         for group, _ in due:
             route = self.pipeline.routing.route(group.tenant, group.route)
             receiver = next((r for r in self.pipeline.config.receivers_of(group.tenant)
@@ -247,16 +248,20 @@ class DispatchStage(PartitionedStage[Groups]):
                 notifications.add(topic, key_partition(group.id, partitions), group.id.encode(),
                                   notification.encode(self.pipeline.config.kafka.max_record_bytes))
                 NOTIFICATIONS_CREATED.labels(group.tenant, group.receiver, notification.integration).inc()
-            flushes.append((group, result, options.repeat_interval, tick))
-        # Record the flush only once Kafka has every notification (at-least-once, never lost).
-        await self.writer.write(notifications)
-        sent_at = time.time()
-        for group, result, repeat_interval, tick in flushes:
+            flushes.append((group, result, options.repeat_interval))
             if result.notifications:
-                FLUSH_SECONDS.observe(max(0.0, sent_at - tick))
+                ticks.append(tick)
+        sent = self.writer.submit(notifications)
+        sent.add_done_callback(lambda _: observe_flushes(ticks))
+        # The groups move on in memory at once; their rows are written only once Kafka has every
+        # notification (write_state), so a crash in between re-sends, never loses.
+        sent_at = time.time()
+        for group, result, repeat_interval in flushes:
             row = not group.flushed or bool(result.log)
             for integration, entry in result.log.items():
-                entry.at = sent_at  # Alertmanager logs a notification once it is sent, after its tick
+                # Alertmanager logs a notification once sent, after its tick; ours is logged at the flush,
+                # which is after the tick too, so a repeat comes at the same tick.
+                entry.at = sent_at
                 group.log[integration] = entry
             if result.log:
                 group.seq += 1
@@ -266,7 +271,7 @@ class DispatchStage(PartitionedStage[Groups]):
             if leaving or row:
                 self._forget(states, group, leaving, row)
             group.judged(epoch, now, repeat_interval)
-        await self.writer.write(states)
+        self.write_state(states, after=[sent])
 
     def _unmuted(self, group: Group, epoch: int, now: float) -> tuple[dict[str, GroupAlert], dict[str, str]]:
         """Alertmanager's MuteStage: the group's alerts not muted for its tenant, and the ``updatedAt`` of
@@ -300,6 +305,13 @@ class DispatchStage(PartitionedStage[Groups]):
             state.groups.pop(group.id, None)
 
 
+def observe_flushes(ticks: list[float]) -> None:
+    """The flush hop: from each group's due tick to Kafka's acknowledgement of its notifications."""
+    now = time.time()
+    for tick in ticks:
+        FLUSH_SECONDS.observe(max(0.0, now - tick))
+
+
 class GroupFull(ValueError):
     """A new alert for a group at ``worker.max_group_alerts``: dead-lettered (replayable once there is room)."""
 
@@ -315,7 +327,7 @@ def register(pipeline: Pipeline) -> None:
 
     @pipeline.app.agent(pipeline.topic(pipeline.topics.alerts_routed), name="dispatch")
     async def dispatch(stream):  # type: ignore[no-untyped-def]
-        await run_batches(stream, settings.batch_size, settings.batch_linger, stage.name, stage.handle)
+        await stage.run(stream, settings.batch_size, settings.batch_linger)
 
     @pipeline.app.timer(interval=settings.tick_interval, name="dispatch-flush")
     async def flush_due_groups() -> None:

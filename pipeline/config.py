@@ -308,6 +308,10 @@ class WorkerSettings(StrictModel):
     #: How long an agent waits to fill a batch: each stage adds up to this much latency when traffic
     #: is low; under load batches fill before it passes.
     batch_linger: Duration = Field(default=0.01, gt=0)
+    #: How long the broker may hold a fetch of the worker's consumer when there is nothing new. Every
+    #: topic the worker reads shares one fetch per broker, so this bounds how late a record can be
+    #: seen after a quiet topic's fetch went out (faust's own 1.5 s made every hop up to that late).
+    fetch_max_wait: Duration = Field(default=0.05, gt=0, le=1.5)
 
 
 

@@ -13,35 +13,29 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
+from fnv_c import fnv1a_64
 
 #: Go's zero time, which Alertmanager writes for "not set" (e.g. ``endsAt`` of a firing alert).
 ZERO_TIME = "0001-01-01T00:00:00Z"
 _ZERO_EPOCH = -62135596800.0
 
-_FNV_OFFSET = 14695981039346656037
-_FNV_PRIME = 1099511628211
-_MASK = 0xFFFFFFFFFFFFFFFF
+#: prometheus/common's separator byte, after every label name and value.
+_SEP = b"\xff"
 
 
 def fingerprint(labels: dict[str, str]) -> str:
     """Alertmanager's alert id: prometheus/common ``LabelSet.Fingerprint`` as 16 hex digits.
 
-    FNV-1a 64 over the sorted label names and values, each followed by the 0xff separator, so
-    ids are identical to the ones Alertmanager and amtool show for the same label set. Cached:
-    the same label sets come back at every evaluation, and the byte loop is the costly part.
+    FNV-1a 64 (fnv-c, in C) over the sorted label names and values, each followed by the 0xff
+    separator, so ids are identical to the ones Alertmanager and amtool show for the same label set.
+    Cached: the same label sets come back at every evaluation.
     """
     return _fingerprint(tuple(sorted(labels.items())))
 
 
 @lru_cache(maxsize=262144)
 def _fingerprint(items: tuple[tuple[str, str], ...]) -> str:
-    h = _FNV_OFFSET
-    for pair in items:
-        for part in pair:
-            for byte in part.encode():
-                h = ((h ^ byte) * _FNV_PRIME) & _MASK
-            h = ((h ^ 0xFF) * _FNV_PRIME) & _MASK
-    return f"{h:016x}"
+    return format(fnv1a_64(b"".join(part.encode() + _SEP for pair in items for part in pair)), "016x")
 
 
 def parse_time(value: Any, what: str) -> float | None:
