@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,7 +44,7 @@ from pipeline.metrics import ALERTS_CHANGED, ALERTS_DEDUPLICATED
 from pipeline.models import Alert, fingerprint, parse_time
 from pipeline.records import by_partition, pack, unpack
 from pipeline.stage import PartitionedStage, events_by_partition, guarded
-from pipeline.writer import Outbox, key_partition
+from pipeline.writer import Outbox, group_partition, key_partition
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,7 @@ class DedupStage(PartitionedStage[Entries]):
         partitions = await writer.partitions(topics.alerts)
         done: list[EventT] = []
         changes: list[dict[str, Any]] = []
+        kinds: Counter[str | None] = Counter()
         written: list[tuple[Entries, str, bytes, float]] = []
         for partition, part_events in events_by_partition(events).items():
             entries = await self.ready(partition)
@@ -168,7 +170,8 @@ class DedupStage(PartitionedStage[Entries]):
                                                               orjson.dumps(item) if batched else None, where))
                         continue
                     fp = incoming.fingerprint
-                    home = key_partition(fp, partitions)
+                    # A fingerprint with state here is at home; only a new one needs its partition computed.
+                    home = partition if fp in entries else key_partition(fp, partitions)
                     if home != partition:
                         # Published with another partitioner: its state lives in the partition of its key.
                         outbox.add(topics.alerts, home, None, b"[" + orjson.dumps(item) + b"]")
@@ -178,12 +181,11 @@ class DedupStage(PartitionedStage[Entries]):
                         states[fp] = DedupState.from_value(orjson.loads(entry[0])) if entry else None
                     state, change = decide(states[fp], incoming, now)
                     states[fp] = state
+                    kinds[change] += 1
                     if change is None:
-                        ALERTS_DEDUPLICATED.inc()
                         continue
                     # Later repeats in the batch update the state; each change is routed as it was decided.
                     changed.add(fp)
-                    ALERTS_CHANGED.labels(change).inc()
                     changes.append(state.alert.to_record())
             for fp in changed:
                 state = states[fp]
@@ -191,6 +193,11 @@ class DedupStage(PartitionedStage[Entries]):
                 value = orjson.dumps(state.to_value(partition))
                 states_out.add(topics.alerts_deduped, partition, fp.encode(), value)
                 written.append((entries, fp, value, state.alert.ends_at))
+        for kind, count in kinds.items():
+            if kind is None:
+                ALERTS_DEDUPLICATED.inc(count)
+            else:
+                ALERTS_CHANGED.labels(kind).inc(count)
         await self._route(changes, outbox)
         # The next batch decides against the new states at once, while they are being written.
         for entries, fp, value, ends_at in written:
@@ -214,7 +221,7 @@ class DedupStage(PartitionedStage[Entries]):
                     f"({outbox.limit})", orjson.dumps(alert), key=alert["fingerprint"], stage=self.name))
                 continue
             items += routed
-        for partition, values in by_partition(items, partitions).items():
+        for partition, values in by_partition(items, partitions, group_partition).items():
             for record in pack(values, outbox.limit):
                 outbox.add(topic, partition, None, record)
 

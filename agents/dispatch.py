@@ -32,6 +32,7 @@ import heapq
 import itertools
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -47,7 +48,7 @@ from pipeline.metrics import ALERTS_GROUPED, GROUPS_ACTIVE, NOTIFICATIONS_CREATE
 from pipeline.models import Alert
 from pipeline.records import unpack
 from pipeline.stage import PartitionedStage, events_by_partition, guarded
-from pipeline.writer import Outbox, key_partition
+from pipeline.writer import Outbox, group_partition
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,7 @@ class DispatchStage(PartitionedStage[Groups]):
         now, limit = time.time(), self.pipeline.config.worker.max_group_alerts
         outbox = self.writer.outbox()
         done: list[EventT] = []
+        grouped: Counter[str] = Counter()
         for partition, part_events in events_by_partition(events).items():
             state = await self.ready(partition)
             if state is None:
@@ -159,11 +161,14 @@ class DispatchStage(PartitionedStage[Groups]):
                         continue
                     if group is None:
                         continue
+                    grouped[group.tenant] += 1
                     if new:
                         own_rows[group.id] = group
                     self._alert_row(outbox, group, item["alert"]["fingerprint"])
             for group in own_rows.values():
                 self._row(outbox, group)
+        for tenant, count in grouped.items():
+            ALERTS_GROUPED.labels(tenant).inc(count)
         GROUPS_ACTIVE.set(sum(len(self.states[p].groups) for p in self.partitions))
         return done, self.write_state(outbox)
 
@@ -192,7 +197,6 @@ class DispatchStage(PartitionedStage[Groups]):
         if group.insert(item["alert"], route.options, now):
             new = True
             self._schedule(group, group.next_flush)
-        ALERTS_GROUPED.labels(group.tenant).inc()
         return group, new
 
     async def _reject(self, outbox: Outbox, letter: Any) -> None:
@@ -245,7 +249,7 @@ class DispatchStage(PartitionedStage[Groups]):
             topic = self.pipeline.topics.notifications(group.tenant)
             partitions = await self.writer.partitions(topic)
             for notification in result.notifications:
-                notifications.add(topic, key_partition(group.id, partitions), group.id.encode(),
+                notifications.add(topic, group_partition(group.id, partitions), group.id.encode(),
                                   notification.encode(self.pipeline.config.kafka.max_record_bytes))
                 NOTIFICATIONS_CREATED.labels(group.tenant, group.receiver, notification.integration).inc()
             flushes.append((group, result, options.repeat_interval))

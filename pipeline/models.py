@@ -44,16 +44,26 @@ def parse_time(value: Any, what: str) -> float | None:
         return None
     if not isinstance(value, str):
         raise ValueError(f"{what}: expected an RFC 3339 timestamp string, got {type(value).__name__}")
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"{what}: {value!r} is not an RFC 3339 timestamp") from None
-    if parsed.tzinfo is None:
-        raise ValueError(f"{what}: {value!r} has no time zone (use Z or an offset)")
-    epoch = parsed.timestamp()
+    epoch = _rfc3339(value)
+    if isinstance(epoch, str):
+        raise ValueError(f"{what}: {value!r} {epoch}")
     return None if epoch <= _ZERO_EPOCH else epoch
 
 
+@lru_cache(maxsize=4096)
+def _rfc3339(value: str) -> float | str:
+    """Epoch seconds of an RFC 3339 string, or why it is not one. Cached, as :func:`format_time`: an
+    alert's times recur in each of its records, and the alerts of one request share theirs."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return "is not an RFC 3339 timestamp"
+    if parsed.tzinfo is None:
+        return "has no time zone (use Z or an offset)"
+    return parsed.timestamp()
+
+
+@lru_cache(maxsize=4096)
 def format_time(epoch: float | None) -> str:
     if epoch is None:
         return ZERO_TIME

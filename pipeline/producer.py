@@ -32,6 +32,7 @@ class KafkaWriter:
         self._settings = settings
         self._timeout = timeout
         self._producer: AIOKafkaProducer | None = None
+        self._partitions: dict[str, int] = {}
         self._connecting: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -85,13 +86,17 @@ class KafkaWriter:
         return len(pending)
 
     async def partitions(self, topic: str) -> int:
-        """How many partitions ``topic`` has (aiokafka keeps the metadata; raises BrokerUnavailable)."""
+        """How many partitions ``topic`` has (asked once per topic; raises BrokerUnavailable)."""
+        count = self._partitions.get(topic)
+        if count is not None:
+            return count
         producer = self._producer
         if producer is None:
             raise BrokerUnavailable("not connected to Kafka yet")
         try:
             async with asyncio.timeout(self._timeout):
-                return len(await producer.partitions_for(topic))
+                count = self._partitions[topic] = len(await producer.partitions_for(topic))
+                return count
         except (TimeoutError, KafkaError) as exc:
             raise BrokerUnavailable(f"no metadata for {topic}: {exc or 'timed out'}") from None
 

@@ -10,7 +10,7 @@ item, and an item still lands in the partition (and the state) its key decides.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -39,11 +39,12 @@ def pack(items: Iterable[bytes], limit: int) -> list[bytes]:
     return records
 
 
-def by_partition(items: Iterable[tuple[str, bytes]], partitions: int) -> dict[int, list[bytes]]:
+def by_partition(items: Iterable[tuple[str, bytes]], partitions: int,
+                 partition_of: Callable[[str, int], int] = key_partition) -> dict[int, list[bytes]]:
     """``(key, encoded item)`` pairs grouped by the partition of their key."""
     grouped: dict[int, list[bytes]] = {}
     for key, item in items:
-        grouped.setdefault(key_partition(key, partitions), []).append(item)
+        grouped.setdefault(partition_of(key, partitions), []).append(item)
     return grouped
 
 

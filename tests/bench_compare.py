@@ -213,6 +213,7 @@ def pipeline_config(broker: LocalKafka, tmp: Path, hook: str) -> dict[str, Any]:
     config = base_config(broker, tmp, **am_config(hook))
     config["kafka"]["partitions"] = 4
     config["worker"]["tick_interval"] = "100ms"
+    config["worker"]["fetch_max_wait"] = os.environ.get("FMW", "50ms")
     # The bench's one integration gets every group's notifications within a second or two.
     config["delivery"] = {"queue_size": 200_000, "max_in_flight": 200_000, "concurrency": 32}
     return config
