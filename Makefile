@@ -5,10 +5,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 KAFKA_STAMP := .kafka/libs/.installed
+HTMX := pipeline/ui/static/vendor/htmx.min.js
 
-.PHONY: install kafka java run test test-deps bench lint check-config clean deploy-tools deploy-check image
+.PHONY: install kafka ui-assets java run test test-deps bench lint check-config clean deploy-tools deploy-check image
 
-install: $(STAMP) $(KAFKA_STAMP)
+install: $(STAMP) $(KAFKA_STAMP) $(HTMX)
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -29,15 +30,27 @@ $(KAFKA_STAMP): deploy/kafka/pom.xml | java
 	mvn -q -B -f deploy/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/.kafka/libs
 	touch $(KAFKA_STAMP)
 
+# The web UI's one browser library, htmx, from the npm registry (pinned with its integrity hash in
+# deploy/ui/package-lock.json), into a git-ignored folder the ingest serves: no CDN, works air-gapped.
+ui-assets: $(HTMX)
+
+$(HTMX): deploy/ui/package.json deploy/ui/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is needed to fetch the web UI's htmx: apt-get install npm"; exit 1; }
+	npm ci --prefix deploy/ui --ignore-scripts --no-audit --no-fund --silent
+	mkdir -p $(@D)
+	cp deploy/ui/node_modules/htmx.org/dist/htmx.min.js deploy/ui/node_modules/htmx.org/LICENSE $(@D)/
+
 run: install
 	$(BIN)/alert-pipeline run --config examples/demo.yml --demo
 
-# Real peers for the tests: Alertmanager (+ amtool), Prometheus and kcat, from Debian.
+# Real peers for the tests: Alertmanager (+ amtool), Prometheus and kcat, from Debian; Chromium (and a
+# font with Hangul and Han characters for the screenshots) for the web UI's browser tests.
 test-deps:
 	@command -v amtool >/dev/null && command -v prometheus-alertmanager >/dev/null \
-	  && command -v kcat >/dev/null && command -v prometheus >/dev/null \
+	  && command -v kcat >/dev/null && command -v prometheus >/dev/null && command -v chromium >/dev/null \
+	  && [ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] \
 	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	       prometheus-alertmanager prometheus kcat >/dev/null; }
+	       prometheus-alertmanager prometheus kcat chromium fonts-wqy-microhei >/dev/null; }
 
 test: install test-deps deploy-check
 	$(BIN)/ruff check pipeline agents senders tests
@@ -121,10 +134,11 @@ IMAGE := alert-pipeline:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.to
 BASE_IMAGE := localhost/alert-pipeline-base:bookworm
 CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
 IMAGE_INPUTS := Dockerfile .dockerignore pyproject.toml requirements.lock README.md examples/demo.yml \
-	$(shell git ls-files pipeline agents senders 2>/dev/null)
+	$(shell git ls-files pipeline agents senders 2>/dev/null) $(HTMX)
 IMAGE_DIGEST = $(shell cat $(IMAGE_INPUTS) | sha256sum | cut -c1-16)
 
-image:
+# The web UI's htmx (git-ignored, fetched by npm) is part of the build context: the image serves it.
+image: $(HTMX)
 	@mkdir -p $(TOOLS)
 	@command -v buildah >/dev/null && command -v debootstrap >/dev/null || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah debootstrap >/dev/null; }
@@ -143,4 +157,4 @@ image:
 	@echo "$(IMAGE) built (inputs $(IMAGE_DIGEST))"
 
 clean:
-	rm -rf $(VENV) .kafka .pytest_cache .alert-pipeline-data .tools
+.PHONY: install kafka ui-assets java run test test-deps bench lint check-config clean deploy-tools deploy-check image

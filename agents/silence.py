@@ -22,8 +22,7 @@ from typing import Any, Literal
 
 from pipeline.matchers import Matcher
 from pipeline.models import format_time, parse_time
-
-TENANT_LABEL = "__tenant__"
+from pipeline.tenancy import TENANT_LABEL
 
 State = Literal["expired", "active", "pending"]
 

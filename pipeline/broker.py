@@ -110,6 +110,8 @@ class KafkaNode:
     port: int = field(default_factory=free_port)
     controller_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    #: Ports of the extra listeners (by listener name).
+    extra_ports: dict[str, int] = field(default_factory=dict)
 
     @property
     def address(self) -> str:
@@ -134,18 +136,25 @@ class KafkaNode:
 class LocalKafka:
     """A KRaft Kafka of ``nodes`` nodes on loopback, with every node's data under ``data_dir``.
 
-    ``settings`` are extra ``server.properties`` lines (e.g. listeners with SASL or TLS for a test).
-    Topics are never auto-created: the pipeline creates its own, and a test that relies on
-    auto-creation would hide a topic the pipeline forgot.
+    ``settings`` are extra ``server.properties`` lines (e.g. SASL and TLS settings for a test).
+    ``listeners`` adds listeners beside the PLAINTEXT one the nodes talk over (name -> security protocol,
+    e.g. ``{"SASL_SSL": "SASL_SSL"}``), each on a port of its own (:meth:`listener_servers`);
+    ``scram_users`` (``"SCRAM-SHA-256=[name=u,password=p]"``, StorageTool's ``--add-scram``) are created
+    when the storage is formatted, as KRaft requires. Topics are never auto-created: the pipeline creates
+    its own, and a test that relies on auto-creation would hide a topic the pipeline forgot.
     """
 
     def __init__(self, data_dir: str | Path, nodes: int = 1, heap_mb: int = 512, port: int | None = None,
-                 settings: dict[str, str] | None = None):
+                 settings: dict[str, str] | None = None, listeners: dict[str, str] | None = None,
+                 scram_users: list[str] | None = None):
         self.data_dir = Path(data_dir)
         self.heap_mb = heap_mb
         self.settings = settings or {}
+        self.listeners = listeners or {}
+        self.scram_users = scram_users or []
         self.cluster_id = uuid.uuid4().hex[:22]
-        self.nodes = [KafkaNode(i + 1, self.data_dir / f"node-{i + 1}") for i in range(nodes)]
+        self.nodes = [KafkaNode(i + 1, self.data_dir / f"node-{i + 1}",
+                                extra_ports={name: free_port() for name in self.listeners}) for i in range(nodes)]
         if port is not None:
             self.nodes[0].port = port
 
@@ -153,21 +162,27 @@ class LocalKafka:
     def bootstrap_servers(self) -> str:
         return ",".join(node.address for node in self.nodes)
 
+    def listener_servers(self, name: str) -> str:
+        """The bootstrap servers of an extra listener."""
+        return ",".join(f"127.0.0.1:{node.extra_ports[name]}" for node in self.nodes)
+
     def node(self, node_id: int) -> KafkaNode:
         return self.nodes[node_id - 1]
 
     def properties(self, node: KafkaNode) -> dict[str, str]:
         replicas = min(3, len(self.nodes))
         voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes)
+        extra = "".join(f",{name}://127.0.0.1:{node.extra_ports[name]}" for name in self.listeners)
+        protocols = "".join(f",{name}:{protocol}" for name, protocol in self.listeners.items())
         return {
             "process.roles": "broker,controller",
             "node.id": str(node.node_id),
             "controller.quorum.voters": voters,
-            "listeners": f"PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{node.port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}{extra}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{node.port}{extra}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map": f"PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT{protocols}",
             "log.dirs": str(node.data_dir / "data"),
             "auto.create.topics.enable": "false",
             "num.partitions": "1",
@@ -201,8 +216,9 @@ class LocalKafka:
         """Format a node's storage once (``kafka-storage.sh format``); a restart keeps its data."""
         if (node.data_dir / "data" / "meta.properties").exists():
             return
+        scram = [arg for user in self.scram_users for arg in ("--add-scram", user)]
         done = subprocess.run(self._java(node, "kafka.tools.StorageTool", "format", "-t", self.cluster_id,
-                                         "-c", str(config), "--ignore-formatted"),
+                                         "-c", str(config), "--ignore-formatted", *scram),
                               capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             raise BrokerError(f"formatting node {node.node_id} failed:\n{done.stdout}{done.stderr}")

@@ -23,6 +23,11 @@ _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _TEMPLATE_SYNTAX = Environment()
 
 
+def is_env_reference(value: str) -> bool:
+    """Whether a secret's value is the ``${ENV}`` form, resolved from the process' environment."""
+    return _ENV_REF.match(value) is not None
+
+
 def resolve_secret(inline: SecretStr | None, path: str | None, what: str) -> SecretStr | None:
     """A secret from a file (its content, stripped), from ``${ENV}`` or inline, in that order."""
     if path:

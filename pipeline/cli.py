@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -46,6 +47,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     from pipeline.ingest.server import create_app
     from pipeline.reload import ignore_sighup_until_ready, serve_ingest_reload
+    from pipeline.security.http import warn_if_open
+    from pipeline.ui.routes import register as register_ui
 
     ignore_sighup_until_ready()
     config = _load(args.config, args.bootstrap_servers)
@@ -54,9 +57,22 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     host, _, port = config.ingest.listen.rpartition(":")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(config)
+    register_ui(app)  # the web UI stands on the ingest's app and its APIs (which know nothing of it)
     serve_ingest_reload(app, lambda: load_config(args.config))
-    web.run_app(app, host=host or "0.0.0.0", port=int(port), print=None, access_log=None)
+    admin = [_bind(config.ingest.admin_listen)] if config.ingest.admin_listen else None
+    warn_if_open(config.authenticator, config.ingest.listen)
+    web.run_app(app, host=host or "0.0.0.0", port=int(port), print=None, access_log=None, sock=admin,
+                ssl_context=config.authenticator.web.ssl_context())
     return 0
+
+
+def _bind(listen: str) -> socket.socket:
+    host, _, port = listen.rpartition(":")
+    sock = socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host.strip("[]") or "0.0.0.0", int(port)))
+    return sock
+
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

@@ -33,8 +33,11 @@ from pipeline.channels import (
     WeComConfig,
 )
 from pipeline.durations import Duration
+from pipeline.limits import Limits, TenantLimits, template_problems
 from pipeline.matchers import Matcher, parse_matchers
+from pipeline.security.principals import AuthSettings, load_authenticator
 from pipeline.timeintervals import TimeIntervalConfig
+from pipeline.ui.settings import UISettings
 
 #: The pseudo-tenant of the global route (the platform admins). Tenants may not use these names,
 #: which would collide with the topics ``notifications.global``, ``.dlq`` and ``.history``.
@@ -218,6 +221,8 @@ class TenantConfig(StrictModel):
     receivers: list[ReceiverConfig] = Field(default_factory=list)
     #: Rules whose source alerts are this tenant's alerts only, and which mute only its notifications.
     inhibit_rules: list[InhibitRuleConfig] = Field(default_factory=list)
+    #: Overrides of the tenant limits of ``limits:`` (``pipeline/limits.py``).
+    limits: TenantLimits | None = None
 
     @field_validator("name")
     @classmethod
@@ -261,14 +266,30 @@ class KafkaSettings(StrictModel):
     linger_ms: int = Field(default=5, ge=0)
     #: Producer batch size per partition; keep it under the broker's message.max.bytes.
     max_batch_bytes: int = Field(default=512 * 1024, ge=16 * 1024)
-    #: The largest record the worker writes: a notification of a huge group is cut to it, its other
-    #: alerts counted in ``truncatedAlerts``. Keep it under the broker's ``message.max.bytes`` and the
-    #: producers' ``max_request_size`` (both about 1 MiB by default).
-    max_record_bytes: int = Field(default=1_000_000, ge=16 * 1024, le=1024 * 1024)
+    #: The largest record (key and value) of any topic: a notification of a huge group is cut to it, its
+    #: other alerts counted in ``truncatedAlerts``, and ``limits.max_alert_bytes`` is bounded by it. Every
+    #: producer's ``max_request_size`` is this plus 1 KiB of framing; every topic's ``max.message.bytes``
+    #: (a whole batch) this or ``max_batch_bytes``, whichever is larger, plus the framing.
+    #: At most 1 MiB less the framing, so that the topics faust creates itself (changelogs), which take the
+    #: broker's ``message.max.bytes`` (1 MiB and 12 bytes by default), hold such records too.
+    max_record_bytes: int = Field(default=1_000_000, ge=16 * 1024, le=1024 * 1024 - 1024)
     #: Consumer group session timeout: a killed worker's partitions move after it (the broker's
     #: ``group.min.session.timeout.ms`` bounds it from below).
     session_timeout: Duration = Field(default=10.0, ge=1.0)
     heartbeat_interval: Duration = Field(default=3.0, gt=0)
+
+    @model_validator(mode="after")
+    def _sasl_needs_credentials(self) -> KafkaSettings:
+        sasl = self.security_protocol.startswith("SASL")
+        if sasl and not (self.sasl_username and (self.sasl_password or self.sasl_password_file)):
+            raise ValueError(f"security_protocol {self.security_protocol} needs sasl_username and sasl_password "
+                             f"(or sasl_password_file, or KAFKA_SASL_PASSWORD)")
+        if not sasl and (self.sasl_mechanism or self.sasl_username):
+            raise ValueError(f"sasl_* settings need security_protocol SASL_PLAINTEXT or SASL_SSL "
+                             f"(it is {self.security_protocol})")
+        if self.sasl_password and self.sasl_password_file:
+            raise ValueError("at most one of sasl_password and sasl_password_file may be set")
+        return self
 
 
 
@@ -283,6 +304,15 @@ class IngestSettings(StrictModel):
     #: How long an expired silence is kept (and listed by the API) before it is deleted, as
     #: Alertmanager's ``--data.retention``.
     silence_retention: Duration = 120 * 3600.0
+    #: Silences not yet expired, at most (Alertmanager's ``--silences.max-silences``; 0: no limit).
+    max_silences: int = Field(default=10_000, ge=0)
+    #: A tenant principal's own silences not yet expired, at most (Mimir's per-tenant limit; 0: none).
+    max_silences_per_tenant: int = Field(default=1_000, ge=0)
+    #: The size of one silence record, at most (``--silences.max-silence-size-bytes``; 0: no limit).
+    max_silence_size_bytes: int = Field(default=64 * 1024, ge=0)
+    #: A second address for the admin endpoints (``/-/reload``, ``/metrics``, the dead-letter API):
+    #: when set they are served there only, so that a network policy can keep them internal.
+    admin_listen: str | None = None
     #: The workers' metrics URLs (``http://host:port/metrics``), where ``GET /api/v1/receivers`` reads
     #: the delivery queue sizes; each host is resolved to all its addresses (a headless Service).
     worker_metrics: list[str] = Field(default_factory=list)
@@ -315,6 +345,30 @@ class WorkerSettings(StrictModel):
 
 
 
+class FirewallSettings(StrictModel):
+    """Addresses receivers may not reach (Mimir's ``alertmanager_receivers_firewall_block_*``), checked on
+    the resolved address of every connection, redirects included. Off by default, as in Mimir: turn it on
+    where tenants write receivers (Notification Manager resources)."""
+
+    #: Loopback, private (RFC 1918, ULA), link-local (cloud metadata), unspecified, multicast, reserved.
+    block_private_addresses: bool = False
+    block_cidr_networks: list[str] = Field(default_factory=list)
+    #: Exceptions to both blocks (e.g. an in-cluster webhook relay).
+    allow_cidr_networks: list[str] = Field(default_factory=list)
+
+    @field_validator("block_cidr_networks", "allow_cidr_networks")
+    @classmethod
+    def _valid_networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{network!r}: {exc}") from None
+        return value
+
+
 class DeliverySettings(StrictModel):
     """Retries of a failed delivery: exponential backoff, then the dead-letter topic."""
 
@@ -334,6 +388,13 @@ class DeliverySettings(StrictModel):
     log_size: int = Field(default=256, ge=1)
     #: Outcomes the ingest keeps in memory per (tenant, receiver) for ``GET /api/v1/history``.
     history_size: int = Field(default=1000, ge=1)
+    #: Redirects a receiver may answer with, followed up to this many (0: a 3xx is a failure). Each hop
+    #: passes the firewall again.
+    max_redirects: int = Field(default=3, ge=0, le=20)
+    firewall: FirewallSettings = Field(default_factory=lambda: FirewallSettings())
+    #: Per render of one message part: beyond either bound the part falls back to the default template.
+    template_timeout: Duration = Field(default=2.0, gt=0)
+    template_max_bytes: int = Field(default=1024 * 1024, ge=1024)
 
 
 
@@ -399,6 +460,9 @@ class Config(StrictModel):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     rules: RulesSettings = Field(default_factory=RulesSettings)
+    limits: Limits = Field(default_factory=Limits)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    ui: UISettings = Field(default_factory=UISettings)
     notification_manager: NotificationManagerSettings | None = None
     # Accepted for compatibility with Alertmanager files; templates are set per receiver here.
     templates: list[str] = Field(default_factory=list)
@@ -411,6 +475,17 @@ class Config(StrictModel):
     # The compiled rule files (pipeline.rules), read with the config: a reload re-reads them too.
     _event_rules: Any = PrivateAttr(default=None)
     _audit_rules: Any = PrivateAttr(default=None)
+    _tenant_limits: dict[str, TenantLimits] = PrivateAttr(default_factory=dict)
+    # The principals with their credentials (pipeline.security.principals.Authenticator), read with the
+    # config from the web config and token files: a reload re-reads them.
+    _authenticator: Any = PrivateAttr(default=None)
+
+    @property
+    def authenticator(self) -> Any:
+        """Who may call the HTTP endpoints (an ``Authenticator``); open when ``auth`` has no principals."""
+        if self._authenticator is None:
+            self._authenticator = load_authenticator(self.auth, Path.cwd(), {t.name for t in self.tenants})
+        return self._authenticator
 
     @property
     def scheduled_silences(self) -> list[Any]:
@@ -454,7 +529,21 @@ class Config(StrictModel):
         duplicates = {n for n in names if names.count(n) > 1}
         if duplicates:
             raise ValueError(f"tenants: names must be unique, repeated: {sorted(duplicates)}")
+        self.limits.fit_record_size(self.kafka.max_record_bytes)
+        for tenant in self.tenants:
+            max_bytes = self.limits_of(tenant.name).max_template_bytes
+            problems = template_problems(tenant.receivers, max_bytes) if max_bytes else []
+            if problems:
+                raise ValueError(f"tenants.{tenant.name}: " + "; ".join(problems))
         return self
+
+    def limits_of(self, tenant: str) -> TenantLimits:
+        """A tenant's limits: ``limits:`` with its own overrides (``tenants[].limits``); made once per config."""
+        found = self._tenant_limits.get(tenant)
+        if found is None:
+            config = self.tenant(tenant)
+            found = self._tenant_limits[tenant] = self.limits.for_tenant(config.limits if config else None)
+        return found
 
     def tenant(self, name: str) -> TenantConfig | None:
         return next((t for t in self.tenants if t.name == name), None)
@@ -527,6 +616,11 @@ def parse_config(raw: Any, source: str = "config") -> Config:
         except ValueError as exc:
             raise ConfigError([("kafka.sasl_password", str(exc))]) from None
     _check_rules(config)
+    try:
+        base = Path(source).parent if Path(source).is_file() else Path.cwd()
+        config._authenticator = load_authenticator(config.auth, base, {t.name for t in config.tenants})
+    except ValueError as exc:
+        raise ConfigError([("auth", str(exc))]) from None
     return config
 
 

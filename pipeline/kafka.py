@@ -11,6 +11,21 @@ from typing import Any
 
 from pipeline.config import KafkaSettings
 
+#: Room for a record batch's header and a record's own framing above ``kafka.max_record_bytes``.
+RECORD_FRAMING = 1024
+
+
+def max_request_bytes(settings: KafkaSettings) -> int:
+    """Every producer's ``max_request_size``: a record of ``kafka.max_record_bytes`` (key and value) always
+    fits, a larger one never does."""
+    return settings.max_record_bytes + RECORD_FRAMING
+
+
+def max_message_bytes(settings: KafkaSettings) -> int:
+    """Every topic's ``max.message.bytes``, which bounds a whole record batch: the largest record's or the
+    producers' batch size (``kafka.max_batch_bytes``), whichever is larger."""
+    return max(settings.max_record_bytes, settings.max_batch_bytes) + RECORD_FRAMING
+
 
 def ssl_context(settings: KafkaSettings) -> ssl.SSLContext | None:
     if settings.security_protocol not in ("SSL", "SASL_SSL"):
@@ -48,6 +63,7 @@ def producer_options(settings: KafkaSettings) -> dict[str, Any]:
         "linger_ms": settings.linger_ms,
         "compression_type": settings.compression_type,
         "max_batch_size": settings.max_batch_bytes,
+        "max_request_size": max_request_bytes(settings),
     }
 
 
@@ -67,6 +83,7 @@ def faust_options(settings: KafkaSettings) -> dict[str, Any]:
         # drained: small batches make every table write wait for a broker round trip.
         "producer_max_batch_size": settings.max_batch_bytes,
         "producer_compression_type": settings.compression_type,
+        "producer_max_request_size": max_request_bytes(settings),
     }
     context = ssl_context(settings)
     if settings.security_protocol.startswith("SASL"):

@@ -69,8 +69,8 @@ NOTIFICATIONS_SENT = Counter(
 NOTIFICATIONS_FAILED = Counter(
     "alert_pipeline_notifications_failed_total",
     "Delivery attempts that failed (each retry counts), by whether the notification was given up and why: "
-    "auth, rate_limit, client_error, server_error, timeout, connection, other; backlog (queue full) and "
-    "config (receiver gone) for notifications given up unsent.",
+    "auth, rate_limit, client_error, server_error, timeout, connection, other; backlog (queue full), "
+    "config (receiver gone) and tenant_limit (the tenant's notification rate) for notifications given up unsent.",
     ["tenant", "receiver", "integration", "final", "reason"],
 )
 DELIVERY_LATENCY = Histogram(
@@ -83,6 +83,11 @@ TEMPLATE_ERRORS = Counter(
     "alert_pipeline_template_errors_total",
     "Message templates that failed to render; the channel's default template was used instead.",
     ["channel", "part", "template"],
+)
+TEMPLATE_LIMITS = Counter(
+    "alert_pipeline_template_limits_total",
+    "Template renders stopped at a limit (time or output size); counted in template_errors too.",
+    ["channel", "part", "limit"],
 )
 CONSUMER_LAG = Gauge(
     "alert_pipeline_consumer_lag",
@@ -126,4 +131,15 @@ STAGE_SECONDS = Histogram(
     "acknowledged; `deliver` a notification from its write to Kafka until the receiver answered.",
     ["stage"],
     buckets=(0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+LIMITS_EXCEEDED = Counter(
+    "alert_pipeline_limits_exceeded_total",
+    "Alerts, requests, silences or notifications refused or dead-lettered for a limit (pipeline/limits.py), "
+    "by tenant (global: the platform's own) and limit.",
+    ["tenant", "limit"],
+)
+TENANT_SIDECAR_FAILURES = Counter(
+    "alert_pipeline_tenant_sidecar_failures_total",
+    "Requests to Notification Manager's tenant sidecar that failed (the cached answer or the config's "
+    "tenants were used instead).",
 )

@@ -8,16 +8,13 @@ Times are RFC 3339 strings on the wire and epoch seconds (floats) in memory.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
 import orjson
 from fnv_c import fnv1a_64
 
-#: Go's zero time, which Alertmanager writes for "not set" (e.g. ``endsAt`` of a firing alert).
-ZERO_TIME = "0001-01-01T00:00:00Z"
-_ZERO_EPOCH = -62135596800.0
+from pipeline.timestamps import MAX_EPOCH, ZERO_EPOCH, ZERO_TIME, BadTime, format_epoch, parse_go_time
 
 #: prometheus/common's separator byte, after every label name and value.
 _SEP = b"\xff"
@@ -39,35 +36,31 @@ def _fingerprint(items: tuple[tuple[str, str], ...]) -> str:
 
 
 def parse_time(value: Any, what: str) -> float | None:
-    """RFC 3339 text to epoch seconds; ``None`` for absent or Go's zero time. Raises ValueError."""
+    """A timestamp as Alertmanager's API reads it (:mod:`pipeline.timestamps`) to epoch seconds.
+
+    ``None`` for absent, empty or Go's zero time (and anything before it). An instant past year 9999
+    in UTC (``9999-12-31T23:59:59-23:59``) is kept as the last second of 9999. Raises ValueError.
+    """
     if value is None or value == "" or value == ZERO_TIME:
         return None
     if not isinstance(value, str):
         raise ValueError(f"{what}: expected an RFC 3339 timestamp string, got {type(value).__name__}")
-    epoch = _rfc3339(value)
-    if isinstance(epoch, str):
-        raise ValueError(f"{what}: {value!r} {epoch}")
-    return None if epoch <= _ZERO_EPOCH else epoch
-
-
-@lru_cache(maxsize=4096)
-def _rfc3339(value: str) -> float | str:
-    """Epoch seconds of an RFC 3339 string, or why it is not one. Cached, as :func:`format_time`: an
-    alert's times recur in each of its records, and the alerts of one request share theirs."""
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return "is not an RFC 3339 timestamp"
-    if parsed.tzinfo is None:
-        return "has no time zone (use Z or an offset)"
-    return parsed.timestamp()
+        epoch = _go_time(value)
+    except BadTime:
+        raise ValueError(f"{what}: {value[:64]!r} is not an RFC 3339 timestamp "
+                         "(as Alertmanager reads them, e.g. 2024-05-01T12:00:00Z)") from None
+    return None if epoch <= ZERO_EPOCH else min(epoch, MAX_EPOCH)
+
+
+#: :func:`parse_go_time` remembered: an alert's times recur in each of its records, and the alerts of one
+#: request share theirs (as :func:`format_time`'s).
+_go_time = lru_cache(maxsize=4096)(parse_go_time)
 
 
 @lru_cache(maxsize=4096)
 def format_time(epoch: float | None) -> str:
-    if epoch is None:
-        return ZERO_TIME
-    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
+    return ZERO_TIME if epoch is None else format_epoch(epoch)
 
 
 @dataclass(slots=True)

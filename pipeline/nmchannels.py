@@ -62,7 +62,32 @@ class Credentials:
                              f"notification_manager.secrets_dir to where Secrets are mounted as files")
         if not ref.get("namespace"):
             raise ValueError(f"{where}: {name}: secretKeyRef needs a namespace")
-        return {f"{name}_file": str(self.secrets_dir / ref["namespace"] / ref["name"] / ref["key"])}
+        return {f"{name}_file": str(secret_path(self.secrets_dir, ref, f"{where}: {name}"))}
+
+
+#: A namespace is a DNS label, a Secret's name a DNS subdomain, a key Kubernetes' ``[-._a-zA-Z0-9]+``.
+_SECRET_REF = {
+    "namespace": re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"),
+    "name": re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$"),
+    "key": re.compile(r"^[-._a-zA-Z0-9]{1,253}$"),
+}
+
+
+def secret_path(secrets_dir: Path, ref: dict[str, Any], where: str) -> Path:
+    """``<secrets_dir>/<namespace>/<name>/<key>``, for Kubernetes names only and never outside
+    ``secrets_dir`` (issue 12: a namespace of ``..`` or an absolute path read any file). Symbolic links
+    are followed only as far as they stay inside it (the kubelet's ``..data`` links do)."""
+    parts = []
+    for field, pattern in _SECRET_REF.items():
+        value = str(ref.get(field) or "")
+        if not pattern.match(value) or value in (".", ".."):
+            raise ValueError(f"{where}: secretKeyRef {field} {value!r} is not a Kubernetes name")
+        parts.append(value)
+    root = secrets_dir.resolve()
+    path = root.joinpath(*parts)
+    if not path.resolve().is_relative_to(root):
+        raise ValueError(f"{where}: secretKeyRef {'/'.join(parts)} leads outside secrets_dir")
+    return path
 
 
 def _refuse(spec: dict[str, Any], keys: tuple[str, ...], where: str, why: str) -> None:

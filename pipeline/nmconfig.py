@@ -44,8 +44,9 @@ from typing import Any
 import yaml
 from croniter import croniter
 
+from pipeline.channels import is_env_reference
 from pipeline.durations import parse_duration
-from pipeline.matchers import Matcher, matches_all
+from pipeline.matchers import Matcher, compile_regex, matches_all
 from pipeline.nmchannels import FIELDS, Credentials, integrations
 
 API_VERSION = "notification.kubesphere.io/v2beta2"
@@ -78,9 +79,9 @@ def selector_matchers(selector: dict[str, Any] | None, where: str) -> list[str]:
             # NM's regex operator searches the value (unanchored); our =~ is anchored as Alertmanager's.
             regex = expression.get("regexValue") or ""
             try:
-                re.compile(regex)
-            except re.error as exc:
-                raise NMError(f"{where}: regexValue {regex!r} of {key!r} is not a regular expression: {exc}") from None
+                compile_regex(regex)
+            except ValueError as exc:
+                raise NMError(f"{where}: regexValue of {key!r}: {exc}") from None
             out.append(str(Matcher.create(key, "=~", f".*(?:{regex}).*")))
         else:
             raise NMError(f"{where}: unknown selector operator {op!r} (In, NotIn, Exists, DoesNotExist, Match)")
@@ -204,6 +205,21 @@ def _tenant_of(labels: dict[str, str], tenant_key: str, where: str) -> str | Non
     raise NMError(f"{where}: label type must be global or tenant, not {kind!r}")
 
 
+def _refuse_environment(value: Any, where: str) -> None:
+    """A tenant's resource may not name an environment variable (``${KAFKA_SASL_PASSWORD}`` as a webhook
+    URL or an SMTP password would send the process' secrets to the tenant's server); the platform's own
+    resources (``type: global`` or ``default``) may."""
+    if isinstance(value, dict):
+        for item in value.values():
+            _refuse_environment(item, where)
+    elif isinstance(value, list):
+        for item in value:
+            _refuse_environment(item, where)
+    elif isinstance(value, str) and is_env_reference(value):
+        raise NMError(f"{where}: {value} refers to the environment, which only the platform's own resources "
+                      f"may do; a tenant's resource takes a value or a valueFrom.secretKeyRef")
+
+
 def _timestamp(value: Any, where: str) -> datetime | None:
     if value is None:
         return None
@@ -232,6 +248,8 @@ def load_resources(paths: list[str], tenant_key: str) -> Resources:
             if not name:
                 raise NMError(f"{path}[{index}]: metadata.name is required")
             labels = {str(k): str(v) for k, v in (meta.get("labels") or {}).items()}
+            if labels.get("type") == "tenant":
+                _refuse_environment(spec, where)
             if kind == "Receiver":
                 tenant = _tenant_of(labels, tenant_key, where)
                 unknown = set(spec) - set(CHANNELS)

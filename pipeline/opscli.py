@@ -48,7 +48,7 @@ def receivers_test(args: argparse.Namespace, load: Load) -> int:
     except (LookupError, ValueError, OSError) as exc:
         print(f"alert-pipeline receivers test: {exc}", file=sys.stderr)
         return 2
-    outcomes = asyncio.run(send_test(args.tenant, receiver, config.global_.external_url, alerts))
+    outcomes = asyncio.run(send_test(args.tenant, receiver, config, alerts))
     for outcome in outcomes:
         if args.json:
             print(orjson.dumps(outcome.to_json()).decode())
@@ -78,11 +78,11 @@ def templates_test(args: argparse.Namespace, load: Load) -> int:
     try:
         alerts = _alerts(args.alerts, config)
         if args.receiver:
-            renderings = preview_receiver(args.tenant, _receiver(args, config), args.language, alerts,
-                                          config.global_.external_url)
+            renderings = asyncio.run(preview_receiver(args.tenant, _receiver(args, config), args.language, alerts,
+                                                      config.global_.external_url))
         else:
-            renderings = preview(_template_sources(args.template or []), args.channel, args.language, alerts,
-                                 args.tenant, external_url=config.global_.external_url)
+            renderings = asyncio.run(preview(_template_sources(args.template or []), args.channel, args.language,
+                                             alerts, args.tenant, external_url=config.global_.external_url))
     except (LookupError, ValueError, OSError, ConfigError) as exc:
         print(f"alert-pipeline templates test: {exc}", file=sys.stderr)
         return 2

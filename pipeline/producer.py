@@ -21,6 +21,10 @@ class BrokerUnavailable(Exception):
     """Kafka did not acknowledge in time; the client should retry (HTTP 503)."""
 
 
+class RecordTooLarge(ValueError):
+    """A record over ``kafka.max_record_bytes``: Kafka would refuse it however often it is sent (HTTP 413)."""
+
+
 class KafkaWriter:
     """An idempotent, always-acks=all producer that reconnects in the background.
 
@@ -71,6 +75,11 @@ class KafkaWriter:
 
     async def write(self, topic: str, records: Iterable[tuple[bytes | None, bytes]]) -> int:
         """Send the records and wait until Kafka acknowledged every one; returns how many."""
+        records = list(records)
+        largest = max((len(key or b"") + len(value or b"") for key, value in records), default=0)
+        if largest > self._settings.max_record_bytes:
+            raise RecordTooLarge(f"a record of {largest} bytes is over the limit of "
+                                 f"{self._settings.max_record_bytes} (kafka.max_record_bytes)")
         producer = self._producer
         if producer is None:
             raise BrokerUnavailable("not connected to Kafka yet")

@@ -20,24 +20,33 @@ import aiohttp
 import orjson
 
 from pipeline.config import Config, TenantSidecarSettings
+from pipeline.metrics import TENANT_SIDECAR_FAILURES
 
 log = logging.getLogger(__name__)
 
 NAMESPACE_LABEL = "namespace"
+#: The virtual label a notification's tenant is matched with (``global`` for the platform admins' route):
+#: a silence with ``__tenant__="T"`` mutes tenant T's notifications only (see agents/silence.py).
+TENANT_LABEL = "__tenant__"
 
 
 class TenantSidecar:
     """Cached answers of ``GET /api/v2/tenant?namespace=NS`` (a JSON list of tenant names).
 
-    An answer is used for ``refresh_interval``; a stale one is kept while the sidecar fails. A
-    namespace never answered is retried until the sidecar answers: its alerts wait rather than
-    being routed without their tenants (which would lose them for those tenants).
+    An answer is used for ``refresh_interval``. Failures are bounded, so that a failing sidecar never
+    stalls the route stage: :meth:`prepare` waits at most ``timeout`` in all, a namespace keeps its last
+    answer while the sidecar fails, and one never answered has no sidecar tenants meanwhile (its alerts
+    reach the global route and the tenants of the config's globs; the next refresh of the alert, or its
+    next change, reaches the sidecar's tenants). After a failure the sidecar is left alone for a while
+    (1 s, doubling up to ``refresh_interval``), so that each batch does not wait ``timeout`` again.
     """
 
     def __init__(self, settings: TenantSidecarSettings):
         self.settings = settings
         self._answers: dict[str, tuple[float, tuple[str, ...]]] = {}
         self._http: aiohttp.ClientSession | None = None
+        self._quiet_until = 0.0
+        self._backoff = 0.0
 
     def tenants_of(self, namespace: str) -> tuple[str, ...]:
         answer = self._answers.get(namespace)
@@ -56,18 +65,14 @@ class TenantSidecar:
             raise ValueError(f"expected a JSON list of tenant names, got {names!r:.100}")
         return tuple(names)
 
-    async def _refresh(self, namespace: str) -> None:
-        delay = 0.2
-        while True:
-            try:
-                self._answers[namespace] = (time.monotonic(), await self._ask(namespace))
-                return
-            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-                log.warning("tenant sidecar failed for namespace %s: %s", namespace, exc)
-                if namespace in self._answers:
-                    return  # keep the stale answer
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+    async def _refresh(self, namespace: str) -> bool:
+        try:
+            self._answers[namespace] = (time.monotonic(), await self._ask(namespace))
+            return True
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            log.warning("tenant sidecar failed for namespace %s: %s", namespace, exc)
+            TENANT_SIDECAR_FAILURES.inc()
+            return False
 
     async def close(self) -> None:
         if self._http is not None:
@@ -75,10 +80,21 @@ class TenantSidecar:
 
     async def prepare(self, namespaces: set[str]) -> None:
         now = time.monotonic()
+        if now < self._quiet_until:
+            return  # failed lately: the cached answers only
         due = [ns for ns in namespaces
                if ns not in self._answers or now - self._answers[ns][0] >= self.settings.refresh_interval]
-        if due:
-            await asyncio.gather(*(self._refresh(ns) for ns in due))
+        if not due:
+            return
+        tasks = [asyncio.create_task(self._refresh(ns)) for ns in due]
+        done, pending = await asyncio.wait(tasks, timeout=self.settings.timeout)
+        for task in pending:
+            task.cancel()
+        if pending or not all(task.result() for task in done):
+            self._backoff = min(max(2 * self._backoff, 1.0), self.settings.refresh_interval)
+            self._quiet_until = time.monotonic() + self._backoff
+        else:
+            self._backoff = 0.0
 
 
 class TenantResolver:

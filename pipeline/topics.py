@@ -14,7 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from pipeline.config import Config, KafkaSettings
-from pipeline.kafka import client_options
+from pipeline.kafka import client_options, max_message_bytes
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +71,16 @@ class Topics:
         """Silences keyed by silence id (compacted: the latest version of each, tombstones delete)."""
         return f"{self.prefix}silences"
 
+    @property
+    def sessions_revoked(self) -> str:
+        """Web UI sessions ended by a log-out, keyed by session id (compacted; a tombstone once the session
+        would have expired anyway)."""
+        return f"{self.prefix}sessions.revoked"
+
     def compacted(self) -> frozenset[str]:
         """Topics that hold current state rather than a stream: created with ``cleanup.policy=compact``."""
         return frozenset({self.silences, self.alerts_deduped, self.dispatch_groups, self.dispatch_group_alerts,
-                          self.delivery_log})
+                          self.delivery_log, self.sessions_revoked})
 
     def notifications(self, tenant: str) -> str:
         """Grouped notifications for one tenant (``global`` for the platform admins' route)."""
@@ -122,6 +128,7 @@ class Topics:
             self.dispatch_group_alerts,
             self.delivery_log,
             self.silences,
+            self.sessions_revoked,
             *(self.notifications(t) for t in config.tenant_names()),
             self.notifications_dlq,
             self.notifications_history,
@@ -139,7 +146,8 @@ def topics_for(config: Config) -> Topics:
 def topic_configs(settings: KafkaSettings, replicas: int, compacted: bool) -> dict[str, str]:
     """The configs every topic of ours is created with."""
     min_isr = settings.min_insync_replicas or max(1, replicas - 1)
-    configs = {"min.insync.replicas": str(min(min_isr, replicas))}
+    configs = {"min.insync.replicas": str(min(min_isr, replicas)),
+               "max.message.bytes": str(max_message_bytes(settings))}
     if compacted:
         configs["cleanup.policy"] = "compact"
     return configs

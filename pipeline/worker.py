@@ -12,11 +12,12 @@ from collections.abc import Callable
 import faust
 from aiohttp import web
 
-from pipeline.app import create_app
+from pipeline.app import Pipeline, create_app
 from pipeline.config import Config
 from pipeline.ingest.server import metrics
 from pipeline.metrics import CONSUMER_LAG, WORKER_READY
 from pipeline.reload import Reloader
+from pipeline.security.http import auth_middleware, warn_if_open
 from pipeline.topics import ensure_topics, topics_for
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,15 @@ log = logging.getLogger(__name__)
 def _split_listen(listen: str) -> tuple[str, int]:
     host, _, port = listen.rpartition(":")
     return host or "0.0.0.0", int(port)
+
+
+def worker_ready(app: faust.App, pipeline: Pipeline) -> bool:
+    """Whether every stage of this worker can serve: its partitions assigned, its tables recovered, the
+    silences and source alerts loaded. The one place the condition lives (``/-/ready`` and the
+    ``alert_pipeline_worker_ready`` gauge); a stage whose readiness changes re-points it here."""
+    recovered = app.tables.recovery.completed.is_set()
+    assigned = not app.rebalancing and bool(app.consumer.assignment())
+    return recovered and assigned and pipeline.muter.ready
 
 
 def run_worker(config: Config, load: Callable[[], Config], loglevel: str = "INFO", logfile: str | None = None) -> None:
@@ -38,18 +48,13 @@ def run_worker(config: Config, load: Callable[[], Config], loglevel: str = "INFO
             committed = monitor.tp_committed_offsets.get(tp, 0)
             CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, end - committed))
 
-    readiness = {"ready": False}
-
     @app.timer(interval=0.5, name="readiness")
     async def report_ready() -> None:
-        recovered = app.tables.recovery.completed.is_set()
-        assigned = not app.rebalancing and bool(app.consumer.assignment())
-        readiness["ready"] = recovered and assigned and pipeline.muter.ready
-        WORKER_READY.set(int(readiness["ready"]))
+        WORKER_READY.set(int(worker_ready(app, pipeline)))
 
     async def ready(request: web.Request) -> web.Response:
         """Kubernetes' readiness probe: a rolling update waits until a new worker has its partitions."""
-        if readiness["ready"]:
+        if worker_ready(app, pipeline):
             return web.Response(text="OK")
         return web.Response(status=503, text="waiting for partitions, table recovery or the silences")
 
@@ -66,16 +71,18 @@ def run_worker(config: Config, load: Callable[[], Config], loglevel: str = "INFO
     @app.task
     async def serve_admin() -> None:
         """``/metrics``, ``/-/ready``, ``/-/healthy`` and ``POST /-/reload`` on the metrics address; SIGHUP
-        reloads too."""
+        reloads too. Behind the same principals as the ingest (probes open, the rest admin-only) and over
+        TLS when the web config says so."""
         reloader.on_sighup(asyncio.get_running_loop())
-        admin = web.Application()
+        admin = web.Application(middlewares=[auth_middleware(lambda request: pipeline.config.authenticator)])
         admin.router.add_get("/metrics", metrics)
         admin.router.add_get("/-/ready", ready)
         admin.router.add_get("/-/healthy", healthy)
         admin.router.add_post("/-/reload", reloader.handle)
         runner = web.AppRunner(admin, access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, host, port).start()
+        warn_if_open(config.authenticator, config.worker.metrics_listen)
+        await web.TCPSite(runner, host, port, ssl_context=config.authenticator.web.ssl_context()).start()
         log.info("worker metrics on http://%s:%d/metrics", host, port)
 
     worker = faust.Worker(app, loglevel=loglevel, logfile=logfile, quiet=True, redirect_stdouts=False)

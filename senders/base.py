@@ -18,7 +18,10 @@ import aiohttp
 import orjson
 
 from pipeline.channels import IntegrationConfig
+from pipeline.config import Config
 from pipeline.models import Notification
+from pipeline.security.redact import redact as redact_urls
+from senders.firewall import BLOCKED, http_session
 from senders.ratelimit import RateLimiter
 from senders.redact import redact
 from senders.templates import MessageTemplates
@@ -33,11 +36,13 @@ FailureReason = Literal["auth", "rate_limit", "client_error", "server_error", "t
 
 class DeliveryError(Exception):
     """A failed delivery. ``retryable``: a later attempt may succeed; ``retry_after``: the receiver's
-    own Retry-After, in seconds, which overrides the backoff; ``reason``: the kind of failure."""
+    own Retry-After, in seconds, which overrides the backoff; ``reason``: the kind of failure. The message
+    goes to logs, history and dead letters: every URL in it is reduced to ``scheme://host:port`` here, and
+    :meth:`Sender.attempt` cuts out the integration's own secrets besides."""
 
     def __init__(self, message: str, retryable: bool = True, retry_after: float | None = None,
                  reason: FailureReason = "other"):
-        super().__init__(message)
+        super().__init__(redact_urls(message))
         self.retryable = retryable
         self.retry_after = retry_after
         self.reason = reason
@@ -58,6 +63,18 @@ class SenderContext:
 
     http: aiohttp.ClientSession
     external_url: str
+    #: Redirects followed per request (0: a 3xx answer is a failure).
+    max_redirects: int = 3
+    #: Limits of one template render (per message part).
+    template_timeout: float = 2.0
+    template_max_bytes: int = 1024 * 1024
+
+    @classmethod
+    def for_config(cls, config: Config) -> SenderContext:
+        """The HTTP session behind the receivers' firewall, and the config's redirect and template limits."""
+        delivery = config.delivery
+        return cls(http_session(delivery.firewall), config.global_.external_url, delivery.max_redirects,
+                   delivery.template_timeout, delivery.template_max_bytes)
 
 
 #: Partly delivered split notifications remembered per sender (oldest forgotten first).
@@ -81,7 +98,7 @@ class Sender(ABC):
         self.context = context
         self.limiter = RateLimiter.from_config(config.rate_limit)
         self.templates = MessageTemplates(config.kind, self.default_templates, config.template_overrides(),
-                                          config.language)
+                                          config.language, context.template_timeout, context.template_max_bytes)
         #: Pieces of a split notification already delivered, by notification id: a retry resumes
         #: after them instead of repeating them.
         self._delivered_pieces: dict[str, int] = {}
@@ -98,9 +115,10 @@ class Sender(ABC):
         except DeliveryError as exc:
             raise DeliveryError(redact(str(exc), self.config), exc.retryable, exc.retry_after, exc.reason) from None
 
-    def render(self, notification: Notification) -> dict[str, str]:
-        """Every part of the message, from the receiver's templates or the channel's defaults."""
-        return self.templates.render(notification, self.context.external_url)
+    async def render(self, notification: Notification) -> dict[str, str]:
+        """Every part of the message, from the receiver's templates or the channel's defaults (bounded,
+        off the event loop)."""
+        return await self.templates.render(notification, self.context.external_url)
 
     async def throttle(self) -> None:
         """Wait for the rate limit (if any); call once before each request to the channel."""
@@ -111,7 +129,8 @@ class Sender(ABC):
                    form: dict[str, str] | None = None) -> str:
         """:func:`post_json` with this integration's rate limit and timeout."""
         await self.throttle()
-        return await post_json(self.context.http, url, payload, self.config.timeout, headers, form=form)
+        return await post_json(self.context.http, url, payload, self.config.timeout, headers, form=form,
+                               max_redirects=self.context.max_redirects)
 
     async def send_split(self, notification: Notification, text: str, limit: int,
                          post: Callable[[str], Awaitable[None]], footer: str = "", measure: Measure = chars) -> None:
@@ -178,11 +197,13 @@ def _retry_after(header: str | None, body: str) -> float | None:
 
 async def post_json(http: aiohttp.ClientSession, url: str, payload: Any, timeout: float,
                     headers: dict[str, str] | None = None, data: bytes | None = None,
-                    form: dict[str, str] | None = None) -> str:
+                    form: dict[str, str] | None = None, max_redirects: int = 3) -> str:
     """POST and classify the outcome as HTTP channels need: 2xx is success; 429, 5xx and network
-    errors are retryable (honouring Retry-After); other statuses are not. Returns the body.
+    errors are retryable (honouring Retry-After); other statuses, too many redirects and a destination
+    the firewall blocks are not. Returns the body.
 
     The body is ``payload`` as JSON, or ``data`` as given, or ``form`` form-encoded (Pushover).
+    Errors name the receiver's scheme, host and port only (:class:`DeliveryError` redacts them).
     """
     if form is not None:
         body: Any = aiohttp.FormData(form)
@@ -194,6 +215,7 @@ async def post_json(http: aiohttp.ClientSession, url: str, payload: Any, timeout
         async with http.post(
             url, data=body, timeout=aiohttp.ClientTimeout(total=timeout),
             headers={**content_type, **(headers or {})},
+            allow_redirects=max_redirects > 0, max_redirects=max_redirects + 1,  # aiohttp counts requests
         ) as response:
             text = await response.text()
             if response.status < 300:
@@ -204,11 +226,15 @@ async def post_json(http: aiohttp.ClientSession, url: str, payload: Any, timeout
                 _retry_after(response.headers.get("Retry-After"), text) if retryable else None,
                 http_failure(response.status),
             )
+    except aiohttp.InvalidURL:  # its message is the whole URL, a secret field: say nothing of it
+        raise DeliveryError("the receiver's URL is not a valid URL", retryable=False, reason="client_error") from None
+    except aiohttp.TooManyRedirects:
+        raise DeliveryError(f"more than {max_redirects} redirects", retryable=False, reason="client_error") from None
     except (aiohttp.ClientError, TimeoutError) as exc:
         # aiohttp's read and connect timeouts are TimeoutErrors too.
         reason: FailureReason = "timeout" if isinstance(exc, TimeoutError) else "connection"
-        raise DeliveryError(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
-                            reason=reason) from None
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise DeliveryError(text, retryable=BLOCKED not in text, reason=reason) from None
 
 
 def json_body(text: str) -> dict[str, Any]:

@@ -31,6 +31,7 @@ Every attempt's outcome is written to ``notifications.history``; a notification 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import logging
@@ -40,7 +41,6 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import aiohttp
 import orjson
 from aiokafka import ConsumerRecord
 from faust.types import TP, EventT
@@ -54,6 +54,7 @@ from pipeline.models import Notification
 from pipeline.stage import PartitionedStage, guarded
 from pipeline.writer import BatchWriter, Outbox, key_partition
 from senders.base import DeliveryError, Sender, SenderContext, create_sender
+from senders.ratelimit import NotificationRates
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,9 @@ NOTIFICATIONS_SKIPPED = Counter(
     "Re-read notifications the delivery log knew as already handled (not sent again).",
     ["tenant"],
 )
+#: Alert names a history record counts (the most frequent; the ``alerts`` field counts them all).
+HISTORY_ALERTNAMES = 20
+
 QUEUED = Gauge(
     "alert_pipeline_delivery_queued",
     "Notifications waiting in a receiver integration's delivery queue.",
@@ -217,6 +221,8 @@ class Delivery:
         self._queues: dict[IntegrationKey, list[asyncio.Queue[Work]]] = {}
         self._workers: list[asyncio.Task[None]] = []
         self._context: SenderContext | None = None
+        #: The tenants' notification rate limits (a notification waits for them, or is dead-lettered).
+        self.rates = NotificationRates()
 
     @property
     def sources(self) -> frozenset[str]:
@@ -229,9 +235,7 @@ class Delivery:
         self.acks.drop(partitions)
 
     async def start(self) -> None:
-        self._context = SenderContext(
-            http=aiohttp.ClientSession(), external_url=self.pipeline.config.global_.external_url
-        )
+        self._context = SenderContext.for_config(self.pipeline.config)
 
     async def stop(self) -> None:
         for task in self._workers:
@@ -259,19 +263,28 @@ class Delivery:
                       failure: str = "") -> None:
         topic = self.pipeline.topics.notifications_history
         partitions = await self.pipeline.writer.partitions(topic)
+        now = time.time()
+        names = collections.Counter(alert["labels"].get("alertname", "") for alert in notification.alerts)
         self.writes.outbox.add(topic, key_partition(notification.id, partitions), notification.id.encode(),
                                orjson.dumps({
             "id": notification.id, "tenant": notification.tenant, "receiver": notification.receiver,
             "integration": notification.integration, "groupKey": notification.group_key,
             "status": notification.status, "alerts": len(notification.alerts), "attempt": attempt,
-            "outcome": outcome, "error": error, "failure": failure, "at": time.time(),
+            "outcome": outcome, "error": error, "failure": failure, "at": now,
+            # Since the ingest accepted the oldest new alert (as the latency histogram), and which alerts.
+            "latency": round(max(0.0, now - notification.received_at), 3),
+            "alertnames": dict(names.most_common(HISTORY_ALERTNAMES)),
         }))
 
     async def _dead_letter(self, event: EventT, reason: str, value: bytes | None, attempts: int = 0) -> None:
         """Queued with the event's other records: the event is acked only once the letter is on Kafka."""
         letter = letter_for(event, "deliver", reason, value)
         letter.attempts = attempts
-        await queue_letter(self.pipeline.writer, self.writes.outbox, self.pipeline.topics.notifications_dlq, letter)
+        dlq = self.pipeline.topics.notifications_dlq
+        # The topic's metadata first: the outbox is taken only after the last await, or a write that swapped
+        # it meanwhile would be iterating the outbox the letter lands in (and would lose it).
+        await self.pipeline.writer.partitions(dlq)
+        await queue_letter(self.pipeline.writer, self.writes.outbox, dlq, letter)
 
     async def _give_up(self, work: Work, reason: str, attempts: int, failure: str) -> None:
         notification = work.notification
@@ -292,6 +305,11 @@ class Delivery:
         sender = self.sender(labels)
         if sender is None:
             await self._give_up(work, "receiver or integration not in the config", 0, "config")
+            return
+        over_rate = await self.rates.wait(self.pipeline.config, notification.tenant, sender.config.kind,
+                                          time.time() - notification.created_at)
+        if over_rate is not None:
+            await self._give_up(work, over_rate, 0, "tenant_limit")
             return
         policy = self.pipeline.config.delivery
         backoff = policy.initial_backoff

@@ -36,7 +36,7 @@ class DingTalkSender(Sender):
     default_templates = {"title": "title.j2", "text": "markdown_titled.j2"}
 
     async def send(self, notification: Notification) -> None:
-        parts = self.render(notification)
+        parts = await self.render(notification)
         mentions = " ".join(f"@{who}" for who in [*self.config.at_mobiles, *self.config.at_users])
         footer = (f"\n\n{mentions}" if mentions else "") + keyword_footer(self.config.keywords)
 

@@ -25,7 +25,7 @@ class DiscordSender(Sender):
     default_templates = {"title": "title.j2", "message": "markdown.j2"}
 
     async def send(self, notification: Notification) -> None:
-        parts = self.render(notification)
+        parts = await self.render(notification)
         config = self.config
         if config.message_type == "content":
             # Half the limit at most for the footer, so that every piece keeps room for the alerts.

@@ -50,9 +50,9 @@ class EmailSender(Sender):
         super().__init__(config, context)
         self.tls = tls_context(config)  # built once: reading CA files is not free
 
-    def message(self, notification: Notification) -> EmailMessage:
+    async def message(self, notification: Notification) -> EmailMessage:
         config = self.config
-        parts = self.render(notification)
+        parts = await self.render(notification)
         message = EmailMessage()
         for name, value in config.headers.items():
             message[name] = value
@@ -72,7 +72,7 @@ class EmailSender(Sender):
         await self.throttle()
         try:
             await aiosmtplib.send(
-                self.message(notification), sender=config.from_, recipients=recipients,
+                await self.message(notification), sender=config.from_, recipients=recipients,
                 hostname=config.host, port=config.port, local_hostname=config.hello,
                 username=config.auth_username, password=config.reveal("auth_password") or None,
                 use_tls=implicit, start_tls=False if implicit else (True if config.require_tls else None),

@@ -34,7 +34,7 @@ class FeishuSender(Sender):
     default_templates = {"title": "title.j2", "text": "markdown.j2"}
 
     async def send(self, notification: Notification) -> None:
-        parts = self.render(notification)
+        parts = await self.render(notification)
         color = "red" if notification.status == "firing" else "green"
 
         async def post(text: str) -> None:

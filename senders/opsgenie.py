@@ -35,7 +35,7 @@ class OpsgenieSender(Sender):
                 body["note"] = config.note
             await self.post(str(close), body, headers)
             return
-        parts = self.render(notification)
+        parts = await self.render(notification)
         payload = notification.webhook_payload(self.context.external_url)
         body = {
             "message": truncate(parts["message"], MAX_MESSAGE_CHARS),

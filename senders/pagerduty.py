@@ -30,7 +30,7 @@ class PagerDutySender(Sender):
             "event_action": "trigger" if notification.status == "firing" else "resolve",
         }
         if notification.status == "firing":
-            parts = self.render(notification)
+            parts = await self.render(notification)
             common = notification.webhook_payload(self.context.external_url)["commonLabels"]
             severity = config.severity or (common.get("severity") if common.get("severity") in SEVERITIES
                                            else "error")

@@ -48,7 +48,7 @@ def templated_channels() -> dict[str, type[Sender]]:
     return {config.kind: SENDERS[config] for config in INTEGRATION_FIELDS.values() if SENDERS[config].default_templates}
 
 
-def _render(channel: str, sender: type[Sender], overrides: dict[str, str], language: str, tenant: str,
+async def _render(channel: str, sender: type[Sender], overrides: dict[str, str], language: str, tenant: str,
             receiver: str, integration: str, alerts: list[Alert], external_url: str) -> Rendering:
     usable, errors = {}, []
     for part, source in overrides.items():
@@ -59,7 +59,7 @@ def _render(channel: str, sender: type[Sender], overrides: dict[str, str], langu
             errors.append(TemplateFailure(part, "custom", f"TemplateSyntaxError: {exc.message}", exc.lineno))
     templates = MessageTemplates(channel, sender.default_templates, usable, language)
     notification = make_test_notification(tenant, receiver, integration, alerts, time.time())
-    parts, failures = templates.render_checked(notification, external_url)
+    parts, failures = await templates.render_checked(notification, external_url)
     return Rendering(channel, language, parts, errors + failures, integration)
 
 
@@ -71,9 +71,9 @@ def _checked_languages(wanted: list[str] | None) -> list[str]:
     return list(wanted or known)
 
 
-def preview(templates: dict[str, str], channels: list[str] | None = None, wanted_languages: list[str] | None = None,
-            alerts: list[Alert] | None = None, tenant: str = "global", receiver: str = "preview",
-            external_url: str = "") -> list[Rendering]:
+async def preview(templates: dict[str, str], channels: list[str] | None = None,
+                  wanted_languages: list[str] | None = None, alerts: list[Alert] | None = None,
+                  tenant: str = "global", receiver: str = "preview", external_url: str = "") -> list[Rendering]:
     """``templates`` (part -> Jinja source) rendered for each channel that has one of those parts (or
     the ``channels`` asked for) and each language. Raises ValueError for an unknown channel, part or
     language."""
@@ -88,18 +88,18 @@ def preview(templates: dict[str, str], channels: list[str] | None = None, wanted
         raise ValueError(f"unknown template parts {sorted(set(templates) - offered)} for channels {chosen} "
                          f"(parts: {sorted(offered)})")
     alerts = alerts or sample_alerts(time.time())
-    return [_render(kind, known[kind], {p: s for p, s in templates.items() if p in known[kind].default_templates},
-                    language, tenant, receiver, "", alerts, external_url)
+    return [await _render(kind, known[kind], {p: s for p, s in templates.items() if p in known[kind].default_templates},
+                          language, tenant, receiver, "", alerts, external_url)
             for kind in chosen for language in _checked_languages(wanted_languages)]
 
 
-def preview_receiver(tenant: str, receiver: ReceiverConfig, wanted_languages: list[str] | None = None,
-                     alerts: list[Alert] | None = None, external_url: str = "") -> list[Rendering]:
+async def preview_receiver(tenant: str, receiver: ReceiverConfig, wanted_languages: list[str] | None = None,
+                           alerts: list[Alert] | None = None, external_url: str = "") -> list[Rendering]:
     """A configured receiver's integrations rendered with their own templates, each in its own
     language or in each of ``wanted_languages``."""
     alerts = alerts or sample_alerts(time.time())
     known = templated_channels()
-    return [_render(config.kind, known[config.kind], config.template_overrides(), language, tenant, receiver.name,
-                    integration, alerts, external_url)
+    return [await _render(config.kind, known[config.kind], config.template_overrides(), language, tenant,
+                          receiver.name, integration, alerts, external_url)
             for integration, config in receiver.integrations() if config.kind in known  # not webhooks, files
             for language in (_checked_languages(wanted_languages) if wanted_languages else [config.language])]

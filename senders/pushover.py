@@ -22,7 +22,7 @@ class PushoverSender(Sender):
 
     async def send(self, notification: Notification) -> None:
         config = self.config
-        parts = self.render(notification)
+        parts = await self.render(notification)
         form = {
             "token": config.reveal("token"),
             "user": config.reveal("user_key"),

@@ -35,7 +35,7 @@ class SlackSender(Sender):
 
     async def send(self, notification: Notification) -> None:
         config = self.config
-        parts = self.render(notification)
+        parts = await self.render(notification)
         title = truncate(parts["title"], MAX_TITLE_CHARS)
         attachment: dict[str, Any] = {
             "title": title,

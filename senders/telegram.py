@@ -21,7 +21,7 @@ class TelegramSender(Sender):
     async def send(self, notification: Notification) -> None:
         mentions = self.config.mentions
         footer = "\n" + " ".join(f"@{name}" for name in mentions) if mentions else ""
-        await self.send_split(notification, self.render(notification)["message"], MAX_MESSAGE_CHARS, self._post,
+        await self.send_split(notification, (await self.render(notification))["message"], MAX_MESSAGE_CHARS, self._post,
                               footer=footer)
 
     async def _post(self, text: str) -> None:

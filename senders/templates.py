@@ -3,9 +3,12 @@
 Each channel renders named parts (``title``, ``text``, ``html``, ...). A part comes from the receiver's
 override (a Jinja string in the integration config, or a file in ``template_files``) or else from the
 channel's default template in ``senders/templates``. Templates are written by tenants, so they run in
-Jinja's sandbox (no attribute access to internals, bounded ``range``), and an override that fails to
-render falls back to the default for that part: the failure is logged and counted in
-``alert_pipeline_template_errors_total``, and the notification still goes out.
+Jinja's sandbox (no attribute access to internals, bounded ``range``) with a time and an output-size
+limit per part, in a thread of their own (:mod:`senders.sandbox`), and an override that fails to render
+or breaks a limit falls back to the default for that part: the failure is logged and counted in
+``alert_pipeline_template_errors_total`` (and ``alert_pipeline_template_limits_total``), and the
+notification still goes out. ``t()`` formats only the language pack's own words: a word that is not in
+the pack is returned as it is, never used as a format string (``str.format`` reaches attributes).
 
 The context is Alertmanager's webhook v4 data (``status``, ``alerts``, ``groupLabels``,
 ``commonLabels``, ``commonAnnotations``, ``externalURL``, ``receiver``, ``groupKey``), plus ``tenant``,
@@ -27,10 +30,10 @@ from typing import Any
 import yaml
 from jinja2 import FileSystemLoader, Template, TemplateSyntaxError, pass_context, select_autoescape
 from jinja2.runtime import Context
-from jinja2.sandbox import SandboxedEnvironment
 
-from pipeline.metrics import TEMPLATE_ERRORS
+from pipeline.metrics import TEMPLATE_ERRORS, TEMPLATE_LIMITS
 from pipeline.models import Notification
+from senders.sandbox import BoundedSandbox, LimitExceeded, RenderJob, bound_filters, render_chunks, run_bounded
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +88,8 @@ def _title(context: Context) -> str:
     return ENVIRONMENT.get_template("title.j2").render(context.get_all()).strip()
 
 
-def _environment() -> SandboxedEnvironment:
-    env = SandboxedEnvironment(
+def _environment() -> BoundedSandbox:
+    env = BoundedSandbox(
         loader=FileSystemLoader(TEMPLATE_DIR),
         # Templates named *.html.j2 produce HTML: label values are escaped there, nowhere else.
         autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False, default=False),
@@ -97,6 +100,7 @@ def _environment() -> SandboxedEnvironment:
     # plain text, escaped like any value in HTML templates.
     env.filters["time"] = _format_time
     env.globals.update(title=_title, summary=_summary, where=_where, icon=_icon, when=_when, counts=_counts)
+    bound_filters(env)
     return env
 
 
@@ -118,7 +122,10 @@ def template_context(notification: Notification, external_url: str, language: st
     words = language_pack(language)
 
     def translate(word: str, **values: Any) -> str:
-        return words.get(word, word).format(**values)
+        # Only our own pack's words are format strings; a template's text never is (issue 12: a word
+        # such as '{f.__globals__[...]}' read the process' globals through str.format).
+        found = words.get(word)
+        return word if found is None else found.format(**values)
 
     context = notification.webhook_payload(external_url)
     context.update(
@@ -140,10 +147,13 @@ class TemplateFailure:
     template: str
     message: str
     line: int | None
+    #: The limit a render broke (``time``, ``size``), if that is why it failed.
+    limit: str | None = None
 
     @classmethod
     def of(cls, part: str, template: str, exc: Exception) -> TemplateFailure:
-        return cls(part, template, f"{type(exc).__name__}: {exc}", error_line(exc))
+        limit = exc.limit if isinstance(exc, LimitExceeded) else None
+        return cls(part, template, f"{type(exc).__name__}: {exc}", error_line(exc), limit)
 
 
 def error_line(exc: Exception) -> int | None:
@@ -169,42 +179,60 @@ def _compile(source: str, html: bool) -> Template:
 
 class MessageTemplates:
     """The templates of one integration: ``defaults`` maps each part to a default template name,
-    ``overrides`` maps some parts to the receiver's own Jinja source."""
+    ``overrides`` maps some parts to the receiver's own Jinja source. Each part renders within
+    ``timeout`` seconds and ``max_bytes`` characters."""
 
-    def __init__(self, channel: str, defaults: dict[str, str], overrides: dict[str, str], language: str):
+    def __init__(self, channel: str, defaults: dict[str, str], overrides: dict[str, str], language: str,
+                 timeout: float = 2.0, max_bytes: int = 1024 * 1024):
         self.channel = channel
         self.language = language
+        self.timeout = timeout
+        self.max_bytes = max_bytes
         self.defaults = {part: ENVIRONMENT.get_template(name) for part, name in defaults.items()}
         # Overrides were syntax-checked when the config was loaded.
         self.overrides = {part: _compile(source, defaults[part].endswith(".html.j2"))
                           for part, source in overrides.items()}
 
-    def render(self, notification: Notification, external_url: str) -> dict[str, str]:
-        parts, failures = self.render_checked(notification, external_url)
+    async def render(self, notification: Notification, external_url: str) -> dict[str, str]:
+        """Every part, bounded and off the event loop; failures logged and counted."""
+        parts, failures = await self.render_checked(notification, external_url)
         for failure in failures:
             TEMPLATE_ERRORS.labels(self.channel, failure.part, failure.template).inc()
+            if failure.limit:
+                TEMPLATE_LIMITS.labels(self.channel, failure.part, failure.limit).inc()
             log.warning("template error in the %s %s template of %s/%s %s (%s); using the default",
                         failure.template, failure.part, notification.tenant, notification.receiver,
                         notification.integration, failure.message)
         return parts
 
-    def render_checked(self, notification: Notification,
-                       external_url: str) -> tuple[dict[str, str], list[TemplateFailure]]:
-        """Every part, and the failures that made a part fall back (what a template preview shows)."""
+    async def render_checked(self, notification: Notification,
+                             external_url: str) -> tuple[dict[str, str], list[TemplateFailure]]:
+        """Every part, and the failures that made a part fall back (what a template preview shows).
+
+        The parts render in a thread of their own, one after the other, each within the time and size
+        limits (:func:`senders.sandbox.run_bounded`)."""
         context = template_context(notification, external_url, self.language)
         failures: list[TemplateFailure] = []
-        return {part: self._render_part(part, context, notification, failures) for part in self.defaults}, failures
+        try:
+            parts = await run_bounded(lambda job: {part: self._render_part(part, context, notification, failures, job)
+                                                   for part in self.defaults}, self.max_bytes, self.timeout)
+        except LimitExceeded as exc:  # interrupted just as a part ended: rare, and still sent
+            from senders.file import text_line
+
+            failures.append(TemplateFailure.of("all", "default", exc))
+            parts = dict.fromkeys(self.defaults, text_line(notification))
+        return parts, failures
 
     def _render_part(self, part: str, context: dict[str, Any], notification: Notification,
-                     failures: list[TemplateFailure]) -> str:
+                     failures: list[TemplateFailure], job: RenderJob) -> str:
         override = self.overrides.get(part)
         if override is not None:
             try:
-                return override.render(context).strip()
-            except Exception as exc:  # any error of a tenant's template; the default takes over
+                return render_chunks(override.generate(context), job, self.timeout).strip()
+            except Exception as exc:  # any error of a tenant's template, or a limit; the default takes over
                 failures.append(TemplateFailure.of(part, "custom", exc))
         try:
-            return self.defaults[part].render(context).strip()
+            return render_chunks(self.defaults[part].generate(context), job, self.timeout).strip()
         except Exception as exc:  # a bug of ours; still send something readable
             failures.append(TemplateFailure.of(part, "default", exc))
             from senders.file import text_line

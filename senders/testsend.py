@@ -13,9 +13,7 @@ import asyncio
 import time
 from dataclasses import asdict, dataclass
 
-import aiohttp
-
-from pipeline.config import ReceiverConfig
+from pipeline.config import Config, ReceiverConfig
 from pipeline.models import Alert, Notification
 from senders.base import DeliveryError, SenderContext, create_sender
 from senders.redact import redact
@@ -80,11 +78,13 @@ async def _one(tenant: str, receiver: ReceiverConfig, integration: str, context:
     return IntegrationOutcome(integration, "ok", time.monotonic() - started)
 
 
-async def send_test(tenant: str, receiver: ReceiverConfig, external_url: str,
-                        alerts: list[Alert] | None = None) -> list[IntegrationOutcome]:
-    """Send one test notification to every integration of ``receiver`` at once; their outcomes in order."""
+async def send_test(tenant: str, receiver: ReceiverConfig, config: Config,
+                    alerts: list[Alert] | None = None) -> list[IntegrationOutcome]:
+    """Send one test notification to every integration of ``receiver`` at once; their outcomes in order.
+    The requests go out as the workers' do: behind the receivers' firewall, with the redirect and
+    template limits of ``config``."""
     alerts = alerts or sample_alerts(time.time())
-    async with aiohttp.ClientSession() as http:
-        context = SenderContext(http=http, external_url=external_url)
+    context = SenderContext.for_config(config)
+    async with context.http:
         return list(await asyncio.gather(*(_one(tenant, receiver, integration, context, alerts)
                                            for integration, _ in receiver.integrations())))

@@ -22,7 +22,7 @@ class WeComSender(Sender):
     default_templates = {"text": "markdown_titled.j2"}
 
     async def send(self, notification: Notification) -> None:
-        text = self.render(notification)["text"]
+        text = (await self.render(notification))["text"]
         mentions = "".join(f"<@{user}>" for user in self.config.at_users)
         footer = f"\n{mentions}" if mentions else ""
 

@@ -19,9 +19,11 @@ import orjson
 from agents.dedup import decide
 from pipeline.config import parse_config
 from pipeline.ingest.alertmanager import parse_alerts_body
+from pipeline.limits import Limits
 from pipeline.models import Alert, fingerprint
 from pipeline.routing import RoutingTable
 from pipeline.tenancy import TenantResolver
+from tests.bench_ui import ui_benchmark
 
 Row = tuple[str, float, str]
 FIXTURES = Path(__file__).parent / "fixtures" / "kube"
@@ -146,9 +148,10 @@ def micro_benchmarks() -> None:
     micro("fingerprint", len(alerts), lambda: [fingerprint(a["labels"]) for a in alerts])
     body = orjson.dumps(alerts)
     now = time.time()
+    limits = Limits(max_alerts_per_request=len(alerts))  # one body of all of them
     micro("ingest: parse + validate + encode records", len(alerts), lambda: [
-        orjson.dumps(a.to_record()) for a in parse_alerts_body(orjson.loads(body), now, 300, 3600).alerts])
-    parsed = parse_alerts_body(alerts, now, 300, 3600).alerts
+        orjson.dumps(a.to_record()) for a in parse_alerts_body(orjson.loads(body), now, 300, 3600, limits).alerts])
+    parsed = parse_alerts_body(alerts, now, 300, 3600, limits).alerts
     records = [orjson.dumps(a.to_record()) for a in parsed]
 
     def dedup_repeats() -> None:
@@ -193,6 +196,7 @@ def main() -> None:
         for name, value, unit in bench_event_rules():
             print(f"{name}: {value:,.0f} {unit}")
     asyncio.run(compare(quick=args.quick))
+    asyncio.run(ui_benchmark())
 
 
 if __name__ == "__main__":

@@ -64,8 +64,8 @@ async def start_pipeline(tmp_path: Path, request: pytest.FixtureRequest) -> Asyn
     """Start ingest + worker for a config; stopped (and their logs shown on failure) after the test."""
     started: list[PipelineProcesses] = []
 
-    async def start(config: dict[str, Any], worker: bool = True) -> PipelineProcesses:
-        processes = PipelineProcesses(config, tmp_path)
+    async def start(config: dict[str, Any], worker: bool = True, **options: Any) -> PipelineProcesses:
+        processes = PipelineProcesses(config, tmp_path, **options)
         started.append(processes)
         return await processes.start(worker=worker)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -36,6 +37,49 @@ async def eventually(check: Callable[[], Any], timeout: float = 30.0, interval: 
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
+
+
+class LoopTicks:
+    """Counts the event loop's turns (one per ``interval`` sleep) while in the ``async with`` block: code
+    that blocks the loop leaves the count near zero, code that runs off it does not."""
+
+    def __init__(self, interval: float = 0.01):
+        self.interval = interval
+        self.count = 0
+        self.elapsed = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self._started = 0.0
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            self.count += 1
+
+    async def __aenter__(self) -> LoopTicks:
+        self._started = time.monotonic()
+        self._task = asyncio.create_task(self._tick())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        self.elapsed = time.monotonic() - self._started
+
+    @property
+    def expected(self) -> int:
+        """A quarter of the turns an idle loop would have made (the machine is shared)."""
+        return int(self.elapsed / self.interval / 4)
+
+
+async def serve_loopback(handler: Callable[[web.Request], Any]) -> tuple[web.AppRunner, int]:
+    """An HTTP server on a free loopback port answering every path with ``handler``; cleanup the runner."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, port
 
 
 def kcat_produce(bootstrap_servers: str, topic: str, values: list[bytes]) -> None:
@@ -122,9 +166,10 @@ def base_config(broker: Broker, tmp: Path, **overrides: Any) -> dict[str, Any]:
     return config
 
 
-def _get(url: str) -> tuple[int, str]:
+def _get(url: str, headers: dict[str, str] | None = None, context: Any = None) -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:
+        request = urllib.request.Request(url, headers=headers or {})
+        with urllib.request.urlopen(request, timeout=2, context=context) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, ""
@@ -133,11 +178,18 @@ def _get(url: str) -> tuple[int, str]:
 
 
 class PipelineProcesses:
-    """``alert-pipeline ingest`` and ``alert-pipeline worker`` as child processes for one test."""
+    """``alert-pipeline ingest`` and ``alert-pipeline worker`` as child processes for one test.
 
-    def __init__(self, config: dict[str, Any], tmp: Path):
+    With authentication configured, ``headers`` (an admin's Authorization) and ``ssl_context`` (trusting
+    the test's CA, when the web config has TLS) are what the harness reads the worker's metrics with."""
+
+    def __init__(self, config: dict[str, Any], tmp: Path, headers: dict[str, str] | None = None,
+                 ssl_context: Any = None):
         self.config = config
         self.tmp = tmp
+        self.headers = headers
+        self.ssl_context = ssl_context
+        self.scheme = "https" if ssl_context is not None else "http"
         self.path = tmp / f"config-{config['worker']['app_id']}-{uuid.uuid4().hex[:6]}.yml"
         self.path.write_text(yaml.safe_dump(config))
         self.ingest: subprocess.Popen[bytes] | None = None
@@ -145,11 +197,11 @@ class PipelineProcesses:
 
     @property
     def ingest_url(self) -> str:
-        return f"http://{self.config['ingest']['listen']}"
+        return f"{self.scheme}://{self.config['ingest']['listen']}"
 
     @property
     def worker_metrics_url(self) -> str:
-        return f"http://{self.config['worker']['metrics_listen']}/metrics"
+        return f"{self.scheme}://{self.config['worker']['metrics_listen']}/metrics"
 
     def _spawn(self, *args: str, log: str) -> subprocess.Popen[bytes]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")}
@@ -166,11 +218,11 @@ class PipelineProcesses:
         self.worker = self._spawn("worker", "--log-level", log_level, log="worker.log")
 
     async def wait_ingest_ready(self, timeout: float = 30.0) -> None:
-        await eventually(lambda: _get(f"{self.ingest_url}/-/ready")[0] == 200, timeout, 0.2)
+        await eventually(lambda: _get(f"{self.ingest_url}/-/ready", context=self.ssl_context)[0] == 200, timeout, 0.2)
 
     async def wait_worker_ready(self, timeout: float = 60.0) -> None:
         def ready() -> bool:
-            status, text = _get(self.worker_metrics_url)
+            status, text = _get(self.worker_metrics_url, self.headers, self.ssl_context)
             return status == 200 and "alert_pipeline_worker_ready 1.0" in text
 
         await eventually(ready, timeout, 0.25)
@@ -188,7 +240,7 @@ class PipelineProcesses:
         """Sum of a metric's samples on the worker (or ``url``), of those with these label values."""
         from prometheus_client.parser import text_string_to_metric_families
 
-        _, text = _get(url or self.worker_metrics_url)
+        _, text = _get(url or self.worker_metrics_url, self.headers, self.ssl_context)
         return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
                    if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
 
@@ -220,6 +272,19 @@ class PipelineProcesses:
         )
 
 
+def start_prometheus(directory: Path, config: dict[str, Any], port: int) -> subprocess.Popen[bytes]:
+    """Debian's Prometheus with ``config`` (written to ``directory``, where its data and log go too),
+    re-sending firing alerts every second; the caller terminates it."""
+    binary = shutil.which("prometheus")
+    assert binary, "prometheus is not installed (make test-deps)"
+    (directory / "prometheus.yml").write_text(yaml.safe_dump(config))
+    with open(directory / "prometheus.log", "ab") as log:
+        return subprocess.Popen(
+            [binary, f"--config.file={directory / 'prometheus.yml'}", f"--storage.tsdb.path={directory / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{port}", "--rules.alert.resend-delay=1s"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
 class Alertmanager:
     """A real Alertmanager (Debian ``prometheus-alertmanager``) on a free loopback port, clustering off."""
 
@@ -237,8 +302,6 @@ class Alertmanager:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> Alertmanager:
-        import shutil
-
         binary = shutil.which(self.BINARY) or shutil.which("alertmanager")
         assert binary, "prometheus-alertmanager is not installed (make test-deps)"
         with open(self.dir / "alertmanager.log", "ab") as log:

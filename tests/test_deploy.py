@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline.app import create_app
 from pipeline.config import Config, parse_config
 from pipeline.topics import topics_for
 from tests.harness import ROOT
@@ -79,15 +78,12 @@ def test_strimzi_topics_are_the_topics_the_processes_use(tmp_path):
     resources = render("-f", str(MULTI_TENANT))
     config, _ = loaded_config(resources, tmp_path)
     config.worker.data_dir = str(tmp_path / "data")
-    app, _ = create_app(config)
-    changelogs = {table.changelog_topic.get_topic_name() for table in app.tables.values()}
     topics = topics_for(config)
     declared = {doc["spec"]["topicName"]: doc for (kind, _), doc in resources.items() if kind == "KafkaTopic"}
-    assert set(declared) == set(topics.all_topics(config)) | changelogs
-    assert {"prod.notifications.shop", "prod.notifications.payments", "alert-pipeline-groups-changelog"} \
-        <= set(declared)
+    assert set(declared) == set(topics.all_topics(config))
+    assert {"prod.notifications.shop", "prod.notifications.payments", "prod.dispatch.groups"} <= set(declared)
     compacted = {name for name, doc in declared.items() if doc["spec"]["config"].get("cleanup.policy") == "compact"}
-    assert compacted == (set(topics.compacted()) | changelogs)
+    assert compacted == set(topics.compacted())
     assert {(d["spec"]["partitions"], d["spec"]["replicas"]) for d in declared.values()} == {
         (config.kafka.partitions, config.kafka.replication_factor)}
     user = resources[("KafkaUser", "alert-pipeline")]

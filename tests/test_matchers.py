@@ -157,3 +157,20 @@ def test_regexes_follow_go_semantics():
     assert Matcher.parse('msg=~"(?s)a.b"').matches({"msg": "a\nb"})
     assert not Matcher.parse('msg=~"ab"').matches({"msg": "ab\n"})  # anchored at the very end
     assert Matcher.parse('env=~"(?i)prod|dev"').matches({"env": "DEV"})
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("regex", ["(a+)+b", "(.*.*)*x", "(a|aa)+$c", "(x+x+)+y"])
+def test_regex_matching_is_linear_time(regex):
+    """Issue 12's ReDoS: with a backtracking engine each of these takes longer than the age of the universe
+    on 100 characters (``(.*.*)*x`` took 22 s on 16); RE2 answers at once (the timeout is the bound)."""
+    matcher = Matcher.parse(f'job=~"{regex}"')
+    assert not matcher.matches({"job": "a" * 100 + "!"})
+    assert not matcher.matches({"job": "x" * 100_000 + "!"})
+
+
+@pytest.mark.parametrize("regex", [r"(a)\1", "(?=a)b", "(?<!a)b", "a++"])
+def test_constructs_outside_re2_are_refused(regex):
+    """Backreferences, lookarounds and possessive quantifiers are not Go's syntax: refused, as Alertmanager does."""
+    with pytest.raises(ValueError, match="invalid regular expression"):
+        Matcher.parse(f'job=~"{regex}"')

@@ -66,15 +66,14 @@ def test_email_uses_the_default_config_and_a_mounted_password(tmp_path):
     assert email.reveal("auth_password") == "s3cret"
 
 
-def test_a_tenant_receiver_selects_its_own_config_not_another_tenants(tmp_path, monkeypatch):
-    monkeypatch.setenv("BOB_SLACK", "xoxb-bob")
+def test_a_tenant_receiver_selects_its_own_config_not_another_tenants(tmp_path):
     bob = {"type": "tenant", "user": "bob"}
     receiver = resource("Receiver", "bob-slack", bob, {"slack": {
         "channels": ["#ops", "#dev"], "slackConfigSelector": {"matchLabels": {"team": "x"}}}})
     alice_config = resource("Config", "alice", {"type": "tenant", "user": "alice", "team": "x"},
                             {"slack": {"slackTokenSecret": {"value": "xoxb-alice"}}})
     bob_config = resource("Config", "bob", {**bob, "team": "x"},
-                          {"slack": {"slackTokenSecret": {"value": "${BOB_SLACK}"}}})
+                          {"slack": {"slackTokenSecret": {"value": "xoxb-bob"}}})
     config = load(tmp_path, receiver, alice_config, bob_config)
     slack = integrations(config, "bob", "bob-slack")
     assert [(s.kind, s.channel, s.reveal("token")) for s in slack] == [

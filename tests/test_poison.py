@@ -59,10 +59,13 @@ async def test_poison_on_each_input_topic_is_dead_lettered_and_its_neighbours_de
     kcat_tombstone(bootstrap, f"{prefix}alerts.routed", "some-group")
     kcat_produce(bootstrap, f"{prefix}notifications.global", [b"not a notification", b'{"id": 7}'])
     kcat_tombstone(bootstrap, f"{prefix}notifications.global", "some-group")
-    # Accepted by the ingest (under the record limit), but its routed item copies the big label into the
-    # group labels and the group key: too large for alerts.routed, dead-lettered by dedup.
-    status, _ = await post(pipeline.ingest_url, [alert("Big", "ns1", big="x" * 8000)])
-    assert status == 200
+    # The ingest refuses it (over limits.max_alert_bytes); published straight to alerts, its routed item
+    # copies the big label into the group labels and the group key: too large for alerts.routed,
+    # dead-lettered by dedup.
+    status, answer = await post(pipeline.ingest_url, [alert("Big", "ns1", big="x" * 8000)])
+    assert status == 400 and "(limits.max_alert_bytes)" in answer["error"], answer
+    kcat_produce(bootstrap, f"{prefix}alerts", [orjson.dumps([{
+        **alert("Big", "ns1", big="x" * 8000), "startsAt": "2030-01-01T00:00:00Z", "endsAt": "2099-01-01T00:00:00Z"}])])
     assert (await post(pipeline.ingest_url, [alert("After", "ns1")]))[0] == 200
 
     def names() -> set[str]:

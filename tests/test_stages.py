@@ -10,6 +10,7 @@ from agents.grouping import LogEntry, needs_update
 from pipeline.config import ConfigError, parse_config
 from pipeline.durations import format_duration, parse_duration
 from pipeline.ingest.alertmanager import parse_alerts_body
+from pipeline.limits import Limits
 from pipeline.matchers import Matcher, parse_matchers
 from pipeline.models import Alert, Notification, fingerprint, format_time
 from pipeline.routing import RoutingTable
@@ -63,13 +64,13 @@ def test_ingest_defaults_follow_alertmanager():
     batch = parse_alerts_body([
         {"labels": {"alertname": "A", "empty": ""}},
         {"labels": {"alertname": "B"}, "endsAt": format_time(NOW - 10)},
-    ], NOW, 300, 3600)
+    ], NOW, 300, 3600, Limits())
     first, second = batch.alerts
     assert first.labels == {"alertname": "A"}  # empty label values are dropped
     assert (first.starts_at, first.ends_at, first.timeout) == (NOW, NOW + 300, True)
     assert (second.starts_at, second.ends_at, second.timeout) == (NOW - 10, NOW - 10, False)
     webhook = parse_alerts_body({"alerts": [{"labels": {"alertname": "C"}, "endsAt": "0001-01-01T00:00:00Z"}]},
-                                NOW, 300, 3600)
+                                NOW, 300, 3600, Limits())
     assert webhook.source == "alertmanager" and webhook.alerts[0].ends_at == NOW + 3600
 
 

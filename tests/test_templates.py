@@ -14,6 +14,7 @@ from prometheus_client import REGISTRY
 from pipeline.channels import Language
 from pipeline.config import ConfigError, parse_config
 from senders.templates import TEMPLATE_DIR, MessageTemplates, languages
+from tests.harness import LoopTicks
 from tests.test_channels import EXTERNAL_URL, alert, integration, notification
 
 SLACK = {"title": "title.j2", "text": "slack.j2"}
@@ -35,29 +36,29 @@ def test_language_packs_have_the_same_words_and_match_the_config_choices():
     ("ko", "[발생:2] PodCrash (shop, critical)", "[해결됨] PodCrash (shop, critical)", "네임스페이스: shop"),
     ("zh", "[告警:2] PodCrash (shop, critical)", "[已恢复] PodCrash (shop, critical)", "命名空间: shop"),
 ])
-def test_default_templates_in_each_language(language, firing, resolved, namespace):
+async def test_default_templates_in_each_language(language, firing, resolved, namespace):
     templates = MessageTemplates("dingtalk", {"title": "title.j2", "text": "markdown.j2"}, {}, language)
-    parts = templates.render(notification(alert("a"), alert("b"), alert("c", "resolved")), EXTERNAL_URL)
+    parts = await templates.render(notification(alert("a"), alert("b"), alert("c", "resolved")), EXTERNAL_URL)
     assert parts["title"] == firing and namespace in parts["text"]
     assert parts["text"].endswith(f"({EXTERNAL_URL})")
-    assert templates.render(notification(alert("a", "resolved")), EXTERNAL_URL)["title"] == resolved
+    assert (await templates.render(notification(alert("a", "resolved")), EXTERNAL_URL))["title"] == resolved
 
 
-def test_alerts_left_out_of_a_huge_group_are_counted_in_the_text():
+async def test_alerts_left_out_of_a_huge_group_are_counted_in_the_text():
     templates = MessageTemplates("dingtalk", {"title": "title.j2", "text": "markdown.j2"}, {}, "en")
     huge = replace(notification(alert("a"), alert("b")), truncated=1234)
-    assert "2 firing, 1234 more not shown" in templates.render(huge, EXTERNAL_URL)["text"]
-    assert "not shown" not in templates.render(notification(alert("a")), EXTERNAL_URL)["text"]
+    assert "2 firing, 1234 more not shown" in (await templates.render(huge, EXTERNAL_URL))["text"]
+    assert "not shown" not in (await templates.render(notification(alert("a")), EXTERNAL_URL))["text"]
 
 
-def test_inline_and_file_overrides(tmp_path):
+async def test_inline_and_file_overrides(tmp_path):
     (tmp_path / "text.j2").write_text(
         "{% for a in firing %}{{ a.labels.pod }} in {{ where(a) }}: {{ summary(a) }}\n{% endfor %}"
         "---\n{% include 'slack.j2' %}")
     config = integration("slack_configs", api_url="http://127.0.0.1:1/hook",
                          title="{{ tenant }}/{{ receiver }}: {{ alerts | length }} {{ t('firing') }}",
                          template_files={"text": str(tmp_path / "text.j2")}, language="zh")
-    parts = MessageTemplates("slack", SLACK, config.template_overrides(), config.language).render(
+    parts = await MessageTemplates("slack", SLACK, config.template_overrides(), config.language).render(
         notification(alert("a"), alert("b", "resolved")), EXTERNAL_URL)
     assert parts["title"] == "shop/team: 2 告警"
     text = parts["text"]
@@ -70,21 +71,22 @@ def test_inline_and_file_overrides(tmp_path):
     "{{ alerts[5].labels.pod }}",           # no such alert
     "{{ commonLabels.pod.missing.deeper }}",
 ])
-def test_a_failing_override_falls_back_to_the_default_counted_and_logged(broken, caplog):
+async def test_a_failing_override_falls_back_to_the_default_counted_and_logged(broken, caplog):
     defaults = MessageTemplates("slack", SLACK, {}, "en")
     custom = MessageTemplates("slack", SLACK, {"title": broken}, "en")
     before = template_errors("slack", "title")
     with caplog.at_level(logging.WARNING, logger="senders.templates"):
-        parts = custom.render(notification(), EXTERNAL_URL)
-    assert parts == defaults.render(notification(), EXTERNAL_URL)
+        parts = await custom.render(notification(), EXTERNAL_URL)
+    assert parts == await defaults.render(notification(), EXTERNAL_URL)
     assert template_errors("slack", "title") == before + 1
     assert "template error in the custom title template of shop/team" in caplog.text
 
 
-def test_html_overrides_are_escaped_text_ones_are_not():
+async def test_html_overrides_are_escaped_text_ones_are_not():
     overrides = {"html": "<p>{{ alerts[0].annotations.summary }}</p>", "text": "{{ alerts[0].annotations.summary }}"}
-    parts = MessageTemplates("email", {"subject": "title.j2", "text": "text.j2", "html": "email.html.j2"}, overrides,
-                             "en").render(notification(alert("a", summary="<b>x</b> & y")), EXTERNAL_URL)
+    parts = await MessageTemplates("email", {"subject": "title.j2", "text": "text.j2", "html": "email.html.j2"},
+                                   overrides, "en").render(notification(alert("a", summary="<b>x</b> & y")),
+                                                           EXTERNAL_URL)
     assert parts["html"] == "<p>&lt;b&gt;x&lt;/b&gt; &amp; y</p>" and parts["text"] == "<b>x</b> & y"
 
 
@@ -146,3 +148,48 @@ def test_the_channels_example_is_a_valid_config(tmp_path, monkeypatch):
     assert kinds == {"email", "slack", "pagerduty", "opsgenie", "pushover", "discord", "dingtalk", "feishu", "wecom",
                      "telegram"}
     assert config.tenant("team-cn").receivers[0].dingtalk_configs[0].reveal("secret") == "value-of-DINGTALK_SECRET"
+
+
+def template_limits(channel: str, part: str, limit: str) -> float:
+    return REGISTRY.get_sample_value("alert_pipeline_template_limits_total",
+                                     {"channel": channel, "part": part, "limit": limit}) or 0.0
+
+
+async def test_t_never_formats_the_templates_own_text(monkeypatch):
+    """Issue 12's template escape: ``t()`` ran ``str.format`` on the word it was given, so a word that was a
+    format string read the process' environment through a helper's ``__globals__``."""
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", "kafka-secret-in-env")
+    attack = "{{ t('{f.__globals__[logging].os.environ[KAFKA_SASL_PASSWORD]}', f=summary) }}"
+    parts = await MessageTemplates("slack", SLACK, {"title": attack, "text": "{{ t('firing') }}"}, "ko").render(
+        notification(), EXTERNAL_URL)
+    assert "kafka-secret-in-env" not in str(parts)
+    assert parts["title"] == "{f.__globals__[logging].os.environ[KAFKA_SASL_PASSWORD]}"  # the word, unformatted
+    assert parts["text"] == "발생"  # a word of the pack is still translated
+
+
+@pytest.mark.parametrize(("template", "limit"), [
+    # Calls and lookups are checked cooperatively...
+    ("{% for i in range(100000) %}{% for j in range(100000) %}{{ ''|lower }}{% endfor %}{% endfor %}", "time"),
+    # ...a loop over a long string calls nothing, so its thread is interrupted.
+    ("{% for x in alerts[0].annotations.summary %}{% for y in alerts[0].annotations.summary %}"
+     "{% endfor %}{% endfor %}", "time"),
+    ("{{ 'x' * 1000000000 }}", "size"),
+    ("{{ 'x'|center(1000000000) }}", "size"),
+    ("{% set ns = namespace(s='xy') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}",
+     "size"),
+    ("{% for i in range(100000) %}{{ 'y' * 1000 }}{% endfor %}", "size"),
+])
+async def test_a_template_over_a_limit_falls_back_without_stalling_the_event_loop(template, limit):
+    """Issue 12: rendering had no time or memory bound and ran on the worker's event loop."""
+    long_summary = "z" * 20_000  # 4e8 iterations for the nested loop over it
+    subject = notification(alert("a", summary=long_summary))
+    custom = MessageTemplates("slack", SLACK, {"text": template}, "en", timeout=0.5, max_bytes=100_000)
+    defaults = MessageTemplates("slack", SLACK, {}, "en")
+    before, errors_before = template_limits("slack", "text", limit), template_errors("slack", "text")
+    async with LoopTicks() as ticks:
+        parts = await custom.render(subject, EXTERNAL_URL)
+    assert parts == await defaults.render(subject, EXTERNAL_URL)
+    assert template_limits("slack", "text", limit) == before + 1
+    assert template_errors("slack", "text") == errors_before + 1
+    # The loop kept running while the template did (a render on the loop would leave ticks at 0).
+    assert ticks.count >= ticks.expected

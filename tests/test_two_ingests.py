@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import shutil
-import subprocess
 from collections import Counter
 
 import orjson
 import yaml
 
 from pipeline.broker import free_port
-from tests.harness import PipelineProcesses, eventually
+from tests.harness import PipelineProcesses, eventually, start_prometheus
 
 RULES = {"groups": [{"name": "always", "interval": "1s", "rules": [
     {"alert": "DiskFull", "expr": "vector(1)", "labels": {"namespace": "ns1", "severity": "critical"},
@@ -35,19 +33,12 @@ async def test_prometheus_posting_to_two_ingests_notifies_once(make_config, star
     await second.wait_ingest_ready()
 
     (tmp_path / "rules.yml").write_text(yaml.safe_dump(RULES))
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({
+    prometheus = start_prometheus(tmp_path, {
         "global": {"evaluation_interval": "1s"},
         "rule_files": [str(tmp_path / "rules.yml")],
         "alerting": {"alertmanagers": [{"api_version": "v2", "static_configs": [
             {"targets": [config["ingest"]["listen"], second_config["ingest"]["listen"]]}]}]},
-    }))
-    binary = shutil.which("prometheus")
-    assert binary, "prometheus is not installed (make test-deps)"
-    with open(tmp_path / "prometheus.log", "ab") as log:
-        prometheus = subprocess.Popen(
-            [binary, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{free_port()}", "--rules.alert.resend-delay=1s"],
-            stdout=log, stderr=subprocess.STDOUT)
+    }, free_port())
     try:
         def received(processes: PipelineProcesses) -> float:
             return processes.metric("alert_pipeline_alerts_received_total", url=f"{processes.ingest_url}/metrics")

@@ -65,11 +65,12 @@ def state(request: web.Request) -> ApiState:
 
 def register(app: web.Application) -> None:
     """Add the v2 API routes to the ingest app, and follow the views while it runs."""
-    from pipeline.api import alerts, silences
+    from pipeline.api import alerts, deadletters, silences
 
     app[STATE] = ApiState(app[CONFIG])
     silences.add_routes(app)
     alerts.add_routes(app)
+    deadletters.add_routes(app)
 
     async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
         await app[STATE].muter.start()

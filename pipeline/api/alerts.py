@@ -6,11 +6,13 @@ matches in the global tree and in its tenants' trees, and its groups are compute
 route stage computes them, so the API shows what the workers are grouping without asking them.
 An alert is ``suppressed`` when a silence or an inhibit rule mutes it in at least one of its
 notification scopes (the global route, its tenants); ``silencedBy``/``inhibitedBy`` list why.
+
+Everything is scoped to the caller (:mod:`pipeline.scope`): a tenant principal sees the alerts
+that reach its tenant, with its tenant's receivers, groups and muting only; an admin sees them all.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -26,9 +28,12 @@ from pipeline.config import Config
 from pipeline.durations import format_duration
 from pipeline.ingest.receivers import receiver_statuses
 from pipeline.ingest.server import CONFIG
-from pipeline.matchers import Matcher
+from pipeline.matchers import Matcher, compile_regex
 from pipeline.models import format_time, parse_time
 from pipeline.routing import format_labels
+from pipeline.scope import visible_scopes
+from pipeline.security.http import principal
+from pipeline.security.principals import Principal
 
 VERSION_INFO = {"version": "0.1.0", "revision": "", "branch": "", "buildUser": "", "buildDate": "",
                 "goVersion": "python"}
@@ -42,15 +47,15 @@ class AlertQuery:
     active: bool
     silenced: bool
     inhibited: bool
-    receiver: re.Pattern[str] | None
+    receiver: Any  # an RE2 pattern (linear time, as the filter is the caller's)
 
     @classmethod
     def from_request(cls, request: web.Request) -> AlertQuery:
         receiver = request.query.get("receiver")
         try:
-            pattern = re.compile(f"^(?:{receiver})$") if receiver else None
-        except re.error as exc:
-            raise BadQuery(f"receiver: invalid regular expression: {exc}") from None
+            pattern = compile_regex(receiver) if receiver else None
+        except ValueError as exc:
+            raise BadQuery(f"receiver: {exc}") from None
         return cls(filter_matchers(request), flag(request, "active"), flag(request, "silenced"),
                    flag(request, "inhibited"), pattern)
 
@@ -62,7 +67,7 @@ class AlertQuery:
             return False
         if not self.inhibited and status["inhibitedBy"]:
             return False
-        if self.receiver and not any(self.receiver.match(r["name"]) for r in alert["receivers"]):
+        if self.receiver and not any(self.receiver.fullmatch(r["name"]) for r in alert["receivers"]):
             return False
         return matches_filter(self.matchers, alert["labels"])
 
@@ -79,15 +84,19 @@ class Membership:
         return format_labels(self.labels), self.receiver, self.route
 
 
-def gettable_alerts(current: ApiState, now: float) -> list[tuple[dict[str, Any], list[Membership]]]:
-    """Every unresolved alert in the API's shape, with the groups it is in."""
+def gettable_alerts(current: ApiState, now: float,
+                    caller: Principal) -> list[tuple[dict[str, Any], list[Membership]]]:
+    """Every unresolved alert the caller may see in the API's shape, with the groups it is in (within
+    the caller's scopes)."""
     out = []
     for record in current.muter.alert_view.items.values():
         ends_at = parse_time(record.get("endsAt"), "endsAt")
         if ends_at is not None and ends_at <= now:
             continue
         labels = record["labels"]
-        scopes = current.muter.scopes(labels)
+        scopes = visible_scopes(caller, current.muter.scopes(labels))
+        if not scopes:
+            continue
         silenced, inhibited = current.muter.status(labels, scopes, now)
         routes = [(tenant, route) for tenant in scopes for route in current.routing.match(tenant, labels)]
         receivers = list(dict.fromkeys(route.options.receiver for _, route in routes))
@@ -115,7 +124,8 @@ def matching_alerts(request: web.Request) -> list[tuple[dict[str, Any], list[Mem
         query = AlertQuery.from_request(request)
     except BadQuery as exc:
         raise web.HTTPBadRequest(body=orjson.dumps(str(exc)), content_type="application/json") from None
-    return [(alert, groups) for alert, groups in gettable_alerts(current, time.time()) if query.accepts(alert)]
+    return [(alert, groups) for alert, groups in gettable_alerts(current, time.time(), principal(request))
+            if query.accepts(alert)]
 
 
 async def get_alerts(request: web.Request) -> web.Response:
@@ -153,15 +163,20 @@ def _go_durations(value: Any) -> Any:
     return value
 
 
-def alertmanager_yaml(config: Config) -> str:
+def alertmanager_yaml(config: Config, tenant: str | None = None) -> str:
     """The config in force as an Alertmanager config (``amtool config routes`` parses it): the global
-    route, receiver names and inhibit rules. Integrations are left out, so no secret can leak; the
-    tenants' trees are alert-pipeline's own and are not part of it."""
+    route, receiver names and inhibit rules, or those of one tenant's tree (what its principal sees).
+    Integrations are left out, so no secret can leak."""
+    route, receivers, rules = config.route, config.receivers, config.inhibit_rules
+    own = config.tenant(tenant) if tenant else None
+    if own is not None:
+        receivers, rules = own.receivers, own.inhibit_rules
+        route = own.route or config.route.model_copy(update={"receiver": own.receivers[0].name, "routes": []})
     document = {
         "global": {"resolve_timeout": config.global_.resolve_timeout},
-        "route": config.route.model_dump(mode="json", by_alias=True, exclude_defaults=True),
-        "receivers": [{"name": r.name} for r in config.receivers],
-        "inhibit_rules": [r.model_dump(mode="json", exclude_defaults=True) for r in config.inhibit_rules],
+        "route": route.model_dump(mode="json", by_alias=True, exclude_defaults=True),
+        "receivers": [{"name": r.name} for r in receivers],
+        "inhibit_rules": [r.model_dump(mode="json", exclude_defaults=True) for r in rules],
         "templates": config.templates,
     }
     return yaml.safe_dump(_go_durations(document), sort_keys=False)
@@ -169,8 +184,8 @@ def alertmanager_yaml(config: Config) -> str:
 
 async def get_status(request: web.Request) -> web.Response:
     """Alertmanager's status: no gossip cluster (Kafka is the cluster), the global config in force."""
-    config = request.app[CONFIG]
-    original = alertmanager_yaml(config)
+    config, caller = request.app[CONFIG], principal(request)
+    original = alertmanager_yaml(config, None if caller.is_admin else caller.tenant)
     return answer({
         "cluster": {"name": config.worker.app_id, "status": "disabled", "peers": []},
         "versionInfo": VERSION_INFO,

@@ -4,6 +4,11 @@ A write is answered only once Kafka acknowledged it; the ingest's own view is up
 that the next request already sees it, and every worker's view within its poll interval. Updates
 follow Alertmanager: a change that would rewrite a silence's past (other matchers, an active
 silence's start) expires the old silence and creates a new one with a new id.
+
+A tenant principal sees and changes only its tenant's silences, and each of its silences carries the
+tenant matcher ``__tenant__="T"`` (added when missing; see :mod:`pipeline.scope`): another
+silence is "not found" to it. Limits as Alertmanager's ``--silences.max-silences`` and
+``--silences.max-silence-size-bytes`` (and one per tenant) refuse a new silence with 400.
 """
 
 from __future__ import annotations
@@ -20,8 +25,12 @@ from aiohttp import web
 from agents.silence import TENANT_LABEL, Silence, can_update, create, expire, validate
 from pipeline.api import STATE, answer, failure, state
 from pipeline.api.filters import BadQuery, filter_matchers, matches_filter
+from pipeline.ingest.quotas import silence_refusal
 from pipeline.ingest.server import CONFIG, WRITER
-from pipeline.producer import BrokerUnavailable
+from pipeline.producer import BrokerUnavailable, RecordTooLarge
+from pipeline.scope import Forbidden, owns_silence, scoped_matchers
+from pipeline.security.http import principal
+from pipeline.security.principals import Principal
 from pipeline.topics import topics_for
 
 log = logging.getLogger(__name__)
@@ -42,6 +51,10 @@ async def _write(request: web.Request, silences: list[Silence]) -> None:
     records = [(s.id.encode(), orjson.dumps(s.to_record())) for s in silences]
     try:
         await request.app[WRITER].write(topic, records)
+    except RecordTooLarge as exc:
+        raise web.HTTPRequestEntityTooLarge(max_size=request.app[CONFIG].kafka.max_record_bytes, actual_size=0,
+                                            text=orjson.dumps(str(exc)).decode(),
+                                            content_type="application/json") from None
     except BrokerUnavailable as exc:
         raise web.HTTPServiceUnavailable(body=orjson.dumps(str(exc)), content_type="application/json",
                                          headers={"Retry-After": "5"}) from None
@@ -56,9 +69,10 @@ async def list_silences(request: web.Request) -> web.Response:
         matchers = filter_matchers(request)
     except BadQuery as exc:
         return failure(400, str(exc))
+    caller = principal(request)
     found = [
         s for s in current.muter.silences.by_id.values()
-        if matches_filter(matchers, {m.name: m.value for m in s.matchers})
+        if owns_silence(caller, s.matchers) and matches_filter(matchers, {m.name: m.value for m in s.matchers})
     ]
     return answer([s.to_api(now) for s in sorted(found, key=lambda s: _sort_key(s, now))])
 
@@ -71,40 +85,93 @@ def _check_tenant(silence: Silence, request: web.Request) -> None:
             raise ValueError(f"{TENANT_LABEL}: unknown tenant {matcher.value!r} (known: {', '.join(sorted(known))})")
 
 
-async def post_silence(request: web.Request) -> web.Response:
+class LimitReached(ValueError):
+    """A new silence would break a count or size limit (answered with 400, the message as it is)."""
+
+
+def _check_limits(request: web.Request, silence: Silence, replaced: Silence | None, caller: Principal,
+                  now: float) -> None:
+    """Raise :class:`LimitReached` when a new silence would break a limit (an update in place adds none)."""
+    settings = request.app[CONFIG].ingest
+    size = len(orjson.dumps(silence.to_record()))
+    if settings.max_silence_size_bytes and size > settings.max_silence_size_bytes:
+        raise LimitReached(f"silence is {size} bytes, over the limit of {settings.max_silence_size_bytes}")
+    live = [s for s in request.app[STATE].muter.silences.by_id.values()
+            if s.state(now) != "expired" and (replaced is None or s.id != replaced.id)]
+    if settings.max_silences and len(live) >= settings.max_silences:
+        raise LimitReached(f"too many silences: the limit of {settings.max_silences} is reached")
+    if caller.tenant is not None and settings.max_silences_per_tenant and sum(
+            owns_silence(caller, s.matchers) for s in live) >= settings.max_silences_per_tenant:
+        raise LimitReached(f"too many silences of tenant {caller.tenant}: "
+                           f"the limit of {settings.max_silences_per_tenant} is reached")
+
+
+async def save_silence(request: web.Request, silence: Silence, caller: Principal) -> Silence:
+    """Scope, check and write a posted silence for ``caller``: the one write path of the API and the web UI.
+
+    Raises :class:`Forbidden` (403), ``LookupError`` (404: an id the caller does not own), ``ValueError``
+    (400), or the 503 answer when Kafka does not acknowledge."""
     current, now = state(request), time.time()
-    try:
-        body = orjson.loads(await request.read())
-        if not isinstance(body, dict):
-            raise ValueError("expected a silence object")
-        silence = Silence.from_record(body)
-        validate(silence, now)
-        _check_tenant(silence, request)
-    except (ValueError, TypeError) as exc:  # orjson.JSONDecodeError is a ValueError
-        return failure(400, f"invalid silence: {exc}")
+    silence = replace(silence, matchers=tuple(scoped_matchers(caller, list(silence.matchers))))
+    validate(silence, now)
+    _check_tenant(silence, request)
+    over_limit = silence_refusal(request.app[CONFIG], current.muter.silences.by_id.values(), silence, now)
+    if over_limit is not None:
+        raise LimitReached(over_limit)
     writes = []
     old = current.muter.silences.by_id.get(silence.id) if silence.id else None
-    if silence.id and old is None:
-        return failure(404, f"silence {silence.id} not found")
+    if silence.id and (old is None or not owns_silence(caller, old.matchers)):
+        raise LookupError(f"silence {silence.id} not found")
     if old is not None and can_update(old, silence, now):
         silence = replace(silence, updated_at=now)
     else:
         if old is not None and old.state(now) != "expired":
             writes.append(expire(old, now))
         silence = create(silence, now)
+    _check_limits(request, silence, old, caller, now)
     writes.append(silence)
     await _write(request, writes)
     log.info("silence %s set by %s: %s", silence.id, silence.created_by,
              ",".join(str(m) for m in silence.matchers))
+    return silence
+
+
+async def post_silence(request: web.Request) -> web.Response:
+    try:
+        body = orjson.loads(await request.read())
+        if not isinstance(body, dict):
+            raise ValueError("expected a silence object")
+        silence = await save_silence(request, Silence.from_record(body), principal(request))
+    except Forbidden as exc:
+        return failure(403, str(exc))
+    except LookupError as exc:
+        return failure(404, str(exc.args[0]))
+    except LimitReached as exc:
+        return failure(400, str(exc))
+    except (ValueError, TypeError) as exc:  # orjson.JSONDecodeError is a ValueError
+        return failure(400, f"invalid silence: {exc}")
     return answer({"silenceID": silence.id})
 
 
-def _find(request: web.Request) -> Silence:
-    silence = state(request).muter.silences.by_id.get(request.match_info["id"])
-    if silence is None:
-        raise web.HTTPNotFound(body=orjson.dumps(f"silence {request.match_info['id']} not found"),
-                               content_type="application/json")
+def find_silence(request: web.Request, silence_id: str, caller: Principal) -> Silence:
+    """The silence, if the caller may see it; ``LookupError`` otherwise (another tenant's is not found,
+    not forbidden: its existence is none of the caller's business)."""
+    silence = state(request).muter.silences.by_id.get(silence_id)
+    if silence is None or not owns_silence(caller, silence.matchers):
+        raise LookupError(f"silence {silence_id} not found")
     return silence
+
+
+async def expire_silence(request: web.Request, silence: Silence) -> None:
+    """End a silence the caller found; raises ValueError if it already expired."""
+    await _write(request, [expire(silence, time.time())])
+
+
+def _find(request: web.Request) -> Silence:
+    try:
+        return find_silence(request, request.match_info["id"], principal(request))
+    except LookupError as exc:
+        raise web.HTTPNotFound(body=orjson.dumps(str(exc.args[0])), content_type="application/json") from None
 
 
 async def get_silence(request: web.Request) -> web.Response:
@@ -113,10 +180,9 @@ async def get_silence(request: web.Request) -> web.Response:
 
 async def delete_silence(request: web.Request) -> web.Response:
     try:
-        expired = expire(_find(request), time.time())
+        await expire_silence(request, _find(request))
     except ValueError as exc:
         return failure(400, str(exc))
-    await _write(request, [expired])
     return answer(None)
 
 

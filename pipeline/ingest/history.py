@@ -6,7 +6,9 @@ The ingest follows ``notifications.history`` (without a consumer group, from the
 so that a noisy receiver cannot push a quiet one's outcomes out, and keeps each integration's last
 attempt, last success and last error as they pass. It also follows ``notifications.dlq`` from its
 beginning and counts the dead letters of each integration. A tenant sees only its own receivers'
-outcomes: ``tenant`` is required and is the only key into the store.
+outcomes: ``tenant`` is the only key into the store; a tenant principal may name only its own (it is
+the default for one, :func:`~pipeline.ingest.scope.request_scope` refuses another) and an admin must
+name one. Errors are served redacted (scheme, host and port of a URL only), whatever wrote them.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from pipeline.config import Config
 from pipeline.deadletters import DeadLetter
 from pipeline.ingest.scope import request_scope
 from pipeline.ingest.server import CONFIG, error
+from pipeline.security.http import principal
+from pipeline.security.redact import redact
 from pipeline.topicreader import follow_topic
 from pipeline.topics import topics_for
 
@@ -77,6 +81,8 @@ class HistoryStore:
         entries = self._by_receiver.get(key)
         if entries is None:
             entries = self._by_receiver[key] = deque(maxlen=self.size)
+        if record.get("error"):
+            record["error"] = redact(str(record["error"]))
         entries.append(record)
         self.status[(record["tenant"], record["receiver"], record["integration"])].add(record)
 
@@ -118,7 +124,8 @@ async def follow(config: Config, topic: str, newest: int, add: Callable[[dict[st
 
 
 async def get_history(request: web.Request) -> web.Response:
-    tenant = request.query.get("tenant")
+    caller = principal(request)
+    tenant = request.query.get("tenant") or caller.tenant
     if not tenant:
         return error(400, "the tenant parameter is required")
     request_scope(request).require(tenant)

@@ -81,7 +81,10 @@ def _items(where: str, value: Any, raw: bytes) -> Iterator[tuple[str, Any, bytes
         yield where, value, raw
 
 
-def parse_payload(body: bytes, normalise: Callable[[Any], dict[str, Any]]) -> KubeBatch:
+def parse_payload(body: bytes, normalise: Callable[[Any], dict[str, Any]], max_bytes: int = 0,
+                  key: Callable[[dict[str, Any]], bytes] | None = None) -> KubeBatch:
+    """The items of a payload; with ``max_bytes``, an item whose record (``key`` and value) is larger is
+    rejected too (Kafka would refuse it: a permanent error, not one to retry)."""
     batch = KubeBatch()
     for where, value, raw in _documents(body):
         if isinstance(value, Exception):
@@ -89,7 +92,12 @@ def parse_payload(body: bytes, normalise: Callable[[Any], dict[str, Any]]) -> Ku
             continue
         for item_where, item, item_raw in _items(where, value, raw):
             try:
-                batch.items.append(normalise(item))
+                event = normalise(item)
+                size = len(orjson.dumps(event)) + (len(key(event)) if key else 0) if max_bytes else 0
+                if size > max_bytes:
+                    raise ValueError(f"the record is {size} bytes, over the limit of {max_bytes} "
+                                     "(kafka.max_record_bytes)")
+                batch.items.append(event)
             except ValueError as exc:
                 text = item_raw.decode(errors="replace") if item_raw is not None else orjson.dumps(item).decode()
                 batch.rejected.append(Rejected(item_where, str(exc), text))
@@ -192,7 +200,7 @@ def _handler(source: Source) -> Callable[[web.Request], Any]:
         if not body.strip():
             KUBE_RECORDS_REJECTED.labels(source.name, "empty").inc()
             return error(400, "empty body: expected JSON lines, a JSON array or a list object")
-        batch = parse_payload(body, source.normalise)
+        batch = parse_payload(body, source.normalise, request.app[CONFIG].kafka.max_record_bytes, source.key)
         topics = topics_for(request.app[CONFIG])
         origin = f"{request.method} {request.path}"
         if batch.rejected:

@@ -28,6 +28,7 @@ from pipeline.ingest.queues import QueueSizes, WorkerQueues
 from pipeline.ingest.scope import request_scope
 from pipeline.ingest.server import CONFIG, error, read_json
 from pipeline.models import Alert, format_time
+from pipeline.security.http import principal
 from senders.testsend import send_test
 
 #: At most this many alerts in a test notification or a template preview.
@@ -90,12 +91,13 @@ def _bad_request(message: str) -> web.HTTPBadRequest:
 
 
 async def operator_request(request: web.Request, source: str) -> tuple[Config, dict[str, Any], str]:
-    """The config in force, the request's JSON object, and its ``tenant`` (the global route when absent),
-    which the caller's scope must allow; raises the 400/403 answers."""
+    """The config in force, the request's JSON object, and its ``tenant`` (when absent, a tenant
+    principal's own, else the global route), which the caller's scope must allow; raises the 400/403
+    answers."""
     body = await read_json(request, source)
     if not isinstance(body, dict):
         raise _bad_request("expected a JSON object")
-    tenant = body.get("tenant", GLOBAL_TENANT)
+    tenant = body.get("tenant", principal(request).tenant or GLOBAL_TENANT)
     if not isinstance(tenant, str):
         raise _bad_request("tenant must be a string")
     request_scope(request).require(tenant)
@@ -113,7 +115,7 @@ def requested_alerts(body: dict[str, Any], config: Config) -> list[Alert] | None
     alerts = []
     for index, item in enumerate(items):
         try:
-            alerts.append(parse_alert(item, now, config.global_.resolve_timeout, "test"))
+            alerts.append(parse_alert(item, now, config.global_.resolve_timeout, "test", config.limits))
         except ValueError as exc:
             raise ValueError(f"alerts[{index}]: {exc}") from None
     return alerts
@@ -172,7 +174,7 @@ async def test_receiver(request: web.Request) -> web.Response:
         return error(400, str(exc))
     if not receiver.integrations():
         return error(400, f"receiver {receiver.name!r} has no integrations")
-    outcomes = await send_test(tenant, receiver, config.global_.external_url, alerts)
+    outcomes = await send_test(tenant, receiver, config, alerts)
     return answer({"tenant": tenant, "receiver": receiver.name, "ok": all(o.status == "ok" for o in outcomes),
                     "integrations": [o.to_json() for o in outcomes]})
 

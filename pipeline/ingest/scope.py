@@ -1,9 +1,9 @@
 """Which tenants a request may see and act for: the one call every operator API handler makes.
 
-The ingest has no authentication yet, so every caller is the operator and may act for every tenant
-and the global route. Authentication puts the caller's principal on the request (an admin: every
-tenant; a tenant: its own only; a sender: none); :func:`request_scope` is the one place that will read
-it, so the handlers need no change when it lands.
+The authentication middleware (:mod:`pipeline.security.http`) puts the caller's principal on the
+request; :func:`request_scope` turns it into the tenants it may see (:func:`pipeline.scope.visible_tenants`):
+an admin every tenant and the global route, a tenant principal its own only, a sender none. Without
+principals configured every caller is the operator (an admin).
 """
 
 from __future__ import annotations
@@ -12,6 +12,10 @@ from dataclasses import dataclass
 
 import orjson
 from aiohttp import web
+
+from pipeline.ingest.server import CONFIG
+from pipeline.scope import visible_tenants
+from pipeline.security.http import principal
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,4 +39,5 @@ EVERY_TENANT = Scope()
 
 def request_scope(request: web.Request) -> Scope:
     """The scope of the caller of ``request``."""
-    return EVERY_TENANT
+    caller = principal(request)
+    return EVERY_TENANT if caller.is_admin else Scope(frozenset(visible_tenants(caller, request.app[CONFIG])))

@@ -52,9 +52,9 @@ async def test_templates(request: web.Request) -> web.Response:
             receiver = next((r for r in config.receivers_of(tenant) if r.name == body["receiver"]), None)
             if receiver is None:
                 return error(404, f"tenant {tenant!r} has no receiver {body['receiver']!r}")
-            renderings = preview_receiver(tenant, receiver, languages, alerts, external_url)
+            renderings = await preview_receiver(tenant, receiver, languages, alerts, external_url)
         else:
-            renderings = preview(_templates(body), _string_list(body, "channels"), languages, alerts, tenant,
+            renderings = await preview(_templates(body), _string_list(body, "channels"), languages, alerts, tenant,
                                  external_url=external_url)
     except ValueError as exc:
         return error(400, str(exc))

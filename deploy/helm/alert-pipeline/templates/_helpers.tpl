@@ -58,19 +58,18 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- toYaml $config -}}
 {{- end -}}
 
-{{/* Every topic the pipeline uses (pipeline/topics.py, and the workers' table changelogs), as topic: compacted. */}}
+{{/* Every topic the pipeline uses (pipeline/topics.py), as topic: compacted. */}}
 {{- define "alert-pipeline.topics" -}}
 {{- $p := .Values.kafka.topicPrefix -}}
 {{- $topics := dict (printf "%salerts" $p) false (printf "%salerts.deduped" $p) true (printf "%salerts.routed" $p) false
       (printf "%salerts.dlq" $p) false (printf "%ssilences" $p) true (printf "%snotifications.global" $p) false
       (printf "%snotifications.dlq" $p) false (printf "%snotifications.history" $p) false
       (printf "%skube-events" $p) false (printf "%skube-events.dlq" $p) false
-      (printf "%skube-auditing" $p) false (printf "%skube-auditing.dlq" $p) false -}}
+      (printf "%skube-auditing" $p) false (printf "%skube-auditing.dlq" $p) false
+      (printf "%sdispatch.groups" $p) true (printf "%sdispatch.group-alerts" $p) true
+      (printf "%sdelivery.log" $p) true -}}
 {{- range .Values.config.tenants -}}
 {{- $_ := set $topics (printf "%snotifications.%s" $p .name) false -}}
-{{- end -}}
-{{- range list "delivery-log" "groups" "group-alerts" -}}
-{{- $_ := set $topics (printf "%s-%s-changelog" $.Values.worker.appId .) true -}}
 {{- end -}}
 {{- toYaml $topics -}}
 {{- end -}}
