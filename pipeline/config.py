@@ -262,7 +262,10 @@ class KafkaSettings(StrictModel):
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
-    compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = None
+    #: Alert records are repetitive JSON: lz4 (cramjam) cuts the bytes every hop writes, reads and the
+    #: broker stores about 5x, which measured as half the broker's CPU and a third of the worker's
+    #: socket time (docs/architecture.md, "Throughput and where it goes"). ``null`` sends them plain.
+    compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = "lz4"
     linger_ms: int = Field(default=5, ge=0)
     #: Producer batch size per partition; keep it under the broker's message.max.bytes.
     max_batch_bytes: int = Field(default=512 * 1024, ge=16 * 1024)

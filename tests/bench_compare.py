@@ -108,6 +108,8 @@ class Result:
     latencies: list[float] = field(default_factory=list)
     posting: float = 0.0
     cpu: float = 0.0
+    #: CPU seconds of each process measured (ingest first, then the workers).
+    cpus: list[float] = field(default_factory=list)
     broker_cpu: float = 0.0
     peak_rss: int = 0
     grown_rss: int = 0
@@ -122,7 +124,10 @@ class Result:
         return (f"  {self.system:<22} delivered {self.delivered:>7,}/{self.expected:<7,} last first notification "
                 f"{self.last_first:6.1f} s  p50 {p50:5.2f} s  p99 {p99:5.2f} s  posting {self.posting:5.1f} s  "
                 f"peak RSS {self.peak_rss / 2**20:6.0f} MB  {self.grown_rss / max(1, self.expected):6.0f} B/alert  "
-                f"CPU {self.cpu:6.1f} s ({per_k:.2f} s/1k alerts)  webhooks {self.requests:,}"
+                f"CPU {self.cpu:6.1f} s ({per_k:.2f} s/1k alerts"
+                + (f"; ingest {self.cpus[0]:.1f} s, worker " + " + ".join(f"{c:.1f} s" for c in self.cpus[1:])
+                   if len(self.cpus) > 1 else "")
+                + f")  webhooks {self.requests:,}"
                 + (f"  broker: CPU {self.broker_cpu:.1f} s, peak RSS {self.broker_rss / 2**20:.0f} MB"
                    if self.broker_rss else ""))
 
@@ -169,7 +174,7 @@ async def run_load(system: str, url: str, path: str, port: int, size: Size, pids
     """Post the workload and wait for every pod's first notification (up to ``timeout``)."""
     alerts = workload(size)
     result = Result(system, expected=size.alerts)
-    before_cpu = sum(cpu_seconds(pid) for pid in pids)
+    before_cpu = [cpu_seconds(pid) for pid in pids]
     before_rss = sum(memory(pid)[0] for pid in pids)
     first_post: dict[str, float] = {}
     started = time.time()
@@ -182,7 +187,8 @@ async def run_load(system: str, url: str, path: str, port: int, size: Size, pids
                 break
             await asyncio.sleep(0.25)
         stats = await receiver_stats(http, port, path, full=True)
-    result.cpu = sum(cpu_seconds(pid) for pid in pids) - before_cpu
+    result.cpus = [cpu_seconds(pid) - before for pid, before in zip(pids, before_cpu, strict=True)]
+    result.cpu = sum(result.cpus)
     rss = [memory(pid) for pid in pids]
     result.peak_rss = sum(hwm for _, hwm in rss)
     result.grown_rss = sum(now for now, _ in rss) - before_rss
@@ -213,7 +219,6 @@ def pipeline_config(broker: LocalKafka, tmp: Path, hook: str) -> dict[str, Any]:
     config = base_config(broker, tmp, **am_config(hook))
     config["kafka"]["partitions"] = 4
     config["worker"]["tick_interval"] = "100ms"
-    config["worker"]["fetch_max_wait"] = os.environ.get("FMW", "50ms")
     # The bench's one integration gets every group's notifications within a second or two.
     config["delivery"] = {"queue_size": 200_000, "max_in_flight": 200_000, "concurrency": 32}
     return config
