@@ -113,6 +113,8 @@ class Result:
     broker_cpu: float = 0.0
     peak_rss: int = 0
     grown_rss: int = 0
+    #: Peak RSS of each process measured (ingest first, then the workers).
+    peaks: list[int] = field(default_factory=list)
     broker_rss: int = 0
     requests: int = 0
     extra: list[str] = field(default_factory=list)
@@ -123,7 +125,9 @@ class Result:
         per_k = self.cpu / (self.expected / 1000)
         return (f"  {self.system:<22} delivered {self.delivered:>7,}/{self.expected:<7,} last first notification "
                 f"{self.last_first:6.1f} s  p50 {p50:5.2f} s  p99 {p99:5.2f} s  posting {self.posting:5.1f} s  "
-                f"peak RSS {self.peak_rss / 2**20:6.0f} MB  {self.grown_rss / max(1, self.expected):6.0f} B/alert  "
+                f"peak RSS {self.peak_rss / 2**20:6.0f} MB"
+                + (" (" + " + ".join(f"{p / 2**20:.0f}" for p in self.peaks) + ")" if len(self.peaks) > 1 else "")
+                + f"  {self.grown_rss / max(1, self.expected):6.0f} B/alert  "
                 f"CPU {self.cpu:6.1f} s ({per_k:.2f} s/1k alerts"
                 + (f"; ingest {self.cpus[0]:.1f} s, worker " + " + ".join(f"{c:.1f} s" for c in self.cpus[1:])
                    if len(self.cpus) > 1 else "")
@@ -191,6 +195,7 @@ async def run_load(system: str, url: str, path: str, port: int, size: Size, pids
     result.cpu = sum(result.cpus)
     rss = [memory(pid) for pid in pids]
     result.peak_rss = sum(hwm for _, hwm in rss)
+    result.peaks = [hwm for _, hwm in rss]
     result.grown_rss = sum(now for now, _ in rss) - before_rss
     first = stats["first"]
     result.delivered, result.requests = len(first), stats["requests"]
