@@ -42,7 +42,7 @@ from pipeline.app import Pipeline
 from pipeline.deadletters import DeadLetter, letter_for, queue_letter
 from pipeline.metrics import ALERTS_CHANGED, ALERTS_DEDUPLICATED
 from pipeline.models import Alert, fingerprint, parse_time
-from pipeline.records import by_partition, pack, unpack
+from pipeline.records import by_partition, kept, pack, unpack
 from pipeline.stage import PartitionedStage, events_by_partition, guarded
 from pipeline.writer import Outbox, group_partition, key_partition
 
@@ -190,7 +190,7 @@ class DedupStage(PartitionedStage[Entries]):
             for fp in changed:
                 state = states[fp]
                 assert state is not None
-                value = orjson.dumps(state.to_value(partition))
+                value = kept(orjson.dumps(state.to_value(partition)))
                 states_out.add(topics.alerts_deduped, partition, fp.encode(), value)
                 written.append((entries, fp, value, state.alert.ends_at))
         for kind, count in kinds.items():

@@ -31,6 +31,7 @@ import asyncio
 import heapq
 import itertools
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -41,7 +42,7 @@ import orjson
 from aiokafka import ConsumerRecord
 from faust.types import EventT
 
-from agents.grouping import Flush, Group, GroupAlert, flush, next_tick
+from agents.grouping import Flush, Group, GroupAlert, first_tick_from, flush, next_tick
 from pipeline.app import Pipeline
 from pipeline.deadletters import letter_for, queue_letter
 from pipeline.metrics import ALERTS_GROUPED, GROUPS_ACTIVE, NOTIFICATIONS_CREATED, STAGE_SECONDS
@@ -78,6 +79,8 @@ class DispatchStage(PartitionedStage[Groups]):
         self.writer = pipeline.writer
         self._timers: list[tuple[float, int, Group]] = []
         self._order = itertools.count()
+        #: The muter's epoch at the last tick: when it moves, sleeping groups wake.
+        self._epoch = -1
 
     # --- state -----------------------------------------------------------------------------------------
 
@@ -110,9 +113,11 @@ class DispatchStage(PartitionedStage[Groups]):
         state.rows, state.alert_rows = {}, {}
 
     def _schedule(self, group: Group, when: float) -> None:
-        """(Re)arm a group's timer; an older entry of the heap becomes stale (``wake_at`` differs)."""
+        """(Re)arm a group's timer (never, for ``inf``); an older entry of the heap becomes stale
+        (``wake_at`` differs)."""
         group.wake_at = when
-        heapq.heappush(self._timers, (when, next(self._order), group))
+        if when != math.inf:
+            heapq.heappush(self._timers, (when, next(self._order), group))
 
     def _row(self, outbox: Outbox, group: Group) -> None:
         outbox.add(self.pipeline.topics.dispatch_groups, group.partition, group.id.encode(),
@@ -197,6 +202,8 @@ class DispatchStage(PartitionedStage[Groups]):
         if group.insert(item["alert"], route.options, now):
             new = True
             self._schedule(group, group.next_flush)
+        elif group.wake_at > group.next_flush:  # asleep (see _flush): wake it at its next tick
+            self._schedule(group, first_tick_from(group.next_flush, route.options.group_interval, now))
         return group, new
 
     async def _reject(self, outbox: Outbox, letter: Any) -> None:
@@ -211,6 +218,9 @@ class DispatchStage(PartitionedStage[Groups]):
                 return  # never notify before every silence and source alert is loaded (e.g. after a restart)
             now = time.time()
             epoch = muter.epoch(now)
+            if epoch != self._epoch:
+                self._epoch = epoch
+                self._wake_sleeping(now)
             due: list[tuple[Group, float]] = []
             while self._timers and self._timers[0][0] <= now:
                 when, _, group = heapq.heappop(self._timers)
@@ -220,6 +230,14 @@ class DispatchStage(PartitionedStage[Groups]):
                 due.append((group, when))
             if due:
                 await self._flush(due, epoch, now)
+
+    def _wake_sleeping(self, now: float) -> None:
+        """The muter's epoch moved: every sleeping group is judged again at its next tick."""
+        for state in self.states.values():
+            for group in state.groups.values():
+                route = self.pipeline.routing.route(group.tenant, group.route)
+                if group.wake_at > group.next_flush and route is not None:
+                    self._schedule(group, first_tick_from(group.next_flush, route.options.group_interval, now))
 
     async def _flush(self, due: list[tuple[Group, float]], epoch: int, now: float) -> None:
         notifications, states = self.writer.outbox(), self.writer.outbox()
@@ -236,10 +254,13 @@ class DispatchStage(PartitionedStage[Groups]):
             options = route.options
             tick, upcoming = next_tick(group.next_flush, options.group_interval, now)
             group.next_flush = upcoming
-            self._schedule(group, upcoming)
             timed = bool(options.mute_time_intervals or options.active_time_intervals)
             if not timed and group.quiet(epoch, now):
+                # Nothing can change by itself before the group's attention time: it sleeps until then,
+                # or until an alert comes in or the muter's epoch moves (both wake it at its next tick).
+                self._schedule(group, first_tick_from(upcoming, options.group_interval, group.attention_at))
                 continue
+            self._schedule(group, upcoming)
             visible, muted_resolved = self._unmuted(group, epoch, now)
             result = flush(replace(group, alerts=visible), receiver.integrations(), options, group.id, tick, now,
                            self.pipeline.routing.time_intervals)
