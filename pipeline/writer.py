@@ -96,23 +96,27 @@ class BatchWriter:
         self._backoff = (retry_backoff, max_backoff)
         self._queue: list[_Write] = []
         self._pump: asyncio.Task[None] | None = None
+        self._starting = asyncio.Lock()
 
     def outbox(self) -> Outbox:
         return Outbox(self.limit)
 
     async def start(self) -> None:
+        """Connect (once: the writes and the metadata look-ups that may call this at the same time share
+        one producer)."""
         delay = self._backoff[0]
-        while self._producer is None:
-            producer = AIOKafkaProducer(**producer_options(self.settings))
-            try:
-                await producer.start()
-            except (KafkaError, OSError) as exc:
-                await producer.stop()
-                log.warning("connecting the writer to Kafka failed (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._backoff[1])
-                continue
-            self._producer = producer
+        async with self._starting:
+            while self._producer is None:
+                producer = AIOKafkaProducer(**producer_options(self.settings))
+                try:
+                    await producer.start()
+                except (KafkaError, OSError) as exc:
+                    await producer.stop()
+                    log.warning("connecting the writer to Kafka failed (%s); retrying in %.1fs", exc, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self._backoff[1])
+                    continue
+                self._producer = producer
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Let the writes already submitted finish (for at most ``timeout``), then close the producer."""
