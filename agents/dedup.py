@@ -132,7 +132,7 @@ class DedupStage(PartitionedStage[Entries]):
     async def handle(self, events: Sequence[EventT]) -> tuple[list[EventT], asyncio.Future[None]]:
         """Decide, route and submit a batch; returns the events handled (those of partitions still owned)
         and the write after which they may be acked."""
-        async with self.lock:
+        async with self.locked():
             return await self._handle(events)
 
     async def _handle(self, events: Sequence[EventT]) -> tuple[list[EventT], asyncio.Future[None]]:

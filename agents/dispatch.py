@@ -131,7 +131,7 @@ class DispatchStage(PartitionedStage[Groups]):
     # --- the stream: routed alerts into their groups ----------------------------------------------------
 
     async def handle(self, events: Sequence[EventT]) -> tuple[list[EventT], asyncio.Future[None]]:
-        async with self.lock:
+        async with self.locked():
             return await self._handle(events)
 
     async def _handle(self, events: Sequence[EventT]) -> tuple[list[EventT], asyncio.Future[None]]:

@@ -35,7 +35,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -115,6 +115,10 @@ class PartitionedStage(Generic[S]):
         self.suspended = False
         self._ready: dict[int, asyncio.Future[S]] = {}
         self._recovery: dict[int, asyncio.Task[None]] = {}
+        #: The partitions of the last assignment (``None`` before the first), and set while not rebalancing.
+        self._assigned: set[int] | None = None
+        self._resumed = asyncio.Event()
+        self._resumed.set()
         #: Every write in flight.
         self._writes: set[asyncio.Future[None]] = set()
         self._state_tail: asyncio.Future[None] | None = None
@@ -147,6 +151,8 @@ class PartitionedStage(Generic[S]):
             return None
         future = self._ready.get(partition)
         if future is None:
+            if self._assigned is not None and partition not in self._assigned:
+                return None  # not ours since the last rebalance: its owner reads it
             future = self._start(partition)
         with contextlib.suppress(asyncio.CancelledError):
             return await asyncio.shield(future)
@@ -224,6 +230,7 @@ class PartitionedStage(Generic[S]):
         assignment is known."""
         async with self.lock:
             self.suspended = True
+            self._resumed.clear()
             await self.settle()
 
     async def on_assigned(self, partitions: set[int]) -> None:
@@ -241,7 +248,29 @@ class PartitionedStage(Generic[S]):
         for partition in partitions:
             if partition not in self._ready:
                 self._start(partition)
+        self._assigned = set(partitions)
         self.suspended = False
+        self._resumed.set()
+
+    async def until_assigned(self) -> None:
+        """Return once no rebalance is under way (at once, outside one)."""
+        await self._resumed.wait()
+
+    @contextlib.asynccontextmanager
+    async def locked(self) -> AsyncIterator[None]:
+        """The stage's lock, taken outside a rebalance: a batch read while partitions were being revoked waits
+        for the new assignment, then is processed for the partitions kept (faust does not deliver those
+        events again, so skipping them would lose them) and left to the new owners for the others."""
+        while True:
+            await self.until_assigned()
+            await self.lock.acquire()
+            if not self.suspended:
+                break
+            self.lock.release()
+        try:
+            yield
+        finally:
+            self.lock.release()
 
     async def stop(self) -> None:
         for task in self._recovery.values():

@@ -373,6 +373,9 @@ class Delivery:
     async def accept(self, event: EventT) -> None:
         """Take one event of a notifications topic: queue it for its receiver, or settle it now."""
         partition = event.message.partition
+        # An event read while partitions were being revoked waits for the new assignment: faust does not
+        # deliver it again, so it is handled here if the partition was kept.
+        await self.log.until_assigned()
         if await self.log.ready(partition) is None:
             return  # lost meanwhile: its new owner reads it again
         slot = self.acks.track(event)
