@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ import aiohttp
 import orjson
 
 from pipeline.broker import LocalKafka, free_port
-from tests.harness import Alertmanager, PipelineProcesses, _get, base_config, eventually
+from tests.harness import Alertmanager, PipelineProcesses, base_config, eventually
 
 CLOCK = os.sysconf("SC_CLK_TCK")
 DESCRIPTION = "d" * 64
@@ -288,7 +289,9 @@ def hop_lines(processes: list[PipelineProcesses]) -> list[str]:
     sums: dict[str, float] = dict.fromkeys(HOPS, 0.0)
     urls = [f"{processes[0].ingest_url}/metrics", *(p.worker_metrics_url for p in processes)]
     for url in urls:
-        for family in text_string_to_metric_families(_get(url)[1]):
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        for family in text_string_to_metric_families(text):
             for sample in family.samples:
                 hop = sample.labels.get("stage")
                 if family.name != "alert_pipeline_stage_seconds" or hop not in counts:
@@ -406,7 +409,7 @@ async def compare(quick: bool = False) -> None:
                 print(line, flush=True)
             for size in sizes:
                 print(f"\n{size.alerts:,} alerts, NS={size.namespaces:,} ({size.groups:,} groups), "
-                      f"R={size.repeats}", flush=True)
+                      f"R={size.repeats}; load average {os.getloadavg()[0]:.1f}", flush=True)
                 am = await alertmanager(size, port, tmp)
                 print(am.line(), flush=True)
                 ours = await pipeline(size, port, broker, tmp, steady=0.0 if quick or size is SMALL else 60.0)
@@ -415,6 +418,7 @@ async def compare(quick: bool = False) -> None:
                 if not quick:
                     two = await pipeline(size, port, broker, tmp, workers=2)
                     print(two.line(), *two.extra, sep="\n", flush=True)
+                    print(ratios(am, two), f"(load average {os.getloadavg()[0]:.1f})", flush=True)
         finally:
             broker.stop()
             receiver.terminate()
