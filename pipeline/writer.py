@@ -235,16 +235,21 @@ class BatchWriter:
 
     async def _send(self, items: Iterable[tuple[tuple[str, int], list[Record]]]) -> None:
         await self.start()
-        producer = self._producer
-        assert producer is not None
-        pending = []
-        for (topic, partition), records in items:
-            batch = producer.create_batch()
-            for key, value in records:
+        assert self._producer is not None
+        await send_batches(self._producer, items)
+
+
+async def send_batches(producer: AIOKafkaProducer, items: Iterable[tuple[tuple[str, int], list[Record]]]) -> None:
+    """Append the records to one batch per topic partition (more when one is full), send them and return
+    once Kafka acknowledged every one."""
+    pending = []
+    for (topic, partition), records in items:
+        batch = producer.create_batch()
+        for key, value in records:
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                pending.append(await producer.send_batch(batch, topic, partition=partition))
+                batch = producer.create_batch()
                 if batch.append(key=key, value=value, timestamp=None) is None:
-                    pending.append(await producer.send_batch(batch, topic, partition=partition))
-                    batch = producer.create_batch()
-                    if batch.append(key=key, value=value, timestamp=None) is None:
-                        raise RecordTooLarge(f"a record of {len(value or b'')} bytes does not fit a batch")
-            pending.append(await producer.send_batch(batch, topic, partition=partition))
-        await asyncio.gather(*pending)
+                    raise RecordTooLarge(f"a record of {len(value or b'')} bytes does not fit a batch")
+        pending.append(await producer.send_batch(batch, topic, partition=partition))
+    await asyncio.gather(*pending)
