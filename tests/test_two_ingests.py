@@ -43,8 +43,9 @@ async def test_prometheus_posting_to_two_ingests_notifies_once(make_config, star
         def received(processes: PipelineProcesses) -> float:
             return processes.metric("alert_pipeline_alerts_received_total", url=f"{processes.ingest_url}/metrics")
 
-        # Both replicas get every alert, again and again (resend every second).
-        await eventually(lambda: received(first) >= 9 and received(second) >= 9, timeout=60)
+        # Both replicas get every alert, again and again (resent every 3 s, each valid for 12 s: a
+        # loaded machine's lag must not let them expire between two sends).
+        await eventually(lambda: received(first) >= 6 and received(second) >= 6, timeout=60)
         await eventually(lambda: len(receiver.payloads("/all")) >= 3, timeout=30)
         await asyncio.sleep(8)  # four group intervals more, with re-sends to both ingests all along
         counts = received(first), received(second)

@@ -67,7 +67,7 @@ app.kubernetes.io/component: {{ index . 1 }}
       (printf "%skube-events" $p) false (printf "%skube-events.dlq" $p) false
       (printf "%skube-auditing" $p) false (printf "%skube-auditing.dlq" $p) false
       (printf "%sdispatch.groups" $p) true (printf "%sdispatch.group-alerts" $p) true
-      (printf "%sdelivery.log" $p) true -}}
+      (printf "%sdelivery.log" $p) true (printf "%ssessions.revoked" $p) true -}}
 {{- range .Values.config.tenants -}}
 {{- $_ := set $topics (printf "%snotifications.%s" $p .name) false -}}
 {{- end -}}
