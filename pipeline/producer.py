@@ -14,7 +14,7 @@ from aiokafka.errors import KafkaError
 from pipeline.config import KafkaSettings
 from pipeline.kafka import producer_options
 from pipeline.metrics import KAFKA_WRITE_SECONDS
-from pipeline.writer import send_batches
+from pipeline.writer import resolve, send_batches
 
 log = logging.getLogger(__name__)
 
@@ -159,13 +159,9 @@ class KafkaWriter:
                 try:
                     await send_batches(self._producer, merged.items())
                 except Exception as exc:  # the broker's error (or a record no batch holds): those requests fail
-                    for write in writes:
-                        if not write.done.done():
-                            write.done.set_exception(exc)
+                    resolve([write.done for write in writes], exc)
                     continue
-                for write in writes:
-                    if not write.done.done():
-                        write.done.set_result(None)
+                resolve([write.done for write in writes])
         finally:
             self._pump = None
 

@@ -206,13 +206,9 @@ class BatchWriter:
                         write.done.cancel()
                     raise
                 except Exception as exc:  # not a broker error (e.g. a record no batch can hold): the callers fail
-                    for write in writes:
-                        if not write.done.done():
-                            write.done.set_exception(exc)
+                    resolve([write.done for write in writes], exc)
                     continue
-                for write in writes:
-                    if not write.done.done():
-                        write.done.set_result(None)
+                resolve([write.done for write in writes])
         finally:
             self._pump = None
 
@@ -237,6 +233,16 @@ class BatchWriter:
         await self.start()
         assert self._producer is not None
         await send_batches(self._producer, items)
+
+
+def resolve(futures: Iterable[asyncio.Future[None]], failure: BaseException | None = None) -> None:
+    """Tell each waiting writer its write is done, or why it failed."""
+    for future in futures:
+        if not future.done():
+            if failure is None:
+                future.set_result(None)
+            else:
+                future.set_exception(failure)
 
 
 async def send_batches(producer: AIOKafkaProducer, items: Iterable[tuple[tuple[str, int], list[Record]]]) -> None:
