@@ -25,8 +25,10 @@ agent would cost every change one more Kafka hop for no state of its own.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,9 +42,9 @@ from pipeline.app import Pipeline
 from pipeline.deadletters import DeadLetter, letter_for, queue_letter
 from pipeline.metrics import ALERTS_CHANGED, ALERTS_DEDUPLICATED
 from pipeline.models import Alert, fingerprint, parse_time
-from pipeline.records import by_partition, pack, unpack
-from pipeline.stage import PartitionedStage, events_by_partition, guarded, run_batches
-from pipeline.writer import Outbox, key_partition
+from pipeline.records import by_partition, kept, pack, unpack
+from pipeline.stage import PartitionedStage, events_by_partition, guarded
+from pipeline.writer import Outbox, group_partition, key_partition
 
 log = logging.getLogger(__name__)
 
@@ -127,18 +129,20 @@ class DedupStage(PartitionedStage[Entries]):
             return
         state[key] = (record.value, ends_at)
 
-    async def handle(self, events: Sequence[EventT]) -> list[EventT]:
-        """Decide, route and write a batch; returns the events handled (those of partitions still owned)."""
-        async with self.lock:
+    async def handle(self, events: Sequence[EventT]) -> tuple[list[EventT], asyncio.Future[None]]:
+        """Decide, route and submit a batch; returns the events handled (those of partitions still owned)
+        and the write after which they may be acked."""
+        async with self.locked():
             return await self._handle(events)
 
-    async def _handle(self, events: Sequence[EventT]) -> list[EventT]:
+    async def _handle(self, events: Sequence[EventT]) -> tuple[list[EventT], asyncio.Future[None]]:
         topics, writer = self.pipeline.topics, self.writer
         now = time.time()
         outbox, states_out = writer.outbox(), writer.outbox()
         partitions = await writer.partitions(topics.alerts)
         done: list[EventT] = []
         changes: list[dict[str, Any]] = []
+        kinds: Counter[str | None] = Counter()
         written: list[tuple[Entries, str, bytes, float]] = []
         for partition, part_events in events_by_partition(events).items():
             entries = await self.ready(partition)
@@ -166,7 +170,8 @@ class DedupStage(PartitionedStage[Entries]):
                                                               orjson.dumps(item) if batched else None, where))
                         continue
                     fp = incoming.fingerprint
-                    home = key_partition(fp, partitions)
+                    # A fingerprint with state here is at home; only a new one needs its partition computed.
+                    home = partition if fp in entries else key_partition(fp, partitions)
                     if home != partition:
                         # Published with another partitioner: its state lives in the partition of its key.
                         outbox.add(topics.alerts, home, None, b"[" + orjson.dumps(item) + b"]")
@@ -176,28 +181,31 @@ class DedupStage(PartitionedStage[Entries]):
                         states[fp] = DedupState.from_value(orjson.loads(entry[0])) if entry else None
                     state, change = decide(states[fp], incoming, now)
                     states[fp] = state
+                    kinds[change] += 1
                     if change is None:
-                        ALERTS_DEDUPLICATED.inc()
                         continue
                     # Later repeats in the batch update the state; each change is routed as it was decided.
                     changed.add(fp)
-                    ALERTS_CHANGED.labels(change).inc()
                     changes.append(state.alert.to_record())
             for fp in changed:
                 state = states[fp]
                 assert state is not None
-                value = orjson.dumps(state.to_value(partition))
+                value = kept(orjson.dumps(state.to_value(partition)))
                 states_out.add(topics.alerts_deduped, partition, fp.encode(), value)
                 written.append((entries, fp, value, state.alert.ends_at))
+        for kind, count in kinds.items():
+            if kind is None:
+                ALERTS_DEDUPLICATED.inc(count)
+            else:
+                ALERTS_CHANGED.labels(kind).inc(count)
         await self._route(changes, outbox)
+        # The next batch decides against the new states at once, while they are being written.
+        for entries, fp, value, ends_at in written:
+            entries[fp] = (value, ends_at)
         # The routed records (and dead letters) first, acknowledged, then the new states: a crash in between
         # re-reads the batch against the old states and routes it again (a duplicate the groups absorb).
         # The other order could lose a change: recovered as already passed on, never routed.
-        await writer.write(outbox)
-        await writer.write(states_out)
-        for entries, fp, value, ends_at in written:
-            entries[fp] = (value, ends_at)
-        return done
+        return done, self.write_state(states_out, after=[writer.submit(outbox)])
 
     async def _route(self, changes: list[dict[str, Any]], outbox: Outbox) -> None:
         """The routed items of the changes, one batch record per partition of ``alerts.routed``; an alert
@@ -213,7 +221,7 @@ class DedupStage(PartitionedStage[Entries]):
                     f"({outbox.limit})", orjson.dumps(alert), key=alert["fingerprint"], stage=self.name))
                 continue
             items += routed
-        for partition, values in by_partition(items, partitions).items():
+        for partition, values in by_partition(items, partitions, group_partition).items():
             for record in pack(values, outbox.limit):
                 outbox.add(topic, partition, None, record)
 
@@ -232,9 +240,9 @@ class DedupStage(PartitionedStage[Entries]):
                 for fp in [fp for fp, (_, ends_at) in entries.items() if ends_at < horizon]:
                     outbox.add(self.pipeline.topics.alerts_deduped, partition, fp.encode(), None)
                     stale.append((entries, fp))
-            await self.writer.write(outbox)
             for entries, fp in stale:
                 entries.pop(fp, None)
+            self.write_state(outbox)
             if stale:
                 log.info("dedup: forgot %d alerts resolved before the retention", len(stale))
 
@@ -246,7 +254,7 @@ def register(pipeline: Pipeline) -> None:
 
     @pipeline.app.agent(pipeline.topic(pipeline.topics.alerts), name="dedup")
     async def dedup(stream):  # type: ignore[no-untyped-def]
-        await run_batches(stream, settings.batch_size, settings.batch_linger, stage.name, stage.handle)
+        await stage.run(stream, settings.batch_size, settings.batch_linger)
 
     @pipeline.app.timer(interval=60.0, name="dedup-gc")
     async def forget_resolved() -> None:

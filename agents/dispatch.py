@@ -27,10 +27,13 @@ two re-sends it (the delivery log makes that harmless) and never loses it.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import itertools
 import logging
+import math
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -39,16 +42,18 @@ import orjson
 from aiokafka import ConsumerRecord
 from faust.types import EventT
 
-from agents.grouping import Flush, Group, GroupAlert, flush, next_tick
+from agents.grouping import Flush, Group, GroupAlert, first_tick_from, flush, next_tick
 from pipeline.app import Pipeline
 from pipeline.deadletters import letter_for, queue_letter
-from pipeline.metrics import ALERTS_GROUPED, GROUPS_ACTIVE, NOTIFICATIONS_CREATED
+from pipeline.metrics import ALERTS_GROUPED, GROUPS_ACTIVE, NOTIFICATIONS_CREATED, STAGE_SECONDS
 from pipeline.models import Alert
 from pipeline.records import unpack
-from pipeline.stage import PartitionedStage, events_by_partition, guarded, run_batches
-from pipeline.writer import Outbox, key_partition
+from pipeline.stage import PartitionedStage, events_by_partition, guarded
+from pipeline.writer import Outbox, group_partition
 
 log = logging.getLogger(__name__)
+
+FLUSH_SECONDS = STAGE_SECONDS.labels("flush")
 
 #: Separates the group id from the fingerprint in the keys of ``dispatch.group-alerts``.
 ROW_SEP = "\x1f"
@@ -74,6 +79,8 @@ class DispatchStage(PartitionedStage[Groups]):
         self.writer = pipeline.writer
         self._timers: list[tuple[float, int, Group]] = []
         self._order = itertools.count()
+        #: The muter's epoch at the last tick: when it moves, sleeping groups wake.
+        self._epoch = -1
 
     # --- state -----------------------------------------------------------------------------------------
 
@@ -106,9 +113,11 @@ class DispatchStage(PartitionedStage[Groups]):
         state.rows, state.alert_rows = {}, {}
 
     def _schedule(self, group: Group, when: float) -> None:
-        """(Re)arm a group's timer; an older entry of the heap becomes stale (``wake_at`` differs)."""
+        """(Re)arm a group's timer (never, for ``inf``); an older entry of the heap becomes stale
+        (``wake_at`` differs)."""
         group.wake_at = when
-        heapq.heappush(self._timers, (when, next(self._order), group))
+        if when != math.inf:
+            heapq.heappush(self._timers, (when, next(self._order), group))
 
     def _row(self, outbox: Outbox, group: Group) -> None:
         outbox.add(self.pipeline.topics.dispatch_groups, group.partition, group.id.encode(),
@@ -121,14 +130,15 @@ class DispatchStage(PartitionedStage[Groups]):
 
     # --- the stream: routed alerts into their groups ----------------------------------------------------
 
-    async def handle(self, events: Sequence[EventT]) -> list[EventT]:
-        async with self.lock:
+    async def handle(self, events: Sequence[EventT]) -> tuple[list[EventT], asyncio.Future[None]]:
+        async with self.locked():
             return await self._handle(events)
 
-    async def _handle(self, events: Sequence[EventT]) -> list[EventT]:
+    async def _handle(self, events: Sequence[EventT]) -> tuple[list[EventT], asyncio.Future[None]]:
         now, limit = time.time(), self.pipeline.config.worker.max_group_alerts
         outbox = self.writer.outbox()
         done: list[EventT] = []
+        grouped: Counter[str] = Counter()
         for partition, part_events in events_by_partition(events).items():
             state = await self.ready(partition)
             if state is None:
@@ -156,14 +166,16 @@ class DispatchStage(PartitionedStage[Groups]):
                         continue
                     if group is None:
                         continue
+                    grouped[group.tenant] += 1
                     if new:
                         own_rows[group.id] = group
                     self._alert_row(outbox, group, item["alert"]["fingerprint"])
             for group in own_rows.values():
                 self._row(outbox, group)
-        await self.writer.write(outbox)
+        for tenant, count in grouped.items():
+            ALERTS_GROUPED.labels(tenant).inc(count)
         GROUPS_ACTIVE.set(sum(len(self.states[p].groups) for p in self.partitions))
-        return done
+        return done, self.write_state(outbox)
 
     def _insert(self, state: Groups, item: Any, key: str | None, partition: int, limit: int,
                 now: float) -> tuple[Group | None, bool]:
@@ -190,7 +202,8 @@ class DispatchStage(PartitionedStage[Groups]):
         if group.insert(item["alert"], route.options, now):
             new = True
             self._schedule(group, group.next_flush)
-        ALERTS_GROUPED.labels(group.tenant).inc()
+        elif group.wake_at > group.next_flush:  # asleep (see _flush): wake it at its next tick
+            self._schedule(group, first_tick_from(group.next_flush, route.options.group_interval, now))
         return group, new
 
     async def _reject(self, outbox: Outbox, letter: Any) -> None:
@@ -205,6 +218,9 @@ class DispatchStage(PartitionedStage[Groups]):
                 return  # never notify before every silence and source alert is loaded (e.g. after a restart)
             now = time.time()
             epoch = muter.epoch(now)
+            if epoch != self._epoch:
+                self._epoch = epoch
+                self._wake_sleeping(now)
             due: list[tuple[Group, float]] = []
             while self._timers and self._timers[0][0] <= now:
                 when, _, group = heapq.heappop(self._timers)
@@ -215,9 +231,18 @@ class DispatchStage(PartitionedStage[Groups]):
             if due:
                 await self._flush(due, epoch, now)
 
+    def _wake_sleeping(self, now: float) -> None:
+        """The muter's epoch moved: every sleeping group is judged again at its next tick."""
+        for state in self.states.values():
+            for group in state.groups.values():
+                route = self.pipeline.routing.route(group.tenant, group.route)
+                if group.wake_at > group.next_flush and route is not None:
+                    self._schedule(group, first_tick_from(group.next_flush, route.options.group_interval, now))
+
     async def _flush(self, due: list[tuple[Group, float]], epoch: int, now: float) -> None:
         notifications, states = self.writer.outbox(), self.writer.outbox()
         flushes: list[tuple[Group, Flush, float]] = []
+        ticks: list[float] = []
         for group, _ in due:
             route = self.pipeline.routing.route(group.tenant, group.route)
             receiver = next((r for r in self.pipeline.config.receivers_of(group.tenant)
@@ -229,10 +254,13 @@ class DispatchStage(PartitionedStage[Groups]):
             options = route.options
             tick, upcoming = next_tick(group.next_flush, options.group_interval, now)
             group.next_flush = upcoming
-            self._schedule(group, upcoming)
             timed = bool(options.mute_time_intervals or options.active_time_intervals)
             if not timed and group.quiet(epoch, now):
+                # Nothing can change by itself before the group's attention time: it sleeps until then,
+                # or until an alert comes in or the muter's epoch moves (both wake it at its next tick).
+                self._schedule(group, first_tick_from(upcoming, options.group_interval, group.attention_at))
                 continue
+            self._schedule(group, upcoming)
             visible, muted_resolved = self._unmuted(group, epoch, now)
             result = flush(replace(group, alerts=visible), receiver.integrations(), options, group.id, tick, now,
                            self.pipeline.routing.time_intervals)
@@ -242,17 +270,23 @@ class DispatchStage(PartitionedStage[Groups]):
             topic = self.pipeline.topics.notifications(group.tenant)
             partitions = await self.writer.partitions(topic)
             for notification in result.notifications:
-                notifications.add(topic, key_partition(group.id, partitions), group.id.encode(),
+                notifications.add(topic, group_partition(group.id, partitions), group.id.encode(),
                                   notification.encode(self.pipeline.config.kafka.max_record_bytes))
                 NOTIFICATIONS_CREATED.labels(group.tenant, group.receiver, notification.integration).inc()
             flushes.append((group, result, options.repeat_interval))
-        # Record the flush only once Kafka has every notification (at-least-once, never lost).
-        await self.writer.write(notifications)
+            if result.notifications:
+                ticks.append(tick)
+        sent = self.writer.submit(notifications)
+        sent.add_done_callback(lambda _: observe_flushes(ticks))
+        # The groups move on in memory at once; their rows are written only once Kafka has every
+        # notification (write_state), so a crash in between re-sends, never loses.
         sent_at = time.time()
         for group, result, repeat_interval in flushes:
             row = not group.flushed or bool(result.log)
             for integration, entry in result.log.items():
-                entry.at = sent_at  # Alertmanager logs a notification once it is sent, after its tick
+                # Alertmanager logs a notification once sent, after its tick; ours is logged at the flush,
+                # which is after the tick too, so a repeat comes at the same tick.
+                entry.at = sent_at
                 group.log[integration] = entry
             if result.log:
                 group.seq += 1
@@ -262,7 +296,7 @@ class DispatchStage(PartitionedStage[Groups]):
             if leaving or row:
                 self._forget(states, group, leaving, row)
             group.judged(epoch, now, repeat_interval)
-        await self.writer.write(states)
+        self.write_state(states, after=[sent])
 
     def _unmuted(self, group: Group, epoch: int, now: float) -> tuple[dict[str, GroupAlert], dict[str, str]]:
         """Alertmanager's MuteStage: the group's alerts not muted for its tenant, and the ``updatedAt`` of
@@ -296,6 +330,13 @@ class DispatchStage(PartitionedStage[Groups]):
             state.groups.pop(group.id, None)
 
 
+def observe_flushes(ticks: list[float]) -> None:
+    """The flush hop: from each group's due tick to Kafka's acknowledgement of its notifications."""
+    now = time.time()
+    for tick in ticks:
+        FLUSH_SECONDS.observe(max(0.0, now - tick))
+
+
 class GroupFull(ValueError):
     """A new alert for a group at ``worker.max_group_alerts``: dead-lettered (replayable once there is room)."""
 
@@ -311,7 +352,7 @@ def register(pipeline: Pipeline) -> None:
 
     @pipeline.app.agent(pipeline.topic(pipeline.topics.alerts_routed), name="dispatch")
     async def dispatch(stream):  # type: ignore[no-untyped-def]
-        await run_batches(stream, settings.batch_size, settings.batch_linger, stage.name, stage.handle)
+        await stage.run(stream, settings.batch_size, settings.batch_linger)
 
     @pipeline.app.timer(interval=settings.tick_interval, name="dispatch-flush")
     async def flush_due_groups() -> None:

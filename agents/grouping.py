@@ -21,6 +21,7 @@ import orjson
 
 from pipeline.channels import IntegrationConfig
 from pipeline.models import Alert, Notification, parse_time
+from pipeline.records import kept
 from pipeline.routing import RouteOptions
 from pipeline.timeintervals import TimeIntervals
 
@@ -98,7 +99,7 @@ class GroupAlert:
         """From a validated alert record (``Alert.from_record`` accepted it)."""
         starts_at = parse_time(record.get("startsAt"), "startsAt") or 0.0
         updated_at = parse_time(record.get("updatedAt"), "updatedAt")
-        return cls(orjson.dumps(record), starts_at, parse_time(record.get("endsAt"), "endsAt") or 0.0,
+        return cls(kept(orjson.dumps(record)), starts_at, parse_time(record.get("endsAt"), "endsAt") or 0.0,
                    parse_time(record.get("receivedAt"), "receivedAt") or updated_at or starts_at,
                    record.get("updatedAt") or "")
 
@@ -262,6 +263,14 @@ def flush(group: Group, integrations: list[tuple[str, IntegrationConfig]], optio
             received_at=min(a.received_at for a in (new or sent)),
         ))
     return result
+
+
+def first_tick_from(scheduled: float, interval: float, moment: float) -> float:
+    """The first tick of the group's schedule (``scheduled`` + n * ``interval``) not before ``moment``
+    (``inf`` for ``inf``: never)."""
+    if moment <= scheduled or moment == math.inf:
+        return scheduled if moment <= scheduled else math.inf
+    return scheduled + math.ceil((moment - scheduled) / interval) * interval
 
 
 def next_tick(scheduled: float, interval: float, now: float) -> tuple[float, float]:

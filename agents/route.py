@@ -13,6 +13,7 @@ decided, and the only place.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import orjson
@@ -61,11 +62,14 @@ async def route_changes(pipeline: Pipeline, alerts: list[dict[str, Any]]) -> lis
         return []
     await pipeline.tenants.prepare({a["labels"]["namespace"] for a in alerts if a["labels"].get("namespace")})
     out = []
+    routed: Counter[str] = Counter()
     for alert in alerts:
         items = []
         for key, record in routed_records(pipeline, alert):
-            ALERTS_ROUTED.labels(record["tenant"]).inc()
+            routed[record["tenant"]] += 1
             record["group"] = key
             items.append((key, orjson.dumps(record)))
         out.append((alert, items))
+    for tenant, count in routed.items():
+        ALERTS_ROUTED.labels(tenant).inc(count)
     return out

@@ -10,6 +10,7 @@ treat them as any other alert. Both are on Kafka before the batch is acknowledge
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -39,7 +40,7 @@ def register_source(pipeline: Pipeline, source: Source, evaluate: Evaluate) -> N
     evaluated = KUBE_RECORDS_EVALUATED.labels(source.name)
     settings = pipeline.config.worker
 
-    async def handle(events: Sequence[EventT]) -> Sequence[EventT]:
+    async def handle(events: Sequence[EventT]) -> tuple[Sequence[EventT], asyncio.Future[None]]:
         """Evaluate a batch; its alerts and dead letters are on Kafka before the events are acked."""
         now = time.time()
         outbox = writer.outbox()
@@ -74,8 +75,7 @@ def register_source(pipeline: Pipeline, source: Source, evaluate: Evaluate) -> N
         for partition, items in by_partition(alerts, partitions).items():
             for record in pack(items, outbox.limit):
                 outbox.add(topics.alerts, partition, None, record)
-        await writer.write(outbox)
-        return events
+        return events, writer.submit(outbox)
 
     @app.agent(pipeline.topic(raw_topic), name=source.name)
     async def process(stream):  # type: ignore[no-untyped-def]

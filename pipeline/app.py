@@ -17,6 +17,7 @@ from faust.types import TP
 
 from pipeline import codecs
 from pipeline.config import Config
+from pipeline.faustkafka import App
 from pipeline.kafka import faust_options
 from pipeline.metrics import PARTITIONS_ASSIGNED
 from pipeline.routing import RoutingTable
@@ -85,7 +86,7 @@ class Pipeline:
 
 def create_app(config: Config) -> tuple[faust.App, Pipeline]:
     codecs.register()
-    app = faust.App(
+    app = App(
         config.worker.app_id,
         store=config.worker.store,
         processing_guarantee="at_least_once",
@@ -97,6 +98,7 @@ def create_app(config: Config) -> tuple[faust.App, Pipeline]:
         datadir=config.worker.data_dir,
         **faust_options(config.kafka),
     )
+    app.fetch_max_wait = config.worker.fetch_max_wait
     pipeline = Pipeline(app, config, topics_for(config))
     app.on_partitions_revoked.connect(pipeline.on_revoked)
     app.on_partitions_assigned.connect(pipeline.on_assigned)

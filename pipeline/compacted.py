@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from pipeline.config import KafkaSettings
-from pipeline.kafka import client_options
+from pipeline.kafka import client_options, follower_options
 from pipeline.topicreader import topic_partitions
 
 log = logging.getLogger(__name__)
@@ -102,8 +102,8 @@ class CompactedView:
         delay = 0.2
         while True:
             consumer = AIOKafkaConsumer(
-                **client_options(self.settings), group_id=None, enable_auto_commit=False,
-                fetch_max_wait_ms=self._poll_ms, auto_offset_reset="earliest",
+                **client_options(self.settings), **follower_options(self._poll_ms), group_id=None,
+                enable_auto_commit=False, auto_offset_reset="earliest",
             )
             try:
                 await consumer.start()

@@ -262,7 +262,10 @@ class KafkaSettings(StrictModel):
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
-    compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = None
+    #: Alert records are repetitive JSON: lz4 (cramjam) cuts the bytes every hop writes, reads and the
+    #: broker stores about 5x, which measured as half the broker's CPU and a third of the worker's
+    #: socket time (docs/architecture.md, "Throughput and where it goes"). ``null`` sends them plain.
+    compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = "lz4"
     linger_ms: int = Field(default=5, ge=0)
     #: Producer batch size per partition; keep it under the broker's message.max.bytes.
     max_batch_bytes: int = Field(default=512 * 1024, ge=16 * 1024)
@@ -338,6 +341,10 @@ class WorkerSettings(StrictModel):
     #: How long an agent waits to fill a batch: each stage adds up to this much latency when traffic
     #: is low; under load batches fill before it passes.
     batch_linger: Duration = Field(default=0.01, gt=0)
+    #: How long the broker may hold a fetch of the worker's consumer when there is nothing new. Every
+    #: topic the worker reads shares one fetch per broker, so this bounds how late a record can be
+    #: seen after a quiet topic's fetch went out (faust's own 1.5 s made every hop up to that late).
+    fetch_max_wait: Duration = Field(default=0.05, gt=0, le=1.5)
 
 
 

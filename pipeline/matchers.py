@@ -39,6 +39,8 @@ _GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", 
 
 def go_quote(text: str) -> str:
     """Go's ``strconv.Quote`` (and ``%q``): printable Unicode kept, the rest escaped."""
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'  # most label values: nothing to escape
     out = ['"']
     for char in text:
         if char in ('"', "\\"):

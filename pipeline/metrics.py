@@ -123,6 +123,15 @@ KUBE_ALERTS_MADE = Counter(
     "Alerts made from Kubernetes Events and audit events, by rule.",
     ["source", "rule"],
 )
+STAGE_SECONDS = Histogram(
+    "alert_pipeline_stage_seconds",
+    "Time each hop takes, for finding where latency goes: `ingest` a POST of alerts from its read to Kafka's "
+    "acknowledgement; `dedup` and `dispatch` a record from its write to Kafka until the stage's writes for it "
+    "were acknowledged (waiting in Kafka included); `flush` a group's due tick until its notifications were "
+    "acknowledged; `deliver` a notification from its write to Kafka until the receiver answered.",
+    ["stage"],
+    buckets=(0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
 LIMITS_EXCEEDED = Counter(
     "alert_pipeline_limits_exceeded_total",
     "Alerts, requests, silences or notifications refused or dead-lettered for a limit (pipeline/limits.py), "

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -13,6 +14,7 @@ from aiokafka.errors import KafkaError
 from pipeline.config import KafkaSettings
 from pipeline.kafka import producer_options
 from pipeline.metrics import KAFKA_WRITE_SECONDS
+from pipeline.writer import resolve, send_batches
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +25,15 @@ class BrokerUnavailable(Exception):
 
 class RecordTooLarge(ValueError):
     """A record over ``kafka.max_record_bytes``: Kafka would refuse it however often it is sent (HTTP 413)."""
+
+
+@dataclass(slots=True, eq=False)
+class _Pending:
+    """One request's records waiting for the next group write."""
+
+    topic: str
+    records: dict[int, list[bytes]]
+    done: asyncio.Future[None]
 
 
 class KafkaWriter:
@@ -36,6 +47,9 @@ class KafkaWriter:
         self._settings = settings
         self._timeout = timeout
         self._producer: AIOKafkaProducer | None = None
+        self._partitions: dict[str, int] = {}
+        self._pending: list[_Pending] = []
+        self._pump: asyncio.Task[None] | None = None
         self._connecting: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -94,39 +108,62 @@ class KafkaWriter:
         return len(pending)
 
     async def partitions(self, topic: str) -> int:
-        """How many partitions ``topic`` has (aiokafka keeps the metadata; raises BrokerUnavailable)."""
+        """How many partitions ``topic`` has (asked once per topic; raises BrokerUnavailable)."""
+        count = self._partitions.get(topic)
+        if count is not None:
+            return count
         producer = self._producer
         if producer is None:
             raise BrokerUnavailable("not connected to Kafka yet")
         try:
             async with asyncio.timeout(self._timeout):
-                return len(await producer.partitions_for(topic))
+                count = self._partitions[topic] = len(await producer.partitions_for(topic))
+                return count
         except (TimeoutError, KafkaError) as exc:
             raise BrokerUnavailable(f"no metadata for {topic}: {exc or 'timed out'}") from None
 
     async def write_partitions(self, topic: str, records: dict[int, list[bytes]]) -> int:
-        """Write unkeyed records to the given partitions with the batch API, one produce per partition,
-        and wait until Kafka acknowledged every one; returns how many."""
-        producer = self._producer
-        if producer is None:
+        """Write unkeyed records to the given partitions and wait until Kafka acknowledged every one;
+        returns how many.
+
+        Requests write together (group commit): the records of every request waiting are sent as one
+        batch per partition, while one such write is in flight. aiokafka sends one batch per partition
+        per produce request, so each request's own batches would wait behind the others' one round trip
+        each (measured: 30 ms per request with 4 concurrent clients)."""
+        if self._producer is None:
             raise BrokerUnavailable("not connected to Kafka yet")
         started = time.perf_counter()
+        write = _Pending(topic, records, asyncio.get_running_loop().create_future())
+        self._pending.append(write)
+        if self._pump is None:
+            self._pump = asyncio.create_task(self._send_pending(), name="ingest-writes")
         try:
             async with asyncio.timeout(self._timeout):
-                pending = []
-                for partition, values in records.items():
-                    batch = producer.create_batch()
-                    for value in values:
-                        if batch.append(key=None, value=value, timestamp=None) is None:
-                            pending.append(await producer.send_batch(batch, topic, partition=partition))
-                            batch = producer.create_batch()
-                            batch.append(key=None, value=value, timestamp=None)
-                    pending.append(await producer.send_batch(batch, topic, partition=partition))
-                await asyncio.gather(*pending)
-        except (TimeoutError, KafkaError) as exc:
+                await asyncio.shield(write.done)
+        except (TimeoutError, KafkaError, OSError) as exc:
+            if write in self._pending:  # not sent yet: it never will be
+                self._pending.remove(write)
             raise BrokerUnavailable(f"Kafka did not acknowledge the write: {exc or 'timed out'}") from None
         KAFKA_WRITE_SECONDS.observe(time.perf_counter() - started)
         return sum(map(len, records.values()))
+
+    async def _send_pending(self) -> None:
+        """Send every waiting request's records at once, until none waits; each request learns its outcome."""
+        try:
+            while self._pending and self._producer is not None:
+                writes, self._pending = self._pending, []
+                merged: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
+                for write in writes:
+                    for partition, values in write.records.items():
+                        merged.setdefault((write.topic, partition), []).extend((None, v) for v in values)
+                try:
+                    await send_batches(self._producer, merged.items())
+                except Exception as exc:  # the broker's error (or a record no batch holds): those requests fail
+                    resolve([write.done for write in writes], exc)
+                    continue
+                resolve([write.done for write in writes])
+        finally:
+            self._pump = None
 
     async def ping(self, timeout: float = 2.0) -> bool:
         """Whether the broker answers a metadata request now (readiness)."""

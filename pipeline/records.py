@@ -10,7 +10,7 @@ item, and an item still lands in the partition (and the state) its key decides.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -39,11 +39,12 @@ def pack(items: Iterable[bytes], limit: int) -> list[bytes]:
     return records
 
 
-def by_partition(items: Iterable[tuple[str, bytes]], partitions: int) -> dict[int, list[bytes]]:
+def by_partition(items: Iterable[tuple[str, bytes]], partitions: int,
+                 partition_of: Callable[[str, int], int] = key_partition) -> dict[int, list[bytes]]:
     """``(key, encoded item)`` pairs grouped by the partition of their key."""
     grouped: dict[int, list[bytes]] = {}
     for key, item in items:
-        grouped.setdefault(key_partition(key, partitions), []).append(item)
+        grouped.setdefault(partition_of(key, partitions), []).append(item)
     return grouped
 
 
@@ -57,3 +58,11 @@ def unpack(value: bytes | None) -> tuple[list[Any], bool]:
     except orjson.JSONDecodeError as exc:
         raise ValueError(f"not JSON: {exc}") from None
     return (decoded, True) if isinstance(decoded, list) else ([decoded], False)
+
+
+def kept(value: bytes) -> bytes:
+    """A copy of ``value`` of its own size, for bytes held in memory for long (state stores).
+
+    ``orjson.dumps`` returns bytes that keep the 4 KiB buffer they were written into: measured 3.9 KiB
+    per 600-byte alert, 390 MB for the dedup state of 100,000 alerts instead of 60 MB."""
+    return bytes(memoryview(value))

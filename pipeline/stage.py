@@ -11,11 +11,16 @@ faust runs the consumer group, the rebalances, the offset commits and the timers
   revocation the stage waits for the batch or timer it is running and then stops processing; on
   assignment it drops the partitions it lost, at once, keeps the ones it still has (it was their only
   writer) and starts recovering the new ones.
-- **Acks you control.** :func:`run_batches` reads batches with ``noack_take`` (faust's ``take_events``
-  acks a batch in a ``finally``, even when processing raised), lets the stage process and write
-  everything the batch caused (its :class:`~pipeline.writer.BatchWriter` returns once Kafka acknowledged
-  it), and only then acks the events, in offset order. Events of a partition the worker lost meanwhile are
-  not acked: their new owner reads them again.
+- **Acks you control.** :meth:`PartitionedStage.run` reads batches with ``noack_take`` (faust's
+  ``take_events`` acks a batch in a ``finally``, even when processing raised), lets the stage process a
+  batch and submit everything it caused to the :class:`~pipeline.writer.BatchWriter`, and acks the events,
+  in offset order, once Kafka acknowledged those writes. Events of a partition the worker lost meanwhile
+  are not acked: their new owner reads them again.
+- **Pipelined.** The stage does not wait for a batch's writes before it reads and processes the next
+  one (at most ``depth`` batches unacknowledged): its in-memory state moves on at once, and
+  :meth:`PartitionedStage.write_state` keeps the changelog writes in the order the state changed,
+  each after the outputs it depends on. A rebalance waits for every write in flight
+  (:meth:`PartitionedStage.settle`) before a partition can move to another worker.
 - **Crashes.** Each record's failure is the stage's to dead-letter. An exception that escapes anyway (a
   bug) ends the process with a non-zero status, after logging it: unacked events are read again by the
   restarted worker, and a worker never stays up with a dead stage.
@@ -28,7 +33,9 @@ import contextlib
 import functools
 import logging
 import os
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -36,6 +43,8 @@ from faust.types import EventT
 
 from pipeline.config import KafkaSettings
 from pipeline.kafka import client_options
+from pipeline.metrics import STAGE_SECONDS
+from pipeline.writer import BatchWriter, Outbox
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +102,8 @@ class PartitionedStage(Generic[S]):
     changelog record to it (:meth:`recover`) and finish it (:meth:`recovered`)."""
 
     name = "stage"
+    #: Where the stage writes (the stages that write set it).
+    writer: BatchWriter
 
     def __init__(self, settings: KafkaSettings, sources: Sequence[str], changelogs: Sequence[str]):
         self.settings = settings
@@ -104,6 +115,13 @@ class PartitionedStage(Generic[S]):
         self.suspended = False
         self._ready: dict[int, asyncio.Future[S]] = {}
         self._recovery: dict[int, asyncio.Task[None]] = {}
+        #: The partitions of the last assignment (``None`` before the first), and set while not rebalancing.
+        self._assigned: set[int] | None = None
+        self._resumed = asyncio.Event()
+        self._resumed.set()
+        #: Every write in flight.
+        self._writes: set[asyncio.Future[None]] = set()
+        self._state_tail: asyncio.Future[None] | None = None
 
     def new_state(self, partition: int) -> S:
         raise NotImplementedError
@@ -133,6 +151,8 @@ class PartitionedStage(Generic[S]):
             return None
         future = self._ready.get(partition)
         if future is None:
+            if self._assigned is not None and partition not in self._assigned:
+                return None  # not ours since the last rebalance: its owner reads it
             future = self._start(partition)
         with contextlib.suppress(asyncio.CancelledError):
             return await asyncio.shield(future)
@@ -167,10 +187,51 @@ class PartitionedStage(Generic[S]):
         future.set_result(state)
         log.info("%s: partition %d recovered", self.name, partition)
 
+    async def handle(self, events: Sequence[EventT]) -> tuple[Sequence[EventT], asyncio.Future[None]]:
+        """Process a batch and submit what it caused; returns the events handled (those of partitions still
+        owned) and the future of the write after which they may be acked."""
+        raise NotImplementedError
+
+    def write_state(self, outbox: Outbox, after: Sequence[asyncio.Future[Any]] = ()) -> asyncio.Future[None]:
+        """Submit state changes (changelog records) once ``after`` (what they say was done) and the stage's
+        previous state write are on Kafka: the changelog keeps the order in which the state changed."""
+        first = [*after, *([self._state_tail] if self._state_tail is not None else [])]
+        written = self._state_tail = self.writer.submit_after(first, outbox)
+        self.track(written)
+        return written
+
+    def track(self, written: asyncio.Future[None]) -> None:
+        """A write a rebalance must wait for; its failure (not a broker error: those are retried) is fatal."""
+        self._writes.add(written)
+        written.add_done_callback(self._written)
+
+    def _written(self, written: asyncio.Future[None]) -> None:
+        self._writes.discard(written)
+        if not written.cancelled() and written.exception() is not None:
+            crash(f"a write of stage {self.name}", written.exception())  # type: ignore[arg-type]
+
+    async def settle(self) -> None:
+        """Wait until every write the stage submitted is done and the events it covers are acked."""
+        while self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
+
+    async def run(self, stream: Any, batch_size: int, linger: float) -> None:
+        """:func:`run_batches` over :meth:`handle`; a rebalance waits for the batches' writes too."""
+
+        async def handle(events: Sequence[EventT]) -> tuple[Sequence[EventT], asyncio.Future[None]]:
+            done, written = await self.handle(events)
+            self.track(written)
+            return done, written
+
+        await run_batches(stream, batch_size, linger, self.name, handle)
+
     async def on_revoked(self) -> None:
-        """Wait for the running batch or timer, then stop until the new assignment is known."""
+        """Wait for the running batch or timer and every write in flight, then stop until the new
+        assignment is known."""
         async with self.lock:
             self.suspended = True
+            self._resumed.clear()
+            await self.settle()
 
     async def on_assigned(self, partitions: set[int]) -> None:
         """Forget the partitions lost, keep the others, start recovering the new ones."""
@@ -187,7 +248,29 @@ class PartitionedStage(Generic[S]):
         for partition in partitions:
             if partition not in self._ready:
                 self._start(partition)
+        self._assigned = set(partitions)
         self.suspended = False
+        self._resumed.set()
+
+    async def until_assigned(self) -> None:
+        """Return once no rebalance is under way (at once, outside one)."""
+        await self._resumed.wait()
+
+    @contextlib.asynccontextmanager
+    async def locked(self) -> AsyncIterator[None]:
+        """The stage's lock, taken outside a rebalance: a batch read while partitions were being revoked waits
+        for the new assignment, then is processed for the partitions kept (faust does not deliver those
+        events again, so skipping them would lose them) and left to the new owners for the others."""
+        while True:
+            await self.until_assigned()
+            await self.lock.acquire()
+            if not self.suspended:
+                break
+            self.lock.release()
+        try:
+            yield
+        finally:
+            self.lock.release()
 
     async def stop(self) -> None:
         for task in self._recovery.values():
@@ -201,14 +284,37 @@ def events_by_partition(events: Sequence[EventT]) -> dict[int, list[EventT]]:
     return grouped
 
 
-async def run_batches(stream: Any, batch_size: int, linger: float, stage_name: str,
-                      handle: Callable[[Sequence[EventT]], Awaitable[Sequence[EventT]]]) -> None:
-    """The loop of a batch stage: ``handle`` processes a batch, writes everything it caused and returns the
-    events it finished; those are acked, in offset order. Anything escaping ``handle`` crashes the process."""
+Handler = Callable[[Sequence[EventT]], Awaitable[tuple[Sequence[EventT], "asyncio.Future[None]"]]]
+
+
+async def run_batches(stream: Any, batch_size: int, linger: float, stage_name: str, handle: Handler,
+                      depth: int = 4) -> None:
+    """The loop of a batch stage: ``handle`` processes a batch and submits what it caused, returning the
+    events it finished and the future of that write; those events are acked, in offset order, once the
+    write is done, with at most ``depth`` batches unacknowledged (the next batch is read and processed
+    while Kafka acknowledges the previous ones). Anything escaping ``handle`` crashes the process."""
+    hop = STAGE_SECONDS.labels(stage_name)
+    unacked: deque[tuple[Sequence[EventT], asyncio.Future[None]]] = deque()
+
+    def release(_: object = None) -> None:
+        while unacked and unacked[0][1].done():
+            events, written = unacked.popleft()
+            if written.cancelled():
+                continue  # stopping: the events are read again
+            if written.exception() is not None:  # not a broker error (those are retried): a bug
+                crash(f"a write of stage {stage_name}", written.exception())  # type: ignore[arg-type]
+            now = time.time()
+            for event in sorted(events, key=lambda e: (e.message.partition, e.message.offset)):
+                event.ack()
+                hop.observe(max(0.0, now - (event.message.timestamp or now)))
 
     async def loop() -> None:
         async for events in stream.noack_take(batch_size, within=linger):
-            for event in sorted(await handle(events), key=lambda e: (e.message.partition, e.message.offset)):
-                event.ack()
+            done, written = await handle(events)
+            unacked.append((done, written))
+            written.add_done_callback(release)
+            while len(unacked) > depth:
+                await asyncio.wait([unacked[0][1]])
+                release()
 
     await guarded(f"stage {stage_name}", loop())

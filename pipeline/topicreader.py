@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from pipeline.config import KafkaSettings
-from pipeline.kafka import client_options
+from pipeline.kafka import client_options, follower_options
 
 
 async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
@@ -81,8 +81,8 @@ async def read_topic(settings: KafkaSettings, topic: str, timeout: float = 10.0)
 
 async def follow_topic(settings: KafkaSettings, topic: str, newest: int) -> AsyncIterator[ConsumerRecord]:
     """The newest ``newest`` records of each partition, then every new record, forever."""
-    consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False, group_id=None,
-                                auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(**client_options(settings), **follower_options(500), enable_auto_commit=False,
+                                group_id=None, auto_offset_reset="earliest")
     await consumer.start()
     try:
         assigned = await assign_all(consumer, topic, timeout=float("inf"))

@@ -49,7 +49,7 @@ from prometheus_client import Counter, Gauge
 import senders.catalog  # noqa: F401  (registers every channel's sender)
 from pipeline.app import Pipeline
 from pipeline.deadletters import letter_for, queue_letter
-from pipeline.metrics import DELIVERY_LATENCY, NOTIFICATIONS_FAILED, NOTIFICATIONS_SENT
+from pipeline.metrics import DELIVERY_LATENCY, NOTIFICATIONS_FAILED, NOTIFICATIONS_SENT, STAGE_SECONDS
 from pipeline.models import Notification
 from pipeline.stage import PartitionedStage, guarded
 from pipeline.writer import BatchWriter, Outbox, key_partition
@@ -57,6 +57,8 @@ from senders.base import DeliveryError, Sender, SenderContext, create_sender
 from senders.ratelimit import NotificationRates
 
 log = logging.getLogger(__name__)
+
+DELIVER_SECONDS = STAGE_SECONDS.labels("deliver")
 
 IntegrationKey = tuple[str, str, str]
 
@@ -328,6 +330,7 @@ class Delivery:
                 backoff = min(backoff * 2, policy.max_backoff)
                 continue
             NOTIFICATIONS_SENT.labels(*labels).inc()
+            DELIVER_SECONDS.observe(max(0.0, time.time() - (work.slot.event.message.timestamp or time.time())))
             DELIVERY_LATENCY.labels(notification.tenant, notification.integration).observe(
                 max(0.0, time.time() - notification.received_at))
             await self._record(notification, attempt, "sent")
@@ -370,6 +373,9 @@ class Delivery:
     async def accept(self, event: EventT) -> None:
         """Take one event of a notifications topic: queue it for its receiver, or settle it now."""
         partition = event.message.partition
+        # An event read while partitions were being revoked waits for the new assignment: faust does not
+        # deliver it again, so it is handled here if the partition was kept.
+        await self.log.until_assigned()
         if await self.log.ready(partition) is None:
             return  # lost meanwhile: its new owner reads it again
         slot = self.acks.track(event)

@@ -55,9 +55,13 @@ class Firewall:
         return socket.socket(family, kind, proto)
 
 
-def http_session(settings: FirewallSettings) -> aiohttp.ClientSession:
-    """The senders' HTTP session, with the firewall on every connection when it is active."""
+def http_session(settings: FirewallSettings, concurrency: int = 8) -> aiohttp.ClientSession:
+    """The senders' HTTP session, with the firewall on every connection when it is active.
+
+    Its pool keeps connections alive across notifications. It is sized from ``delivery.concurrency``
+    (requests in flight per integration): one host (a chat API that many integrations share) holds at
+    most four integrations' worth, so it cannot take every connection; the pool holds eight (at least 100)."""
     firewall = Firewall(settings)
-    if not firewall.active:
-        return aiohttp.ClientSession()
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(socket_factory=firewall.open_socket))
+    connector = aiohttp.TCPConnector(limit=max(100, 8 * concurrency), limit_per_host=4 * concurrency,
+                                     socket_factory=firewall.open_socket if firewall.active else None)
+    return aiohttp.ClientSession(connector=connector)

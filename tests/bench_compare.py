@@ -28,6 +28,7 @@ import aiohttp
 import orjson
 
 from pipeline.broker import LocalKafka, free_port
+from tests.bench_hops import hop_lines
 from tests.harness import Alertmanager, PipelineProcesses, base_config, eventually
 
 CLOCK = os.sysconf("SC_CLK_TCK")
@@ -108,9 +109,13 @@ class Result:
     latencies: list[float] = field(default_factory=list)
     posting: float = 0.0
     cpu: float = 0.0
+    #: CPU seconds of each process measured (ingest first, then the workers).
+    cpus: list[float] = field(default_factory=list)
     broker_cpu: float = 0.0
     peak_rss: int = 0
     grown_rss: int = 0
+    #: Peak RSS of each process measured (ingest first, then the workers).
+    peaks: list[int] = field(default_factory=list)
     broker_rss: int = 0
     requests: int = 0
     extra: list[str] = field(default_factory=list)
@@ -121,8 +126,13 @@ class Result:
         per_k = self.cpu / (self.expected / 1000)
         return (f"  {self.system:<22} delivered {self.delivered:>7,}/{self.expected:<7,} last first notification "
                 f"{self.last_first:6.1f} s  p50 {p50:5.2f} s  p99 {p99:5.2f} s  posting {self.posting:5.1f} s  "
-                f"peak RSS {self.peak_rss / 2**20:6.0f} MB  {self.grown_rss / max(1, self.expected):6.0f} B/alert  "
-                f"CPU {self.cpu:6.1f} s ({per_k:.2f} s/1k alerts)  webhooks {self.requests:,}"
+                f"peak RSS {self.peak_rss / 2**20:6.0f} MB"
+                + (" (" + " + ".join(f"{p / 2**20:.0f}" for p in self.peaks) + ")" if len(self.peaks) > 1 else "")
+                + f"  {self.grown_rss / max(1, self.expected):6.0f} B/alert  "
+                f"CPU {self.cpu:6.1f} s ({per_k:.2f} s/1k alerts"
+                + (f"; ingest {self.cpus[0]:.1f} s, worker " + " + ".join(f"{c:.1f} s" for c in self.cpus[1:])
+                   if len(self.cpus) > 1 else "")
+                + f")  webhooks {self.requests:,}"
                 + (f"  broker: CPU {self.broker_cpu:.1f} s, peak RSS {self.broker_rss / 2**20:.0f} MB"
                    if self.broker_rss else ""))
 
@@ -169,7 +179,7 @@ async def run_load(system: str, url: str, path: str, port: int, size: Size, pids
     """Post the workload and wait for every pod's first notification (up to ``timeout``)."""
     alerts = workload(size)
     result = Result(system, expected=size.alerts)
-    before_cpu = sum(cpu_seconds(pid) for pid in pids)
+    before_cpu = [cpu_seconds(pid) for pid in pids]
     before_rss = sum(memory(pid)[0] for pid in pids)
     first_post: dict[str, float] = {}
     started = time.time()
@@ -182,9 +192,11 @@ async def run_load(system: str, url: str, path: str, port: int, size: Size, pids
                 break
             await asyncio.sleep(0.25)
         stats = await receiver_stats(http, port, path, full=True)
-    result.cpu = sum(cpu_seconds(pid) for pid in pids) - before_cpu
+    result.cpus = [cpu_seconds(pid) - before for pid, before in zip(pids, before_cpu, strict=True)]
+    result.cpu = sum(result.cpus)
     rss = [memory(pid) for pid in pids]
     result.peak_rss = sum(hwm for _, hwm in rss)
+    result.peaks = [hwm for _, hwm in rss]
     result.grown_rss = sum(now for now, _ in rss) - before_rss
     first = stats["first"]
     result.delivered, result.requests = len(first), stats["requests"]
@@ -213,8 +225,10 @@ def pipeline_config(broker: LocalKafka, tmp: Path, hook: str) -> dict[str, Any]:
     config = base_config(broker, tmp, **am_config(hook))
     config["kafka"]["partitions"] = 4
     config["worker"]["tick_interval"] = "100ms"
-    # The bench's one integration gets every group's notifications within a second or two.
-    config["delivery"] = {"queue_size": 200_000, "max_in_flight": 200_000, "concurrency": 32}
+    # The bench's one integration gets every group's notifications within a second or two: its queue holds
+    # all that the worker may read ahead (delivery.max_in_flight, default 10,000), so none is dead-lettered
+    # for backlog, and the backlog beyond stays in Kafka, not in memory.
+    config["delivery"] = {"queue_size": 20_000, "concurrency": 32}
     return config
 
 
@@ -248,6 +262,7 @@ async def pipeline(size: Size, port: int, broker: LocalKafka, tmp: Path, workers
         result = await run_load(name, processes[0].ingest_url, path, port, size, [ingest.pid, *worker_pids], 600)
         result.broker_cpu = cpu_seconds(node_pid(broker)) - broker_before
         result.broker_rss = memory(node_pid(broker))[1]
+        result.extra += hop_lines(processes)
         if workers > 1:
             alerts_topic = f"{config['kafka']['topic_prefix']}alerts"
             split = [int(p.metric("alert_pipeline_partitions_assigned", topic=alerts_topic)) for p in processes]
@@ -359,7 +374,7 @@ async def compare(quick: bool = False) -> None:
                 print(line, flush=True)
             for size in sizes:
                 print(f"\n{size.alerts:,} alerts, NS={size.namespaces:,} ({size.groups:,} groups), "
-                      f"R={size.repeats}", flush=True)
+                      f"R={size.repeats}; load average {os.getloadavg()[0]:.1f}", flush=True)
                 am = await alertmanager(size, port, tmp)
                 print(am.line(), flush=True)
                 ours = await pipeline(size, port, broker, tmp, steady=0.0 if quick or size is SMALL else 60.0)
@@ -368,6 +383,7 @@ async def compare(quick: bool = False) -> None:
                 if not quick:
                     two = await pipeline(size, port, broker, tmp, workers=2)
                     print(two.line(), *two.extra, sep="\n", flush=True)
+                    print(ratios(am, two), f"(load average {os.getloadavg()[0]:.1f})", flush=True)
         finally:
             broker.stop()
             receiver.terminate()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import orjson
 
-from agents.grouping import Group, GroupAlert, LogEntry, alert_order, flush, needs_update, next_tick
+from agents.grouping import Group, GroupAlert, LogEntry, alert_order, first_tick_from, flush, needs_update, next_tick
 from pipeline.config import parse_config
 from pipeline.models import Alert, Notification
 from pipeline.routing import RoutingTable
@@ -201,3 +202,14 @@ def test_a_notification_too_large_for_kafka_is_cut_and_counts_what_it_left_out()
     assert cut["alerts"] == orjson.loads(whole)["alerts"][:len(cut["alerts"])]  # the first ones, in order
     payload = Notification.from_record(cut).webhook_payload("http://am", max_alerts=10)
     assert payload["truncatedAlerts"] == 3000 - 10
+
+
+def test_a_sleeping_group_wakes_on_its_own_schedule():
+    """A quiet group sleeps until the first tick of its schedule at or after the moment something can
+    change (or an alert or a muting change wakes it at its next tick): never off its group_interval grid."""
+    assert first_tick_from(10.0, 2.0, 9.0) == 10.0
+    assert first_tick_from(10.0, 2.0, 10.0) == 10.0
+    assert first_tick_from(10.0, 2.0, 10.5) == 12.0
+    assert first_tick_from(10.0, 2.0, 3610.0) == 3610.0
+    assert first_tick_from(10.0, 2.0, 3610.1) == 3612.0
+    assert first_tick_from(10.0, 2.0, math.inf) == math.inf

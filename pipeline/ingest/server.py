@@ -22,7 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pipeline.config import Config
 from pipeline.ingest import kube, quotas
 from pipeline.ingest.alertmanager import ParsedBatch, TooManyAlerts, parse_alerts_body
-from pipeline.metrics import ALERTS_RECEIVED, ALERTS_REJECTED
+from pipeline.metrics import ALERTS_RECEIVED, ALERTS_REJECTED, STAGE_SECONDS
 from pipeline.models import Alert
 from pipeline.producer import BrokerUnavailable, KafkaWriter, RecordTooLarge
 from pipeline.records import by_partition, pack
@@ -39,6 +39,7 @@ CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
 #: What must hold before the ingest says it is ready, each with what to say when it does not.
 READINESS: web.AppKey[list[tuple[str, Callable[[], bool]]]] = web.AppKey("readiness", list)
 TENANCY: web.AppKey[TenantResolvers] = web.AppKey("tenancy", TenantResolvers)
+INGEST_SECONDS = STAGE_SECONDS.labels("ingest")
 
 
 def error(status: int, message: str) -> web.Response:
@@ -157,6 +158,7 @@ async def post_alerts(request: web.Request) -> web.Response:
     Alerts over a shape limit are refused (400), those over a tenant limit too (429, unless some are
     invalid: 400); the others are written. A request over the rate or alert count is refused whole."""
     config = request.app[CONFIG]
+    started = time.perf_counter()
     body = await read_json(request, "alerts")
     now = time.time()
     try:
@@ -189,6 +191,7 @@ async def post_alerts(request: web.Request) -> web.Response:
     if records:
         await write_batches(request, topic, records, batch.source)
         ALERTS_RECEIVED.labels(batch.source, request.path).inc(accepted)
+        INGEST_SECONDS.observe(time.perf_counter() - started)
     if batch.errors or batch.over_quota:
         # As Alertmanager does: the valid alerts are kept, the answer lists the refused ones.
         ALERTS_REJECTED.labels(batch.source, "invalid_alert").inc(len(batch.errors))
