@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 KAFKA_STAMP := .kafka/libs/.installed
-HTMX := pipeline/ui/static/vendor/htmx.min.js
+HTMX := pipeline/ingest/ui/static/vendor/htmx.min.js
 
 .PHONY: install kafka ui-assets java run test test-deps bench lint check-config clean deploy-tools deploy-check image
 

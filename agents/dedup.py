@@ -2,7 +2,7 @@
 
 Prometheus re-sends every firing alert at every evaluation, so most records on ``alerts`` change
 nothing. This stage keeps each alert's merged state per fingerprint (per partition of ``alerts``,
-recovered from ``alerts.deduped`` on assignment: ``pipeline/stage.py``) and passes an alert on only
+recovered from ``alerts.deduped`` on assignment: ``pipeline/kafka/stage.py``) and passes an alert on only
 when something a receiver could see changed:
 
 - ``new``: first seen, or firing again after a resolve (Alertmanager starts a new alert when the
@@ -37,14 +37,14 @@ import orjson
 from aiokafka import ConsumerRecord
 from faust.types import EventT
 
+from agents.context import StageContext
 from agents.route import route_changes
-from pipeline.app import Pipeline
-from pipeline.deadletters import DeadLetter, letter_for, queue_letter
-from pipeline.metrics import ALERTS_CHANGED, ALERTS_DEDUPLICATED
-from pipeline.models import Alert, fingerprint, parse_time
-from pipeline.records import by_partition, kept, pack, unpack
-from pipeline.stage import PartitionedStage, events_by_partition, guarded
-from pipeline.writer import Outbox, group_partition, key_partition
+from pipeline.domain.metrics import ALERTS_CHANGED, ALERTS_DEDUPLICATED
+from pipeline.domain.models import Alert, fingerprint, parse_time
+from pipeline.kafka.deadletters import DeadLetter, letter_for, queue_letter
+from pipeline.kafka.records import by_partition, kept, pack, unpack
+from pipeline.kafka.stage import PartitionedStage, events_by_partition, guarded
+from pipeline.kafka.writer import Outbox, group_partition, key_partition
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +108,11 @@ class DedupStage(PartitionedStage[Entries]):
 
     name = "dedup"
 
-    def __init__(self, pipeline: Pipeline):
-        topics = pipeline.topics
-        super().__init__(pipeline.config.kafka, [topics.alerts], [topics.alerts_deduped])
-        self.pipeline = pipeline
-        self.writer = pipeline.writer
+    def __init__(self, context: StageContext):
+        topics = context.topics
+        super().__init__(context.config.kafka, [topics.alerts], [topics.alerts_deduped])
+        self.context = context
+        self.writer = context.writer
 
     def new_state(self, partition: int) -> Entries:
         return {}
@@ -136,7 +136,7 @@ class DedupStage(PartitionedStage[Entries]):
             return await self._handle(events)
 
     async def _handle(self, events: Sequence[EventT]) -> tuple[list[EventT], asyncio.Future[None]]:
-        topics, writer = self.pipeline.topics, self.writer
+        topics, writer = self.context.topics, self.writer
         now = time.time()
         outbox, states_out = writer.outbox(), writer.outbox()
         partitions = await writer.partitions(topics.alerts)
@@ -210,14 +210,14 @@ class DedupStage(PartitionedStage[Entries]):
     async def _route(self, changes: list[dict[str, Any]], outbox: Outbox) -> None:
         """The routed items of the changes, one batch record per partition of ``alerts.routed``; an alert
         whose routed item is too large for a record is dead-lettered (its labels are copied per route)."""
-        topic = self.pipeline.topics.alerts_routed
+        topic = self.context.topics.alerts_routed
         partitions = await self.writer.partitions(topic)
         items: list[tuple[str, bytes]] = []
-        for alert, routed in await route_changes(self.pipeline, changes):
+        for alert, routed in await route_changes(self.context, changes):
             largest = max((len(item) for _, item in routed), default=0)
             if largest + 2 > outbox.limit:
                 await self._reject(outbox, DeadLetter.of(
-                    self.pipeline.topics.alerts, f"routed record of {largest} bytes exceeds kafka.max_record_bytes "
+                    self.context.topics.alerts, f"routed record of {largest} bytes exceeds kafka.max_record_bytes "
                     f"({outbox.limit})", orjson.dumps(alert), key=alert["fingerprint"], stage=self.name))
                 continue
             items += routed
@@ -226,7 +226,7 @@ class DedupStage(PartitionedStage[Entries]):
                 outbox.add(topic, partition, None, record)
 
     async def _reject(self, outbox: Outbox, letter: DeadLetter) -> None:
-        await queue_letter(self.writer, outbox, self.pipeline.topics.alerts_dlq, letter)
+        await queue_letter(self.writer, outbox, self.context.topics.alerts_dlq, letter)
 
     async def forget_resolved(self, retention: float) -> None:
         """Drop the state of alerts that ended longer ago than the retention (tombstones on ``alerts.deduped``):
@@ -238,7 +238,7 @@ class DedupStage(PartitionedStage[Entries]):
             for partition in self.partitions:
                 entries = self.states[partition]
                 for fp in [fp for fp, (_, ends_at) in entries.items() if ends_at < horizon]:
-                    outbox.add(self.pipeline.topics.alerts_deduped, partition, fp.encode(), None)
+                    outbox.add(self.context.topics.alerts_deduped, partition, fp.encode(), None)
                     stale.append((entries, fp))
             for entries, fp in stale:
                 entries.pop(fp, None)
@@ -247,15 +247,15 @@ class DedupStage(PartitionedStage[Entries]):
                 log.info("dedup: forgot %d alerts resolved before the retention", len(stale))
 
 
-def register(pipeline: Pipeline) -> None:
-    settings = pipeline.config.worker
-    stage = DedupStage(pipeline)
-    pipeline.stages.append(stage)
+def register(context: StageContext) -> None:
+    settings = context.config.worker
+    stage = DedupStage(context)
+    context.stages.append(stage)
 
-    @pipeline.app.agent(pipeline.topic(pipeline.topics.alerts), name="dedup")
+    @context.app.agent(context.topic(context.topics.alerts), name="dedup")
     async def dedup(stream):  # type: ignore[no-untyped-def]
         await stage.run(stream, settings.batch_size, settings.batch_linger)
 
-    @pipeline.app.timer(interval=60.0, name="dedup-gc")
+    @context.app.timer(interval=60.0, name="dedup-gc")
     async def forget_resolved() -> None:
         await guarded("dedup retention", stage.forget_resolved(settings.dedup_retention))

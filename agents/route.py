@@ -4,7 +4,7 @@ Each changed alert is given its tenants (by its ``namespace`` label), then match
 global route tree and against the tree of each of its tenants. One record is written per matched
 route, keyed by the aggregation group, so that a group's alerts meet in one partition (and one
 worker) of the dispatch stage; the dedup stage writes them as batch records, one per partition of
-``alerts.routed`` (``pipeline/records.py``). Stateless (any worker can route any alert), so it runs inside the
+``alerts.routed`` (``pipeline/kafka/records.py``). Stateless (any worker can route any alert), so it runs inside the
 dedup agent on the changes it decides, rather than as an agent of its own one Kafka hop later.
 
 A tenant's tree only ever sees alerts of that tenant's namespaces: this is where isolation is
@@ -18,9 +18,9 @@ from typing import Any
 
 import orjson
 
-from pipeline.app import Pipeline
-from pipeline.config import GLOBAL_TENANT
-from pipeline.metrics import ALERTS_ROUTED
+from agents.context import StageContext
+from pipeline.domain.config import GLOBAL_TENANT
+from pipeline.domain.metrics import ALERTS_ROUTED
 
 
 def group_id(tenant: str, route_id: str, group_labels: str) -> str:
@@ -28,14 +28,14 @@ def group_id(tenant: str, route_id: str, group_labels: str) -> str:
     return f"{tenant}|{route_id}|{group_labels}"
 
 
-def routed_records(pipeline: Pipeline, record: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+def routed_records(context: StageContext, record: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """The ``(group id, record)`` pairs for one changed alert record."""
     labels = record["labels"]
-    tenants = pipeline.tenants.for_labels(labels)
+    tenants = context.tenants.for_labels(labels)
     record["tenants"] = list(tenants)
     out = []
     for tenant in (GLOBAL_TENANT, *tenants):
-        for route in pipeline.routing.match(tenant, labels):
+        for route in context.routing.match(tenant, labels):
             group_labels = route.group_labels(labels)
             key = route.group_key(group_labels)
             out.append((
@@ -55,17 +55,17 @@ def routed_records(pipeline: Pipeline, record: dict[str, Any]) -> list[tuple[str
 Routed = list[tuple[str, bytes]]
 
 
-async def route_changes(pipeline: Pipeline, alerts: list[dict[str, Any]]) -> list[tuple[dict[str, Any], Routed]]:
+async def route_changes(context: StageContext, alerts: list[dict[str, Any]]) -> list[tuple[dict[str, Any], Routed]]:
     """Each changed alert record with its routed items, ``(group id, encoded item)``; an item carries its
     group id (``group``), since a record of ``alerts.routed`` holds the items of many groups."""
     if not alerts:
         return []
-    await pipeline.tenants.prepare({a["labels"]["namespace"] for a in alerts if a["labels"].get("namespace")})
+    await context.tenants.prepare({a["labels"]["namespace"] for a in alerts if a["labels"].get("namespace")})
     out = []
     routed: Counter[str] = Counter()
     for alert in alerts:
         items = []
-        for key, record in routed_records(pipeline, alert):
+        for key, record in routed_records(context, alert):
             routed[record["tenant"]] += 1
             record["group"] = key
             items.append((key, orjson.dumps(record)))

@@ -1,6 +1,6 @@
 """The Sender interface, the errors that drive retries, and the registry of channels.
 
-A sender turns one :class:`~pipeline.models.Notification` into one delivery on its channel. It does
+A sender turns one :class:`~pipeline.domain.models.Notification` into one delivery on its channel. It does
 not retry: it raises :class:`DeliveryError` saying whether a retry could help (and when), and the
 delivery agent applies the retry policy, the dead-letter topic and the history for every channel alike.
 """
@@ -17,10 +17,10 @@ from typing import Any, ClassVar, Literal
 import aiohttp
 import orjson
 
-from pipeline.channels import IntegrationConfig
-from pipeline.config import Config
-from pipeline.models import Notification
-from pipeline.security.redact import redact as redact_urls
+from pipeline.domain.config import Config
+from pipeline.domain.integrations import IntegrationConfig
+from pipeline.domain.models import Notification
+from pipeline.domain.redact import redact as redact_urls
 from senders.firewall import BLOCKED, http_session
 from senders.ratelimit import RateLimiter
 from senders.redact import redact

@@ -11,8 +11,8 @@ import time
 
 from yarl import URL
 
-from pipeline.channels import DingTalkConfig
-from pipeline.models import Notification
+from pipeline.domain.integrations import DingTalkConfig
+from pipeline.domain.models import Notification
 from senders.base import Sender, json_body, sender_for
 from senders.chatbot import check_errcode, hmac_sha256_base64, keyword_footer
 from senders.text import utf8_bytes

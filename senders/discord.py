@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.channels import DiscordConfig
-from pipeline.models import Notification
+from pipeline.domain.integrations import DiscordConfig
+from pipeline.domain.models import Notification
 from senders.base import Sender, sender_for
 from senders.text import truncate
 

@@ -13,8 +13,8 @@ from email.utils import formatdate, getaddresses, make_msgid
 
 import aiosmtplib
 
-from pipeline.channels import EmailConfig
-from pipeline.models import Notification
+from pipeline.domain.integrations import EmailConfig
+from pipeline.domain.models import Notification
 from senders.base import DeliveryError, FailureReason, Sender, SenderContext, sender_for
 
 IMPLICIT_TLS_PORT = 465

@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from pipeline.channels import FeishuConfig
-from pipeline.models import Notification
+from pipeline.domain.integrations import FeishuConfig
+from pipeline.domain.models import Notification
 from senders.base import Sender, json_body, sender_for
 from senders.chatbot import check_errcode, hmac_sha256_base64, keyword_footer
 from senders.text import utf8_bytes

@@ -7,8 +7,8 @@ import sys
 
 import orjson
 
-from pipeline.channels import FileConfig
-from pipeline.models import Notification
+from pipeline.domain.integrations import FileConfig
+from pipeline.domain.models import Notification
 from senders.base import DeliveryError, Sender, sender_for
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 
-from pipeline.config import FirewallSettings
+from pipeline.domain.config import FirewallSettings
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from yarl import URL
 
-from pipeline.channels import OpsgenieConfig
-from pipeline.models import Notification
+from pipeline.domain.integrations import OpsgenieConfig
+from pipeline.domain.models import Notification
 from senders.base import Sender, sender_for
 from senders.incident import incident_key
 from senders.text import truncate

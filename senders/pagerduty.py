@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.channels import PagerDutyConfig
-from pipeline.models import Notification
+from pipeline.domain.integrations import PagerDutyConfig
+from pipeline.domain.models import Notification
 from senders.base import Sender, sender_for
 from senders.incident import incident_key
 from senders.text import truncate, utf8_bytes

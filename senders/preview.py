@@ -14,9 +14,9 @@ from typing import Any
 
 from jinja2 import TemplateSyntaxError
 
-from pipeline.channels import INTEGRATION_FIELDS
-from pipeline.config import ReceiverConfig
-from pipeline.models import Alert
+from pipeline.domain.config import ReceiverConfig
+from pipeline.domain.integrations import INTEGRATION_FIELDS
+from pipeline.domain.models import Alert
 from senders.base import SENDERS, Sender
 from senders.templates import ENVIRONMENT, MessageTemplates, TemplateFailure, languages
 from senders.testsend import make_test_notification, sample_alerts

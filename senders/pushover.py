@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from pipeline.channels import PushoverConfig
-from pipeline.models import Notification
+from pipeline.domain.integrations import PushoverConfig
+from pipeline.domain.models import Notification
 from senders.base import Sender, sender_for
 from senders.text import truncate
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import asyncio
 
-from pipeline.channels import RateLimit
-from pipeline.config import GLOBAL_TENANT, Config
-from pipeline.limits import TokenBucket
-from pipeline.metrics import LIMITS_EXCEEDED
+from pipeline.domain.config import GLOBAL_TENANT, Config
+from pipeline.domain.integrations import RateLimit
+from pipeline.domain.limits import TokenBucket
+from pipeline.domain.metrics import LIMITS_EXCEEDED
 
 
 class RateLimiter(TokenBucket):

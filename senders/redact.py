@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-from pipeline.channels import IntegrationConfig
+from pipeline.domain.integrations import IntegrationConfig
 
 REDACTED = "<redacted>"
 #: Shorter fragments (a URL path ``/``, a query value ``1``) would blank ordinary words, and hide nothing.

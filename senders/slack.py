@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.channels import SlackConfig
-from pipeline.models import Notification
+from pipeline.domain.integrations import SlackConfig
+from pipeline.domain.models import Notification
 from senders.base import DeliveryError, FailureReason, Sender, json_body, sender_for
 from senders.text import truncate
 

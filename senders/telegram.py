@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.channels import TelegramConfig
-from pipeline.models import Notification
+from pipeline.domain.integrations import TelegramConfig
+from pipeline.domain.models import Notification
 from senders.base import DeliveryError, Sender, json_body, sender_for
 
 MAX_MESSAGE_CHARS = 4096

@@ -31,8 +31,8 @@ import yaml
 from jinja2 import FileSystemLoader, Template, TemplateSyntaxError, pass_context, select_autoescape
 from jinja2.runtime import Context
 
-from pipeline.metrics import TEMPLATE_ERRORS, TEMPLATE_LIMITS
-from pipeline.models import Notification
+from pipeline.domain.metrics import TEMPLATE_ERRORS, TEMPLATE_LIMITS
+from pipeline.domain.models import Notification
 from senders.sandbox import BoundedSandbox, LimitExceeded, RenderJob, bound_filters, render_chunks, run_bounded
 
 log = logging.getLogger(__name__)

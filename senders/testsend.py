@@ -13,8 +13,8 @@ import asyncio
 import time
 from dataclasses import asdict, dataclass
 
-from pipeline.config import Config, ReceiverConfig
-from pipeline.models import Alert, Notification
+from pipeline.domain.config import Config, ReceiverConfig
+from pipeline.domain.models import Alert, Notification
 from senders.base import DeliveryError, SenderContext, create_sender
 from senders.redact import redact
 

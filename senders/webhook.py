@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pipeline.channels import WebhookConfig
-from pipeline.models import Notification
+from pipeline.domain.integrations import WebhookConfig
+from pipeline.domain.models import Notification
 from senders.base import Sender, sender_for
 
 

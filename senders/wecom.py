@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pipeline.channels import WeComConfig
-from pipeline.models import Notification
+from pipeline.domain.integrations import WeComConfig
+from pipeline.domain.models import Notification
 from senders.base import Sender, json_body, sender_for
 from senders.chatbot import check_errcode
 from senders.text import utf8_bytes

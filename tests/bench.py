@@ -17,12 +17,12 @@ from typing import Any
 import orjson
 
 from agents.dedup import decide
-from pipeline.config import parse_config
+from pipeline.domain.config import parse_config
+from pipeline.domain.limits import Limits
+from pipeline.domain.models import Alert, fingerprint
+from pipeline.domain.routing import RoutingTable
+from pipeline.domain.tenancy import TenantResolver
 from pipeline.ingest.alertmanager import parse_alerts_body
-from pipeline.limits import Limits
-from pipeline.models import Alert, fingerprint
-from pipeline.routing import RoutingTable
-from pipeline.tenancy import TenantResolver
 from tests.bench_ui import ui_benchmark
 
 Row = tuple[str, float, str]
@@ -43,7 +43,7 @@ def _event_mix(unique_warnings: bool = False) -> list[dict[str, Any]]:
 
     With ``unique_warnings`` each warning is about a different pod (no repeats: the worst case).
     """
-    from pipeline.ingest.kube import normalise_event, parse_payload
+    from pipeline.domain.kube.payloads import normalise_event, parse_payload
 
     warnings = [e for name in ("events-flat.ndjson", "events-nested.ndjson", "events-array.json",
                                "events-k8s-io-v1.json")
@@ -61,7 +61,7 @@ def _event_mix(unique_warnings: bool = False) -> list[dict[str, Any]]:
 
 def _audit_mix() -> list[dict[str, Any]]:
     """An apiserver's audit stream: mostly components reading and watching, a few requests the rules catch."""
-    from pipeline.ingest.kube import normalise_audit_event, parse_payload
+    from pipeline.domain.kube.payloads import normalise_audit_event, parse_payload
 
     fixture = parse_payload((FIXTURES / "audit-eventlist.json").read_bytes(), normalise_audit_event).items
     service_read = fixture[2]
@@ -74,10 +74,10 @@ def _audit_mix() -> list[dict[str, Any]]:
 
 def bench_event_rules() -> list[Row]:
     """Events/s of one worker process (one core) with the default event and audit rule sets."""
-    from pipeline.ingest.kube import normalise_audit_event, normalise_event, parse_payload
-    from pipeline.rules.auditing import load_audit_rules
-    from pipeline.rules.events import load_event_rules
-    from pipeline.rules.loader import default_files
+    from pipeline.domain.kube.audit_rules import load_audit_rules
+    from pipeline.domain.kube.event_rules import load_event_rules
+    from pipeline.domain.kube.loader import default_files
+    from pipeline.domain.kube.payloads import normalise_audit_event, normalise_event, parse_payload
 
     event_rules = load_event_rules(default_files("events"))
     audit_rules = load_audit_rules(default_files("auditing"))

@@ -27,7 +27,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from pipeline.broker import LocalKafka, free_port
+from pipeline.kafka.broker import LocalKafka, free_port
 from tests.bench_hops import hop_lines
 from tests.harness import Alertmanager, PipelineProcesses, base_config, eventually
 

@@ -19,8 +19,8 @@ import bcrypt
 import orjson
 import yaml
 
-from pipeline.broker import LocalKafka
-from pipeline.models import format_time
+from pipeline.domain.models import format_time
+from pipeline.kafka.broker import LocalKafka
 from tests.harness import PipelineProcesses, base_config
 
 PASSWORD = "bench-password"

@@ -24,7 +24,7 @@ from aiohttp import web
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from pipeline.broker import free_port
+from pipeline.kafka.broker import free_port
 from tests.harness import Receiver
 
 

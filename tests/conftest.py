@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.broker import LocalKafka
+from pipeline.kafka.broker import LocalKafka
 from tests.harness import PipelineProcesses, Receiver, base_config
 
 

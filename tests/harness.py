@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import yaml
 from aiohttp import web
 
-from pipeline.broker import free_port
+from pipeline.kafka.broker import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -207,7 +207,7 @@ class PipelineProcesses:
         env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")}
         with open(self.tmp / log, "ab") as out:
             return subprocess.Popen(
-                [sys.executable, "-m", "pipeline.cli", *args, "--config", str(self.path)],
+                [sys.executable, "-m", "pipeline.cmd.cli", *args, "--config", str(self.path)],
                 stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env, start_new_session=True,
             )
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import aiohttp
 import orjson
 
-from pipeline.models import fingerprint
+from pipeline.domain.models import fingerprint
 from tests.harness import Alertmanager, eventually
 
 

@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 from pydantic import ValidationError
 
-from pipeline.channels import INTEGRATION_FIELDS, IntegrationConfig
-from pipeline.models import Notification
+from pipeline.domain.integrations import INTEGRATION_FIELDS, IntegrationConfig
+from pipeline.domain.models import Notification
 from senders.base import DeliveryError, Sender, SenderContext, create_sender
 from tests.channel_servers import ChannelServer, Request
 

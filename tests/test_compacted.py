@@ -7,11 +7,11 @@ import orjson
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from pipeline.compacted import CompactedView
-from pipeline.config import parse_config
-from pipeline.kafka import client_options
-from pipeline.producer import KafkaWriter
-from pipeline.topics import ensure_topics, topics_for
+from pipeline.domain.config import parse_config
+from pipeline.kafka.client import client_options
+from pipeline.kafka.compacted import CompactedView
+from pipeline.kafka.producer import KafkaWriter
+from pipeline.kafka.topics import ensure_topics, topics_for
 from tests.harness import eventually
 
 

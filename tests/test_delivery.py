@@ -76,7 +76,7 @@ def groups(count: int) -> list[dict[str, Any]]:
 async def cli(pipeline: PipelineProcesses, *args: str) -> tuple[int, str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")}  # the config's broker
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "pipeline.cli", *args, "--config", str(pipeline.path), cwd=ROOT, env=env,
+        sys.executable, "-m", "pipeline.cmd.cli", *args, "--config", str(pipeline.path), cwd=ROOT, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await process.communicate()
     return process.returncode or 0, out.decode(), err.decode()

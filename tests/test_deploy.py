@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline.config import Config, parse_config
-from pipeline.topics import topics_for
+from pipeline.domain.config import Config, parse_config
+from pipeline.kafka.topics import topics_for
 from tests.harness import ROOT
 
 CHART = ROOT / "deploy/helm/alert-pipeline"

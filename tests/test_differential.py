@@ -34,8 +34,8 @@ import orjson
 import pytest
 from aiohttp import web
 
-from pipeline.broker import LocalKafka
-from pipeline.models import fingerprint, format_time, parse_time
+from pipeline.domain.models import fingerprint, format_time, parse_time
+from pipeline.kafka.broker import LocalKafka
 from tests.harness import Alertmanager, PipelineProcesses, Receiver, base_config, eventually
 
 TOLERANCE = 1.0

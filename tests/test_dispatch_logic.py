@@ -7,10 +7,19 @@ import random
 
 import orjson
 
-from agents.grouping import Group, GroupAlert, LogEntry, alert_order, first_tick_from, flush, needs_update, next_tick
-from pipeline.config import parse_config
-from pipeline.models import Alert, Notification
-from pipeline.routing import RoutingTable
+from agents.dispatch.grouping import (
+    Group,
+    GroupAlert,
+    LogEntry,
+    alert_order,
+    first_tick_from,
+    flush,
+    needs_update,
+    next_tick,
+)
+from pipeline.domain.config import parse_config
+from pipeline.domain.models import Alert, Notification
+from pipeline.domain.routing import RoutingTable
 
 NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z, a Friday
 

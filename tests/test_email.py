@@ -8,7 +8,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from pipeline.channels import EmailConfig
+from pipeline.domain.integrations import EmailConfig
 from senders.base import DeliveryError, SenderContext, create_sender
 from tests.channel_servers import MailServer, self_signed_certificate
 from tests.test_channels import EXTERNAL_URL, alert, notification
@@ -91,7 +91,7 @@ async def test_require_tls_refuses_a_server_without_starttls(certificate):
 
 
 async def test_unreachable_server_is_retryable(certificate):
-    from pipeline.broker import free_port
+    from pipeline.kafka.broker import free_port
 
     config = EmailConfig.model_validate({"to": "a@example.test", "from": "b@example.test",
                                          "smarthost": f"127.0.0.1:{free_port()}", "timeout": "2s"})

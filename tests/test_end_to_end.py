@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import aiohttp
 import orjson
 
-from pipeline.models import fingerprint
+from pipeline.domain.models import fingerprint
 from tests.harness import eventually, kcat_consume, kcat_produce
 
 

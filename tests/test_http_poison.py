@@ -13,7 +13,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from pipeline.models import format_time
+from pipeline.domain.models import format_time
 from tests.harness import PipelineProcesses, _get, base_config, eventually
 from tests.test_silences import amtool
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from pipeline.config import ConfigError, parse_config
-from pipeline.ingest.kube import event_key, normalise_audit_event, normalise_event, parse_payload
+from pipeline.domain.config import ConfigError, parse_config
+from pipeline.domain.kube.payloads import event_key, normalise_audit_event, normalise_event, parse_payload
 
 FIXTURES = Path(__file__).parent / "fixtures" / "kube"
 

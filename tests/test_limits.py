@@ -13,16 +13,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents.dedup import DedupState
-from agents.dispatch import ROW_SEP
-from agents.grouping import Group, flush
+from agents.dispatch.grouping import Group, flush
+from agents.dispatch.stage import ROW_SEP
 from agents.route import route_changes
-from pipeline.config import Config, ConfigError, parse_config
-from pipeline.deadletters import DeadLetter
+from pipeline.domain.config import Config, ConfigError, parse_config
+from pipeline.domain.limits import RECORD_FANOUT, RECORD_OVERHEAD, Limits
+from pipeline.domain.models import Alert
+from pipeline.domain.routing import RoutingTable
+from pipeline.domain.tenancy import TenantResolver
 from pipeline.ingest.alertmanager import OverLimit, TooManyAlerts, parse_alert, parse_alerts_body
-from pipeline.limits import RECORD_FANOUT, RECORD_OVERHEAD, Limits
-from pipeline.models import Alert
-from pipeline.routing import RoutingTable
-from pipeline.tenancy import TenantResolver
+from pipeline.kafka.deadletters import DeadLetter
 from senders.ratelimit import RateLimiter
 from senders.text import split, truncate, utf8_bytes
 

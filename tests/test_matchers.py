@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.config import ConfigError, parse_config
-from pipeline.matchers import Matcher, format_labels, go_quote, parse_matchers
-from pipeline.routing import RoutingTable
+from pipeline.domain.config import ConfigError, parse_config
+from pipeline.domain.matchers import Matcher, format_labels, go_quote, parse_matchers
+from pipeline.domain.routing import RoutingTable
 
 
 @pytest.mark.parametrize(("text", "name", "op", "value"), [

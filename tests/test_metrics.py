@@ -12,7 +12,7 @@ import urllib.parse
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.broker import free_port
+from pipeline.kafka.broker import free_port
 from tests.harness import ROOT, PipelineProcesses, _get, eventually
 from tests.test_end_to_end import post
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from agents.inhibit import Inhibitor, compile_rules
-from agents.silence import Silence, SilenceIndex, can_update, create, expire, validate
-from pipeline.api.filters import matches_filter
-from pipeline.config import ConfigError, parse_config
-from pipeline.matchers import parse_matchers
-from pipeline.models import format_time, parse_time
+from pipeline.domain.config import ConfigError, parse_config
+from pipeline.domain.matchers import parse_matchers
+from pipeline.domain.models import format_time, parse_time
+from pipeline.domain.muting.inhibit import Inhibitor, compile_rules
+from pipeline.domain.muting.silence import Silence, SilenceIndex, can_update, create, expire, validate
+from pipeline.ingest.api.filters import matches_filter
 
 NOW = 1_800_000_000.0
 
@@ -111,7 +111,7 @@ def record(fp: str, ends: float = NOW + 300, **labels: str) -> dict:
 
 def inhibitor(rules: list[dict], *records: dict, tenants: list[dict] | None = None) -> Inhibitor:
     config = config_with(rules, tenants)
-    from pipeline.tenancy import TenantResolver
+    from pipeline.domain.tenancy import TenantResolver
 
     return Inhibitor(compile_rules(config), TenantResolver(config).for_labels).load({r["fingerprint"]: r
                                                                                     for r in records})
@@ -195,7 +195,7 @@ def test_api_filters_treat_an_empty_value_as_absent() -> None:
 
 
 def test_muter_hides_muted_alerts_and_releases_muted_resolved_ones() -> None:
-    from agents.mute import Muter
+    from pipeline.domain.muting.muter import Muter
 
     muter = Muter(config_with([RULE]))
     muter.silence_view.apply("s", silence('alertname="Quiet"', id="s").to_record())
@@ -213,7 +213,7 @@ def test_muter_hides_muted_alerts_and_releases_muted_resolved_ones() -> None:
 def test_the_muter_epoch_changes_when_a_decision_may_change() -> None:
     """Dispatch keeps each alert's mute decision while the epoch stays: it must move on every change of a
     silence or source alert, and when a silence starts or ends or a source stops firing."""
-    from agents.mute import Muter
+    from pipeline.domain.muting.muter import Muter
 
     muter = Muter(config_with([RULE]))
     first = muter.epoch(NOW)
@@ -229,8 +229,8 @@ def test_the_muter_epoch_changes_when_a_decision_may_change() -> None:
 
 
 def test_reload_refuses_an_invalid_config_and_keeps_process_settings(tmp_path) -> None:
-    from pipeline.config import load_config
-    from pipeline.reload import Reloader
+    from pipeline.cmd.reload import Reloader
+    from pipeline.domain.config import load_config
 
     path = tmp_path / "config.yml"
     path.write_text("route: {receiver: r}\nreceivers: [{name: r}]\nkafka: {topic_prefix: a.}\n")
@@ -247,7 +247,7 @@ def test_reload_refuses_an_invalid_config_and_keeps_process_settings(tmp_path) -
 
 
 def test_a_worker_muter_keeps_only_inhibition_sources() -> None:
-    from agents.mute import Muter
+    from pipeline.domain.muting.muter import Muter
 
     muter = Muter(config_with([RULE]), sources_only=True)
     muter.alert_view.apply("src", record("src", severity="critical", cluster="c"))
@@ -262,7 +262,7 @@ def test_muter_applies_notification_manager_cron_silences_per_tenant(tmp_path) -
     that tenant's notifications, a global one every scope."""
     import yaml
 
-    from agents.mute import Muter
+    from pipeline.domain.muting.muter import Muter
 
     def nm_silence(name: str, labels: dict, schedule: str, **match: str) -> dict:
         return {"apiVersion": "notification.kubesphere.io/v2beta2", "kind": "Silence",

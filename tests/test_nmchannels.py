@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline.config import Config, ConfigError, parse_config
-from pipeline.routing import RoutingTable
+from pipeline.domain.config import Config, ConfigError, parse_config
+from pipeline.domain.routing import RoutingTable
 from tests.channel_servers import ChannelServer, Request
 from tests.harness import eventually
 from tests.test_channels import discord_content_api

@@ -13,10 +13,10 @@ import pytest
 import yaml
 from aiohttp import web
 
-from pipeline.config import ConfigError, parse_config
-from pipeline.nmconfig import UNMATCHED, selector_matchers, selects, silences
-from pipeline.routing import RoutingTable
-from pipeline.tenancy import TenantResolver
+from pipeline.domain.config import ConfigError, parse_config
+from pipeline.domain.config.nm.resources import UNMATCHED, selector_matchers, selects, silences
+from pipeline.domain.routing import RoutingTable
+from pipeline.domain.tenancy import TenantResolver
 from tests.harness import Receiver, eventually
 from tests.test_end_to_end import post
 

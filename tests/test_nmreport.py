@@ -12,7 +12,7 @@ from tests.harness import ROOT
 
 def test_check_config_prints_what_each_resource_became():
     env = {**os.environ, "PLATFORM_WEBHOOK_URL": "https://ops.example.com/hook"}
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "check-config", "examples/nm-migration.yml"],
+    done = subprocess.run([sys.executable, "-m", "pipeline.cmd.cli", "check-config", "examples/nm-migration.yml"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [

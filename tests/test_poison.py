@@ -9,7 +9,7 @@ import subprocess
 
 import orjson
 
-from pipeline.models import fingerprint
+from pipeline.domain.models import fingerprint
 from tests.harness import _get, eventually, kcat_consume, kcat_produce
 from tests.test_delivery import cli
 from tests.test_end_to_end import alert, post

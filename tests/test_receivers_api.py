@@ -17,7 +17,7 @@ import orjson
 import pytest
 import yaml
 
-from pipeline.broker import free_port
+from pipeline.kafka.broker import free_port
 from tests.channel_servers import ChannelServer, Request
 from tests.harness import ROOT, _get
 from tests.test_delivery import GatedReceiver, until
@@ -227,7 +227,7 @@ async def test_delivery_status_per_integration(make_config, start_pipeline, serv
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "pipeline.cmd.cli", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=60)
 
 

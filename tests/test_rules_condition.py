@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.rules.condition import ConditionError, compile_condition
+from pipeline.domain.kube.condition import ConditionError, compile_condition
 
 EVENT = {
     "type": "Warning",
@@ -112,14 +112,14 @@ def test_parentheses_make_mixed_and_or_explicit() -> None:
     ('event.reason = "A"', {("reason",): {"A"}}),
 ])
 def test_requirements_are_only_what_every_match_needs(condition: str, requires: dict) -> None:
-    from pipeline.rules.events import event_field_names
+    from pipeline.domain.kube.event_rules import event_field_names
 
     compiled = compile_condition(condition, field_names=event_field_names)
     assert {path: set(values) for path, values in compiled.requires.items()} == requires
 
 
 def test_the_index_keeps_rule_order_and_falls_back_for_other_types() -> None:
-    from pipeline.rules.index import RuleIndex
+    from pipeline.domain.kube.rule_index import RuleIndex
 
     rules = [(name, compile_condition(text)) for name, text in [
         ("warning", 'type = "Warning"'), ("backoff", 'reason = "BackOff"'), ("seven", 'reason = "7"'),

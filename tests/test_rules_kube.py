@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.ingest.kube import normalise_audit_event, normalise_event, parse_payload
-from pipeline.models import fingerprint
-from pipeline.rules.auditing import load_audit_rules
-from pipeline.rules.events import compile_template, load_event_rules
-from pipeline.rules.loader import RuleError, default_files
+from pipeline.domain.kube.audit_rules import load_audit_rules
+from pipeline.domain.kube.event_rules import compile_template, load_event_rules
+from pipeline.domain.kube.loader import RuleError, default_files
+from pipeline.domain.kube.payloads import normalise_audit_event, normalise_event, parse_payload
+from pipeline.domain.models import fingerprint
 
 FIXTURES = Path(__file__).parent / "fixtures" / "kube"
 

@@ -33,7 +33,7 @@ def test_run_demo_shows_notifications_and_stops_cleanly(tmp_path):
     output = tmp_path / "run.out"
     with open(output, "wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "run", "--config", "examples/demo.yml", "--demo"],
+            [sys.executable, "-m", "pipeline.cmd.cli", "run", "--config", "examples/demo.yml", "--demo"],
             cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
     try:
@@ -50,7 +50,7 @@ def test_run_demo_shows_notifications_and_stops_cleanly(tmp_path):
         assert "broker   127.0.0.1:" in text and "(local Apache Kafka)" in text
         assert "ingest   http://127.0.0.1:19093" in text
         # A worker that dies is started again, as Kubernetes would, and the ingest keeps serving.
-        worker = subprocess.run(["pgrep", "-P", str(process.pid), "-f", "pipeline.cli worker"],
+        worker = subprocess.run(["pgrep", "-P", str(process.pid), "-f", "pipeline.cmd.cli worker"],
                                 capture_output=True, text=True, check=True).stdout.split()
         os.kill(int(worker[0]), signal.SIGKILL)
         deadline = time.monotonic() + 60

@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from pipeline.broker import free_port
+from pipeline.kafka.broker import free_port
 from tests.harness import PipelineProcesses, Receiver, base_config, eventually, kcat_consume
 
 TENANTS = {"team-a": "a-", "team-b": "b-", "team-c": "c-"}

@@ -15,7 +15,7 @@ import orjson
 import pytest
 import yaml
 
-from pipeline.broker import free_port
+from pipeline.kafka.broker import free_port
 from tests.harness import PipelineProcesses, _get, eventually, start_prometheus
 from tests.test_security_api import TOKEN_B, WHO
 from tests.test_silences import webhook

@@ -20,11 +20,11 @@ import pytest
 from aiohttp import web
 from aiokafka.errors import KafkaConnectionError
 
-from pipeline.broker import LocalKafka, free_port
-from pipeline.config import Config, KafkaSettings
-from pipeline.producer import KafkaWriter
-from pipeline.topicreader import read_topic
-from pipeline.topics import Topics, ensure_topics, topics_for
+from pipeline.domain.config import Config, KafkaSettings
+from pipeline.kafka.broker import LocalKafka, free_port
+from pipeline.kafka.producer import KafkaWriter
+from pipeline.kafka.topicreader import read_topic
+from pipeline.kafka.topics import Topics, ensure_topics, topics_for
 from tests.harness import eventually, serve_loopback
 from tests.test_end_to_end import alert
 from tests.test_security_api import WHO, auth_settings, call

@@ -14,8 +14,8 @@ import pytest
 import yaml
 from aiohttp import web
 
-from pipeline.config import ConfigError, FirewallSettings, parse_config
-from pipeline.security.redact import redact
+from pipeline.domain.config import ConfigError, FirewallSettings, parse_config
+from pipeline.domain.redact import redact
 from senders.base import DeliveryError, post_json
 from senders.firewall import http_session
 from tests.harness import LoopTicks, serve_loopback

@@ -11,7 +11,7 @@ import aiohttp
 import orjson
 import yaml
 
-from pipeline.models import fingerprint
+from pipeline.domain.models import fingerprint
 from tests.harness import eventually
 from tests.test_end_to_end import alert, post
 

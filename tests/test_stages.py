@@ -6,15 +6,15 @@ from __future__ import annotations
 import pytest
 
 from agents.dedup import DedupState, decide
-from agents.grouping import LogEntry, needs_update
-from pipeline.config import ConfigError, parse_config
-from pipeline.durations import format_duration, parse_duration
+from agents.dispatch.grouping import LogEntry, needs_update
+from pipeline.domain.config import ConfigError, parse_config
+from pipeline.domain.durations import format_duration, parse_duration
+from pipeline.domain.limits import Limits
+from pipeline.domain.matchers import Matcher, parse_matchers
+from pipeline.domain.models import Alert, Notification, fingerprint, format_time
+from pipeline.domain.routing import RoutingTable
+from pipeline.domain.tenancy import TenantResolver
 from pipeline.ingest.alertmanager import parse_alerts_body
-from pipeline.limits import Limits
-from pipeline.matchers import Matcher, parse_matchers
-from pipeline.models import Alert, Notification, fingerprint, format_time
-from pipeline.routing import RoutingTable
-from pipeline.tenancy import TenantResolver
 
 NOW = 1_800_000_000.0
 

@@ -11,8 +11,8 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
-from pipeline.channels import Language
-from pipeline.config import ConfigError, parse_config
+from pipeline.domain.config import ConfigError, parse_config
+from pipeline.domain.integrations import Language
 from senders.templates import TEMPLATE_DIR, MessageTemplates, languages
 from tests.harness import LoopTicks
 from tests.test_channels import EXTERNAL_URL, alert, integration, notification
@@ -131,7 +131,7 @@ def test_secrets_from_env_and_files_never_shown(tmp_path, monkeypatch):
 
 
 def test_the_channels_example_is_a_valid_config(tmp_path, monkeypatch):
-    from pipeline.config import load_config
+    from pipeline.domain.config import load_config
     from tests.harness import ROOT
 
     text = (ROOT / "examples" / "channels.yml").read_text()

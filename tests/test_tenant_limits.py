@@ -11,12 +11,12 @@ import aiohttp
 import orjson
 import pytest
 
-from agents.silence import Silence
-from pipeline.config import parse_config
+from pipeline.domain.config import parse_config
+from pipeline.domain.matchers import Matcher
+from pipeline.domain.models import Alert, format_time
+from pipeline.domain.muting.silence import Silence
+from pipeline.domain.principals import Principal
 from pipeline.ingest.quotas import Quotas, TenantUsage, request_tenant, silence_refusal
-from pipeline.matchers import Matcher
-from pipeline.models import Alert, format_time
-from pipeline.security.principals import Principal
 from senders.ratelimit import NotificationRates
 from tests.harness import Receiver, base_config, eventually
 

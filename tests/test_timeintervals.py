@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from pipeline.timeintervals import PeriodConfig, TimeIntervalConfig, TimeIntervals
+from pipeline.domain.timeintervals import PeriodConfig, TimeIntervalConfig, TimeIntervals
 
 
 def period(**fields) -> PeriodConfig:

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.models import format_time, parse_time
-from pipeline.timestamps import MAX_EPOCH, BadTime, parse_go_time
+from pipeline.domain.models import format_time, parse_time
+from pipeline.domain.timestamps import MAX_EPOCH, BadTime, parse_go_time
 from tests.harness import Alertmanager
 
 ACCEPTED = [

@@ -10,7 +10,7 @@ from collections import Counter
 import orjson
 import yaml
 
-from pipeline.broker import free_port
+from pipeline.kafka.broker import free_port
 from tests.harness import PipelineProcesses, eventually, start_prometheus
 
 RULES = {"groups": [{"name": "always", "interval": "1s", "rules": [

@@ -19,7 +19,7 @@ import aiohttp
 import yaml
 from playwright.async_api import Page, expect
 
-from pipeline.broker import free_port
+from pipeline.kafka.broker import free_port
 from tests.browser import VIEWPORT, auth_settings, basic, chromium, log_in, screenshot
 from tests.harness import eventually
 from tests.tlscerts import TestCA

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.scope import Forbidden, narrowed
-from pipeline.security.principals import Principal
-from pipeline.ui import i18n
-from pipeline.ui.alerts import with_label
-from pipeline.ui.pages import local_page
-from pipeline.ui.session import Session, SessionCodec
-from pipeline.ui.settings import SESSION_KEY_ENV, UISettings
-from pipeline.ui.silences import SilenceForm
+from pipeline.domain.principals import Principal
+from pipeline.domain.scope import Forbidden, narrowed
+from pipeline.ingest.ui import i18n
+from pipeline.ingest.ui.alerts import with_label
+from pipeline.ingest.ui.pages import local_page
+from pipeline.ingest.ui.session import Session, SessionCodec
+from pipeline.ingest.ui.settings import SESSION_KEY_ENV, UISettings
+from pipeline.ingest.ui.silences import SilenceForm
 
 KEY, OTHER = "k" * 40, "o" * 40
 TEMPLATES = Path(__file__).resolve().parent.parent / "pipeline" / "ui" / "templates"

@@ -11,11 +11,11 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from pipeline.config import KafkaSettings
-from pipeline.faustkafka import App, ConsumerThread
-from pipeline.producer import KafkaWriter
-from pipeline.records import kept
-from pipeline.writer import BatchWriter
+from pipeline.domain.config import KafkaSettings
+from pipeline.kafka.faustkafka import App, ConsumerThread
+from pipeline.kafka.producer import KafkaWriter
+from pipeline.kafka.records import kept
+from pipeline.kafka.writer import BatchWriter
 
 
 async def new_topic(bootstrap: str, partitions: int = 2) -> str:

@@ -7,7 +7,7 @@ so that a noisy receiver cannot push a quiet one's outcomes out, and keeps each 
 attempt, last success and last error as they pass. It also follows ``notifications.dlq`` from its
 beginning and counts the dead letters of each integration. A tenant sees only its own receivers'
 outcomes: ``tenant`` is the only key into the store; a tenant principal may name only its own (it is
-the default for one, :func:`~pipeline.ingest.scope.request_scope` refuses another) and an admin must
+the default for one, :func:`~pipeline.ingest.request_scope.request_scope` refuses another) and an admin must
 name one. Errors are served redacted (scheme, host and port of a URL only), whatever wrote them.
 """
 
@@ -25,14 +25,14 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from pipeline.config import Config
-from pipeline.deadletters import DeadLetter
-from pipeline.ingest.scope import request_scope
-from pipeline.ingest.server import CONFIG, error
-from pipeline.security.http import principal
-from pipeline.security.redact import redact
-from pipeline.topicreader import follow_topic
-from pipeline.topics import topics_for
+from pipeline.domain.config import Config
+from pipeline.domain.redact import redact
+from pipeline.ingest.app import CONFIG, error
+from pipeline.ingest.request_scope import request_scope
+from pipeline.ingest.security import principal
+from pipeline.kafka.deadletters import DeadLetter
+from pipeline.kafka.topicreader import follow_topic
+from pipeline.kafka.topics import topics_for
 
 log = logging.getLogger(__name__)
 

@@ -20,15 +20,15 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from agents.silence import TENANT_LABEL
-from pipeline.compacted import CompactedView
-from pipeline.config import Config
-from pipeline.limits import TokenBucket
-from pipeline.metrics import LIMITS_EXCEEDED
-from pipeline.models import Alert, parse_time
-from pipeline.routing import RoutingTable
-from pipeline.security.principals import Principal
-from pipeline.tenancy import TenantResolver
+from pipeline.domain.config import Config
+from pipeline.domain.limits import TokenBucket
+from pipeline.domain.metrics import LIMITS_EXCEEDED
+from pipeline.domain.models import Alert, parse_time
+from pipeline.domain.muting.silence import TENANT_LABEL
+from pipeline.domain.principals import Principal
+from pipeline.domain.routing import RoutingTable
+from pipeline.domain.tenancy import TenantResolver
+from pipeline.kafka.compacted import CompactedView
 
 
 def alert_bytes(labels: dict[str, str], annotations: dict[str, str], generator_url: str) -> int:

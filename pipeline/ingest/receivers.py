@@ -3,7 +3,7 @@
 Status: each receiver of the caller's tenants, each of its integrations with its last attempt, last
 success and last error (from ``notifications.history``, errors redacted by the sender), its dead
 letters (``notifications.dlq``) and its queue size (the workers' metrics, ``ingest.worker_metrics``;
-``null`` when unknown). The v2 receivers answer (``pipeline/api/alerts.py``) is the same list.
+``null`` when unknown). The v2 receivers answer (``pipeline/ingest/api/alerts.py``) is the same list.
 
 Test: one notification through a receiver's real senders (:mod:`senders.testsend`). The receiver is
 a configured one, by name, or a receiver config in the request: such a config takes inline values only
@@ -21,14 +21,14 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
-from pipeline.config import GLOBAL_TENANT, Config, ReceiverConfig
+from pipeline.domain.config import GLOBAL_TENANT, Config, ReceiverConfig
+from pipeline.domain.models import Alert, format_time
 from pipeline.ingest.alertmanager import parse_alert
+from pipeline.ingest.app import CONFIG, error, read_json
 from pipeline.ingest.history import STORE, IntegrationStatus
 from pipeline.ingest.queues import QueueSizes, WorkerQueues
-from pipeline.ingest.scope import request_scope
-from pipeline.ingest.server import CONFIG, error, read_json
-from pipeline.models import Alert, format_time
-from pipeline.security.http import principal
+from pipeline.ingest.request_scope import request_scope
+from pipeline.ingest.security import principal
 from senders.testsend import send_test
 
 #: At most this many alerts in a test notification or a template preview.

@@ -13,8 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
+from pipeline.ingest.app import error
 from pipeline.ingest.receivers import answer, operator_request, requested_alerts
-from pipeline.ingest.server import error
 from senders.preview import preview, preview_receiver
 
 #: A template sent for preview may be at most this long (a part of a notification, not a program).

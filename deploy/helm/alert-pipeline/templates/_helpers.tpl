@@ -58,7 +58,7 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- toYaml $config -}}
 {{- end -}}
 
-{{/* Every topic the pipeline uses (pipeline/topics.py), as topic: compacted. */}}
+{{/* Every topic the pipeline uses (pipeline/kafka/topics.py), as topic: compacted. */}}
 {{- define "alert-pipeline.topics" -}}
 {{- $p := .Values.kafka.topicPrefix -}}
 {{- $topics := dict (printf "%salerts" $p) false (printf "%salerts.deduped" $p) true (printf "%salerts.routed" $p) false

@@ -1,0 +1,430 @@
+"""Delivery agent: ``notifications.<tenant>`` -> receivers, ``notifications.history``, ``notifications.dlq``.
+
+Guarantees, and how they are kept:
+
+- **At least once.** The stream does not ack an event when it is read (``stream.noack()``): it acks it
+  once the notification was delivered or dead-lettered. faust commits an offset only up to the first
+  unacked one, so a crash re-reads whatever was not finished.
+- **In-order acks.** faust's own out-of-order acking is not safe to rely on: ``Consumer._new_offset``
+  only refuses to commit across a hole when the first acked offset is *two or more* past the
+  committed one, and not at all when nothing was committed yet (a fresh group); an unacked record
+  right at the committed offset would be skipped. :class:`AckTracker` therefore hands faust the acks
+  of a partition strictly in offset order.
+- **No duplicate after a restart.** The delivery log (:class:`DeliveryLog`, a faust table keyed by
+  the record's Kafka key, i.e. the aggregation group, so it lives in the same partition as the
+  records it guards) remembers the handled notifications (id and content digest). A re-read record
+  that it knows is skipped, when read and again just before sending (a re-read and a re-flush of the
+  same notification may both be queued). The window left is between the receiver's answer and the log's changelog
+  write (milliseconds); a crash inside it re-sends once.
+- **Receivers are independent.** Each integration of each receiver has its own bounded queue and
+  worker task, and its own retries; each request has the integration's timeout. So a slow or dead
+  receiver only delays its own notifications. When its queue is full the new notification is
+  dead-lettered with the reason (``alert-pipeline dlq replay`` re-sends it) instead of stalling the
+  stream for everyone.
+- **Bounded memory.** Per-integration queues hold at most ``delivery.queue_size`` notifications and
+  the worker holds at most ``delivery.max_in_flight`` unfinished events before it stops reading.
+
+Every attempt's outcome is written to ``notifications.history``; a notification given up goes to
+``notifications.dlq`` with the reason and the Kafka key, which ``dlq replay`` needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import hashlib
+import logging
+import time
+import zlib
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import orjson
+from aiokafka import ConsumerRecord
+from faust.types import TP, EventT
+from prometheus_client import Counter, Gauge
+
+import senders.catalog  # noqa: F401  (registers every channel's sender)
+from agents.context import StageContext
+from pipeline.domain.metrics import DELIVERY_LATENCY, NOTIFICATIONS_FAILED, NOTIFICATIONS_SENT, STAGE_SECONDS
+from pipeline.domain.models import Notification
+from pipeline.kafka.deadletters import letter_for, queue_letter
+from pipeline.kafka.stage import PartitionedStage, guarded
+from pipeline.kafka.writer import BatchWriter, Outbox, key_partition
+from senders.base import DeliveryError, Sender, SenderContext, create_sender
+from senders.ratelimit import NotificationRates
+
+log = logging.getLogger(__name__)
+
+DELIVER_SECONDS = STAGE_SECONDS.labels("deliver")
+
+IntegrationKey = tuple[str, str, str]
+
+NOTIFICATIONS_SKIPPED = Counter(
+    "alert_pipeline_notifications_skipped_total",
+    "Re-read notifications the delivery log knew as already handled (not sent again).",
+    ["tenant"],
+)
+#: Alert names a history record counts (the most frequent; the ``alerts`` field counts them all).
+HISTORY_ALERTNAMES = 20
+
+QUEUED = Gauge(
+    "alert_pipeline_delivery_queued",
+    "Notifications waiting in a receiver integration's delivery queue.",
+    ["tenant", "receiver", "integration"],
+)
+
+
+@dataclass(slots=True, eq=False)
+class Slot:
+    """One read event, until its notification is handled."""
+
+    event: EventT
+    done: bool = False
+
+
+class AckTracker:
+    """Acks events to faust in offset order per partition, however out of order they finish."""
+
+    def __init__(self, limit: int):
+        self._pending: dict[TP, deque[Slot]] = {}
+        self._count = 0
+        self._limit = limit
+        self._room = asyncio.Event()
+        self._room.set()
+
+    def track(self, event: EventT) -> Slot:
+        slot = Slot(event)
+        self._pending.setdefault(event.message.tp, deque()).append(slot)
+        self._count += 1
+        if self._count >= self._limit:
+            self._room.clear()
+        return slot
+
+    def done(self, slot: Slot) -> None:
+        slot.done = True
+        queue = self._pending.get(slot.event.message.tp)
+        if queue is None:
+            return  # of a partition lost meanwhile
+        while queue and queue[0].done:
+            queue.popleft().event.ack()
+            self._count -= 1
+        if self._count < self._limit:
+            self._room.set()
+
+    def drop(self, partitions: set[int]) -> None:
+        """Forget the events of partitions this worker lost (their new owner reads them again)."""
+        for tp in [tp for tp in self._pending if tp.partition not in partitions]:
+            self._count -= len(self._pending.pop(tp))
+        if self._count < self._limit:
+            self._room.set()
+
+    async def wait_for_room(self) -> None:
+        """Backpressure: the stream reads on only while fewer than ``limit`` events are unfinished."""
+        await self._room.wait()
+
+
+def delivery_key(notification: Notification) -> str:
+    """What the delivery log remembers: the notification id and a digest of what it says.
+
+    A dispatch that crashed before recording a flush flushes again under the same id, possibly with
+    more alerts: that notification must go out (the digest differs), while a re-read of the very same
+    record must not (same id, same digest)."""
+    content = sorted((a.get("fingerprint", ""), a["status"]) for a in notification.alerts)
+    return f"{notification.id}#{hashlib.blake2b(orjson.dumps(content), digest_size=8).hexdigest()}"
+
+
+class DeliveryLog(PartitionedStage[dict[str, list[str]]]):
+    """Which notifications were handled (sent or dead-lettered), per aggregation group, per partition of
+    the notification topics; its changelog is ``delivery.log`` (``pipeline/kafka/stage.py``).
+
+    A value is the newest ``size`` delivery keys of the group: a re-read after a crash only concerns
+    records newer than the last commit, so a short memory is enough.
+    """
+
+    name = "delivery-log"
+
+    def __init__(self, context: StageContext, sources: list[str]):
+        super().__init__(context.config.kafka, sources, [context.topics.delivery_log])
+        self.topic = context.topics.delivery_log
+        self.size = context.config.delivery.log_size
+
+    def new_state(self, partition: int) -> dict[str, list[str]]:
+        return {}
+
+    def recover(self, state: dict[str, list[str]], record: ConsumerRecord) -> None:
+        key = record.key.decode(errors="replace") if record.key is not None else ""
+        if record.value is None:
+            state.pop(key, None)
+            return
+        try:
+            state[key] = list(orjson.loads(record.value)["ids"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("delivery log: skipping an unreadable record of %s", key)
+
+    def handled(self, key: str, partition: int, notification: Notification) -> bool:
+        ids = self.states.get(partition, {}).get(key)
+        return ids is not None and delivery_key(notification) in ids
+
+    def record(self, outbox: Outbox, key: str, partition: int, notification: Notification) -> None:
+        state = self.states.get(partition)
+        if state is None:
+            return  # lost meanwhile: its new owner re-reads the record
+        ids = state[key] = [*state.get(key, ()), delivery_key(notification)][-self.size:]
+        outbox.add(self.topic, partition, key.encode(), orjson.dumps({"_p": partition, "ids": ids}))
+
+
+class Coalescer:
+    """Write-behind for the delivery stage: records of many notifications go to Kafka in one write, and
+    each notification's callback (its ack) runs once Kafka acknowledged its records."""
+
+    def __init__(self, writer: BatchWriter, linger: float = 0.005):
+        self.writer = writer
+        self.linger = linger
+        self.outbox = writer.outbox()
+        self._callbacks: list[Callable[[], None]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def then(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once everything queued so far is written."""
+        self._callbacks.append(callback)
+        if self._task is None:
+            self._task = asyncio.create_task(self._flush(), name="delivery-writes")
+
+    async def _flush(self) -> None:
+        await asyncio.sleep(self.linger)
+        outbox, callbacks = self.outbox, self._callbacks
+        self.outbox, self._callbacks, self._task = self.writer.outbox(), [], None
+        await guarded("delivery writes", self.writer.write(outbox))
+        for callback in callbacks:
+            callback()
+
+
+@dataclass(slots=True)
+class Work:
+    notification: Notification
+    key: str
+    slot: Slot
+
+
+class Delivery:
+    """Sends notifications with the retry policy, one queue per receiver integration."""
+
+    def __init__(self, context: StageContext, sources: list[str]):
+        self.context = context
+        self.writes = Coalescer(context.writer)
+        self.log = DeliveryLog(context, sources)
+        self.acks = AckTracker(context.config.delivery.max_in_flight)
+        self._senders: dict[IntegrationKey, Sender] = {}
+        self._queues: dict[IntegrationKey, list[asyncio.Queue[Work]]] = {}
+        self._workers: list[asyncio.Task[None]] = []
+        self._context: SenderContext | None = None
+        #: The tenants' notification rate limits (a notification waits for them, or is dead-lettered).
+        self.rates = NotificationRates()
+
+    @property
+    def sources(self) -> frozenset[str]:
+        return self.log.sources
+
+    async def on_revoked(self) -> None:
+        """Nothing to wait for: events of lost partitions are simply never acked."""
+
+    async def on_assigned(self, partitions: set[int]) -> None:
+        self.acks.drop(partitions)
+
+    async def start(self) -> None:
+        self._context = SenderContext.for_config(self.context.config)
+
+    async def stop(self) -> None:
+        for task in self._workers:
+            task.cancel()
+        for task in self._workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._context is not None:
+            await self._context.http.close()
+
+    def sender(self, key: IntegrationKey) -> Sender | None:
+        """The sender of an integration, made again when a config reload changed its settings."""
+        tenant, receiver_name, integration = key
+        receiver = next((r for r in self.context.config.receivers_of(tenant) if r.name == receiver_name), None)
+        config = dict(receiver.integrations()).get(integration) if receiver else None
+        if config is None:
+            return None
+        cached = self._senders.get(key)
+        if cached is None or cached.config != config:
+            assert self._context is not None
+            self._senders[key] = cached = create_sender(config, self._context)
+        return cached
+
+    async def _record(self, notification: Notification, attempt: int, outcome: str, error: str = "",
+                      failure: str = "") -> None:
+        topic = self.context.topics.notifications_history
+        partitions = await self.context.writer.partitions(topic)
+        now = time.time()
+        names = collections.Counter(alert["labels"].get("alertname", "") for alert in notification.alerts)
+        self.writes.outbox.add(topic, key_partition(notification.id, partitions), notification.id.encode(),
+                               orjson.dumps({
+            "id": notification.id, "tenant": notification.tenant, "receiver": notification.receiver,
+            "integration": notification.integration, "groupKey": notification.group_key,
+            "status": notification.status, "alerts": len(notification.alerts), "attempt": attempt,
+            "outcome": outcome, "error": error, "failure": failure, "at": now,
+            # Since the ingest accepted the oldest new alert (as the latency histogram), and which alerts.
+            "latency": round(max(0.0, now - notification.received_at), 3),
+            "alertnames": dict(names.most_common(HISTORY_ALERTNAMES)),
+        }))
+
+    async def _dead_letter(self, event: EventT, reason: str, value: bytes | None, attempts: int = 0) -> None:
+        """Queued with the event's other records: the event is acked only once the letter is on Kafka."""
+        letter = letter_for(event, "deliver", reason, value)
+        letter.attempts = attempts
+        dlq = self.context.topics.notifications_dlq
+        # The topic's metadata first: the outbox is taken only after the last await, or a write that swapped
+        # it meanwhile would be iterating the outbox the letter lands in (and would lose it).
+        await self.context.writer.partitions(dlq)
+        await queue_letter(self.context.writer, self.writes.outbox, dlq, letter)
+
+    async def _give_up(self, work: Work, reason: str, attempts: int, failure: str) -> None:
+        notification = work.notification
+        NOTIFICATIONS_FAILED.labels(notification.tenant, notification.receiver, notification.integration,
+                                    "true", failure).inc()
+        await self._record(notification, attempts, "dead_lettered", reason, failure)
+        await self._dead_letter(work.slot.event, reason, orjson.dumps(notification.to_record()), attempts)
+
+    def _settle(self, work: Work) -> None:
+        """The notification is handled: remember it, and ack its event once that is written."""
+        self.log.record(self.writes.outbox, work.key, work.slot.event.message.partition, work.notification)
+        self.writes.then(lambda: self.acks.done(work.slot))
+
+    async def deliver(self, work: Work) -> None:
+        """Deliver with retries, or dead-letter; either way the notification is handled afterwards."""
+        notification = work.notification
+        labels = (notification.tenant, notification.receiver, notification.integration)
+        sender = self.sender(labels)
+        if sender is None:
+            await self._give_up(work, "receiver or integration not in the config", 0, "config")
+            return
+        over_rate = await self.rates.wait(self.context.config, notification.tenant, sender.config.kind,
+                                          time.time() - notification.created_at)
+        if over_rate is not None:
+            await self._give_up(work, over_rate, 0, "tenant_limit")
+            return
+        policy = self.context.config.delivery
+        backoff = policy.initial_backoff
+        for attempt in range(1, policy.max_attempts + 1):
+            try:
+                # Each request of a sender has the integration's timeout (post_json, SMTP); the attempt as
+                # a whole has none, because a split message or a rate-limit wait may rightly take longer.
+                await sender.attempt(notification)
+            except DeliveryError as exc:
+                log.warning("delivery %s to %s/%s %s failed (attempt %d): %s", notification.id, *labels,
+                            attempt, exc)
+                if not exc.retryable or attempt == policy.max_attempts:
+                    await self._give_up(work, str(exc), attempt, exc.reason)
+                    return
+                NOTIFICATIONS_FAILED.labels(*labels, "false", exc.reason).inc()
+                await self._record(notification, attempt, "failed", str(exc), exc.reason)
+                await asyncio.sleep(min(exc.retry_after or backoff, policy.max_backoff))
+                backoff = min(backoff * 2, policy.max_backoff)
+                continue
+            NOTIFICATIONS_SENT.labels(*labels).inc()
+            DELIVER_SECONDS.observe(max(0.0, time.time() - (work.slot.event.message.timestamp or time.time())))
+            DELIVERY_LATENCY.labels(notification.tenant, notification.integration).observe(
+                max(0.0, time.time() - notification.received_at))
+            await self._record(notification, attempt, "sent")
+            return
+
+    async def _drain(self, key: IntegrationKey, queue: asyncio.Queue[Work]) -> None:
+        """The worker of one lane of a receiver integration: its notifications, one after the other, in order."""
+        while True:
+            work = await queue.get()
+            self._gauge(key)
+            if self.log.handled(work.key, work.slot.event.message.partition, work.notification):
+                # The same notification twice in the queue (a re-read and a re-flush): the first was sent.
+                NOTIFICATIONS_SKIPPED.labels(work.notification.tenant).inc()
+                self.acks.done(work.slot)
+                continue
+            while True:
+                try:
+                    await self.deliver(work)
+                    break
+                except Exception:  # e.g. the dead-letter write failed: keep the event unacked, try again
+                    log.exception("delivery of %s failed unexpectedly; retrying", work.notification.id)
+                    await asyncio.sleep(self.context.config.delivery.max_backoff)
+            self._settle(work)
+
+    def _queue(self, key: IntegrationKey, group: str) -> asyncio.Queue[Work]:
+        """The lane of a group's notifications to an integration: ``delivery.concurrency`` lanes send at once,
+        each in order, and a group always uses the same lane (its notifications arrive in order)."""
+        lanes = self._queues.get(key)
+        if lanes is None:
+            policy = self.context.config.delivery
+            size = max(1, -(-policy.queue_size // policy.concurrency))
+            lanes = self._queues[key] = [asyncio.Queue(size) for _ in range(policy.concurrency)]
+            self._workers += [asyncio.create_task(self._drain(key, lane), name=f"deliver-{'/'.join(key)}-{i}")
+                              for i, lane in enumerate(lanes)]
+        return lanes[zlib.crc32(group.encode()) % len(lanes)]
+
+    def _gauge(self, key: IntegrationKey) -> None:
+        QUEUED.labels(*key).set(sum(lane.qsize() for lane in self._queues.get(key, ())))
+
+    async def accept(self, event: EventT) -> None:
+        """Take one event of a notifications topic: queue it for its receiver, or settle it now."""
+        partition = event.message.partition
+        # An event read while partitions were being revoked waits for the new assignment: faust does not
+        # deliver it again, so it is handled here if the partition was kept.
+        await self.log.until_assigned()
+        if await self.log.ready(partition) is None:
+            return  # lost meanwhile: its new owner reads it again
+        slot = self.acks.track(event)
+        key = event.key
+        try:
+            if event.value is None:
+                raise ValueError("a tombstone (a record without a value)")
+            notification = Notification.from_record(orjson.loads(event.value))
+            if not isinstance(key, str) or not key:
+                raise ValueError("no key (the aggregation group)")
+        except Exception as exc:  # anything a record can hold must not stop delivery for everyone
+            await self._dead_letter(event, f"not a notification record: {type(exc).__name__}: {exc}", None)
+            self.writes.then(lambda: self.acks.done(slot))
+            return
+        if self.log.handled(key, partition, notification):
+            NOTIFICATIONS_SKIPPED.labels(notification.tenant).inc()
+            self.acks.done(slot)
+            return
+        integration = (notification.tenant, notification.receiver, notification.integration)
+        queue = self._queue(integration, key)
+        work = Work(notification, key, slot)
+        if queue.full():
+            await asyncio.sleep(0)  # an idle worker takes its next item only when we yield
+        if queue.full():
+            await self._give_up(work, f"receiver backlog full ({self.context.config.delivery.queue_size} "
+                                      "notifications queued)", 0, "backlog")
+            self._settle(work)
+            return
+        queue.put_nowait(work)
+        self._gauge(integration)
+
+
+def register(context: StageContext) -> None:
+    app, topics = context.app, context.topics
+    names = [topics.notifications(tenant) for tenant in context.config.tenant_names()]
+    source = app.topic(*names, key_serializer="text", value_serializer="raw")
+    delivery = Delivery(context, names)
+    context.stages.append(delivery.log)
+    context.stages.append(delivery)
+
+    @app.agent(source, name="deliver")
+    async def deliver(stream):  # type: ignore[no-untyped-def]
+        async def loop() -> None:
+            await delivery.start()
+            try:
+                async for event in stream.noack().events():
+                    await delivery.accept(event)
+                    await delivery.acks.wait_for_room()
+            finally:
+                await delivery.stop()
+
+        await guarded("stage deliver", loop())

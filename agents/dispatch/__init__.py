@@ -1,0 +1,1 @@
+"""The dispatch stage: aggregation groups and their flushes (see docs/architecture.md)."""

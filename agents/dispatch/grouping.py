@@ -1,0 +1,283 @@
+"""Alertmanager's grouping logic, without Kafka: aggregation groups, the notify decision, alert order, ticks.
+
+The dispatch stage (``agents/dispatch/stage.py``) keeps the groups of its partitions in memory and calls these
+pure functions at each group's tick; ``tests/test_dispatch_logic.py`` checks them against Alertmanager's
+behaviour, ``tests/test_differential.py`` the whole stage against a real Alertmanager.
+
+A group's alerts are :class:`GroupAlert` values: the encoded alert record (what the changelog holds)
+and the few times the timers need, decoded whole only when a notification is built or the alert's
+mute decision must be made again.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cmp_to_key
+from typing import Any
+
+import orjson
+
+from pipeline.domain.integrations import IntegrationConfig
+from pipeline.domain.models import Alert, Notification, parse_time
+from pipeline.domain.routing import RouteOptions
+from pipeline.domain.timeintervals import TimeIntervals
+from pipeline.kafka.records import kept
+
+
+@dataclass(slots=True)
+class LogEntry:
+    """Alertmanager's notification log entry for one integration of a group."""
+
+    firing: set[str]
+    resolved: set[str]
+    at: float
+
+
+def needs_update(entry: LogEntry | None, firing: set[str], resolved: set[str], send_resolved: bool,
+                 repeat_interval: float, now: float) -> str | None:
+    """Alertmanager's ``DedupStage.needsUpdate``, returning why a notification is due (or ``None``)."""
+    if entry is None:
+        return "first_notification" if firing else None
+    if not firing <= entry.firing:
+        return "new_alerts"
+    if not firing:
+        return "all_resolved" if entry.firing else None
+    if send_resolved and not resolved <= entry.resolved:
+        return "alerts_resolved"
+    if entry.at < now - repeat_interval:
+        return "repeat_interval"
+    return None
+
+
+def _labels_before(a: dict[str, str], b: dict[str, str]) -> int:
+    """prometheus/common ``LabelSet.Before`` as a comparison: fewer labels first, then by sorted names/values."""
+    if len(a) != len(b):
+        return -1 if len(a) < len(b) else 1
+    for name in sorted([*a, *b]):
+        if name not in a:
+            return -1
+        if name not in b:
+            return 1
+        if a[name] != b[name]:
+            return -1 if a[name] < b[name] else 1
+    return 0
+
+
+def _compare_alerts(x: Alert, y: Alert) -> int:
+    """Alertmanager's ``AlertSlice`` order: alerts with ``job`` first, by job, then by ``instance``, then labels."""
+    for name in ("job", "instance"):
+        if name not in x.labels and name not in y.labels:
+            continue
+        if name not in x.labels or name not in y.labels:
+            return 1 if name not in x.labels else -1
+        if x.labels[name] != y.labels[name]:
+            return -1 if x.labels[name] < y.labels[name] else 1
+    return _labels_before(x.labels, y.labels)
+
+
+alert_order = cmp_to_key(_compare_alerts)
+
+
+@dataclass(slots=True, eq=False)
+class GroupAlert:
+    """One alert of a group: its record encoded, the times the timers read, and its cached mute decision."""
+
+    raw: bytes
+    starts_at: float
+    ends_at: float
+    received_at: float
+    #: The record's ``updatedAt``: a resolved alert leaves its group after a flush only if not updated since.
+    updated_at: str
+    #: The muter's epoch when ``muted`` was decided (``-1``: never).
+    muted_epoch: int = -1
+    muted: bool = False
+
+    @classmethod
+    def of(cls, record: dict[str, Any]) -> GroupAlert:
+        """From a validated alert record (``Alert.from_record`` accepted it)."""
+        starts_at = parse_time(record.get("startsAt"), "startsAt") or 0.0
+        updated_at = parse_time(record.get("updatedAt"), "updatedAt")
+        return cls(kept(orjson.dumps(record)), starts_at, parse_time(record.get("endsAt"), "endsAt") or 0.0,
+                   parse_time(record.get("receivedAt"), "receivedAt") or updated_at or starts_at,
+                   record.get("updatedAt") or "")
+
+    @classmethod
+    def decode(cls, raw: bytes) -> GroupAlert:
+        """From a changelog record."""
+        alert = cls.of(orjson.loads(raw))
+        alert.raw = raw
+        return alert
+
+    def record(self) -> dict[str, Any]:
+        return orjson.loads(self.raw)
+
+    def alert(self) -> Alert:
+        return Alert.from_record(self.record())
+
+
+@dataclass(slots=True)
+class Group:
+    """An aggregation group: its alerts by fingerprint, its timers and its notification log.
+
+    The last fields live only in memory: the group's id, the time its timer entry stands for, whether
+    alerts changed since its last flush, the muter epoch it was judged under, and the first moment
+    something may change by itself (an alert's ``endsAt``, a repeat becoming due). A group with nothing
+    new is skipped at its tick: no decode, no write."""
+
+    tenant: str
+    route: str
+    receiver: str
+    group_key: str
+    group_labels: dict[str, str]
+    partition: int
+    alerts: dict[str, GroupAlert] = field(default_factory=dict)
+    next_flush: float = 0.0
+    flushed: bool = False
+    log: dict[str, LogEntry] = field(default_factory=dict)
+    seq: int = 0
+    id: str = field(default="", compare=False)
+    wake_at: float = field(default=0.0, compare=False)
+    dirty: bool = field(default=True, compare=False)
+    epoch: int = field(default=-1, compare=False)
+    attention_at: float = field(default=0.0, compare=False)
+
+    def to_value(self) -> dict[str, Any]:
+        """The group's own row: everything but its alerts (each has a row of its own)."""
+        return {
+            "tenant": self.tenant, "route": self.route, "receiver": self.receiver,
+            "groupKey": self.group_key, "groupLabels": self.group_labels, "_p": self.partition,
+            "next": self.next_flush, "flushed": self.flushed, "seq": self.seq,
+            "log": {k: {"firing": sorted(e.firing), "resolved": sorted(e.resolved), "at": e.at}
+                    for k, e in self.log.items()},
+        }
+
+    @classmethod
+    def from_value(cls, value: dict[str, Any], alerts: dict[str, GroupAlert], group_id: str = "") -> Group:
+        return cls(
+            tenant=value["tenant"], route=value["route"], receiver=value["receiver"],
+            group_key=value["groupKey"], group_labels=value["groupLabels"], partition=value["_p"],
+            alerts=alerts, next_flush=value["next"], flushed=value["flushed"], seq=value["seq"],
+            log={k: LogEntry(set(e["firing"]), set(e["resolved"]), e["at"]) for k, e in value["log"].items()},
+            id=group_id,
+        )
+
+    @classmethod
+    def new(cls, record: dict[str, Any], partition: int, options: RouteOptions, now: float,
+            group_id: str = "") -> Group:
+        """A group for the first alert of a routed record; its wait starts when the ingest accepted the alert."""
+        received = min(now, GroupAlert.of(record["alert"]).received_at)
+        return cls(
+            tenant=record["tenant"], route=record["route"], receiver=record["receiver"],
+            group_key=record["groupKey"], group_labels=record["groupLabels"],
+            partition=partition, next_flush=received + options.group_wait,
+            # Starting at the creation time in ms keeps notification ids unique across a group's
+            # lifetimes (it is deleted when all resolved): the delivery log relies on it.
+            seq=int(now * 1000), id=group_id,
+        )
+
+    def insert(self, record: dict[str, Any], options: RouteOptions, now: float) -> bool:
+        """Add or update an alert; until the first flush, an alert that is already old flushes at once.
+
+        "At once" is when the ingest accepted it, as Alertmanager flushes when the alert reaches it:
+        the group's later ticks then keep Alertmanager's schedule instead of lagging by the Kafka hops.
+        Returns whether the group's own row changed (an earlier flush).
+        """
+        alert = GroupAlert.of(record)
+        self.alerts[record["fingerprint"]] = alert
+        self.dirty = True
+        arrived = min(now, alert.received_at)
+        if not self.flushed and alert.starts_at + options.group_wait < arrived < self.next_flush:
+            self.next_flush = arrived
+            return True
+        return False
+
+    def quiet(self, epoch: int, now: float) -> bool:
+        """Whether a tick now could not notify anything new: no alert changed, muting did not change, no
+        alert has ended and no repeat is due since the group was last judged."""
+        return not self.dirty and epoch == self.epoch and now < self.attention_at
+
+    def judged(self, epoch: int, now: float, repeat_interval: float) -> None:
+        """Remember what a tick judged the group under; see :meth:`quiet`."""
+        self.dirty, self.epoch = False, epoch
+        ends = [a.ends_at for a in self.alerts.values() if a.ends_at > now]
+        repeats = [e.at + repeat_interval for e in self.log.values() if e.firing]
+        self.attention_at = min([*ends, *repeats], default=math.inf)
+
+
+@dataclass(slots=True)
+class Flush:
+    """What one flush of a group produced: notifications, and what to record once they are on Kafka."""
+
+    notifications: list[Notification]
+    log: dict[str, LogEntry]
+    #: Resolved alerts that were part of the flush, with their version, to remove unless updated since.
+    resolved_versions: dict[str, str]
+    #: Why nothing was considered at all (time intervals), for the logs.
+    muted: str | None = None
+
+
+def flush(group: Group, integrations: list[tuple[str, IntegrationConfig]], options: RouteOptions,
+          group_id: str, tick: float, now: float, intervals: TimeIntervals) -> Flush:
+    """Decide, for each integration of the group's receiver, whether and what to notify.
+
+    ``tick`` is the scheduled flush time (Alertmanager's ticker time: time intervals and the repeat
+    interval are judged by it), ``now`` the actual time (which alerts have resolved). ``group`` holds
+    the alerts to consider: silenced and inhibited ones are left out by the caller, as Alertmanager's
+    mute stages do; with none left, nothing is sent or logged. Resolved alerts leave the group after
+    any flush, even a muted one, as in Alertmanager.
+    """
+    alerts = sorted((a.alert() for a in group.alerts.values()), key=alert_order)
+    result = Flush([], {}, {a.fingerprint: group.alerts[a.fingerprint].updated_at
+                            for a in alerts if a.resolved(now)})
+    result.muted = intervals.mutes(options.mute_time_intervals, options.active_time_intervals,
+                                   datetime.fromtimestamp(tick, UTC))
+    if result.muted:
+        return result
+    firing = {a.fingerprint for a in alerts if not a.resolved(now)}
+    resolved = {a.fingerprint for a in alerts if a.resolved(now)}
+    for integration, config in integrations:
+        if not alerts:
+            break  # Alertmanager's pipeline stops when every alert is muted: nothing sent, nothing logged
+        reason = needs_update(group.log.get(integration), firing, resolved, config.send_resolved,
+                              options.repeat_interval, tick)
+        if reason is None:
+            continue
+        result.log[integration] = LogEntry(firing, resolved, now)
+        sent = [a for a in alerts if config.send_resolved or a.fingerprint in firing]
+        if not sent:
+            continue  # Alertmanager logs the resolve but sends nothing without send_resolved
+        known = group.log[integration].firing if integration in group.log else set()
+        new = [a for a in sent if a.fingerprint not in known]
+        result.notifications.append(Notification(
+            id=f"{group_id}|{integration}|{group.seq}",
+            tenant=group.tenant,
+            receiver=group.receiver,
+            integration=integration,
+            group_key=group.group_key,
+            group_labels=group.group_labels,
+            alerts=[a.to_webhook(now) for a in sent],
+            reason=reason,
+            created_at=now,
+            received_at=min(a.received_at for a in (new or sent)),
+        ))
+    return result
+
+
+def first_tick_from(scheduled: float, interval: float, moment: float) -> float:
+    """The first tick of the group's schedule (``scheduled`` + n * ``interval``) not before ``moment``
+    (``inf`` for ``inf``: never)."""
+    if moment <= scheduled or moment == math.inf:
+        return scheduled if moment <= scheduled else math.inf
+    return scheduled + math.ceil((moment - scheduled) / interval) * interval
+
+
+def next_tick(scheduled: float, interval: float, now: float) -> tuple[float, float]:
+    """The tick a flush stands for, and the next one, on the group's schedule of ``group_interval`` ticks:
+    the last tick of that schedule not after ``now``. A group's idle ticks are not written, so after a
+    restart its recovered ``next`` may be many intervals old; the schedule goes on from it."""
+    tick = scheduled if now - scheduled < interval else scheduled + math.floor((now - scheduled) / interval) * interval
+    return tick, tick + interval
+
+

@@ -1,0 +1,68 @@
+"""Batch records: how ``alerts`` and ``alerts.routed`` carry many items per Kafka record.
+
+A record of these topics is either one item (a JSON object: what exporters and ``kcat`` publish, and
+what the topics held before) or a JSON array of items. Writers group the items of a request or a batch
+by the partition each item belongs to (Kafka's murmur2 of the item's key: the fingerprint on ``alerts``,
+the aggregation group on ``alerts.routed``) and write one record per partition, cut so that no record
+exceeds ``kafka.max_record_bytes``. So a stage pays faust's per-event cost once per ~100 items, not per
+item, and an item still lands in the partition (and the state) its key decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import orjson
+
+from pipeline.kafka.writer import RecordTooLarge, key_partition
+
+
+def pack(items: Iterable[bytes], limit: int) -> list[bytes]:
+    """Encoded items as JSON-array records of at most ``limit`` bytes each.
+
+    Raises :class:`RecordTooLarge` for an item that alone does not fit (the caller refuses or dead-letters
+    it before packing)."""
+    records: list[bytes] = []
+    chunk: list[bytes] = []
+    size = 2
+    for item in items:
+        if len(item) + 2 > limit:
+            raise RecordTooLarge(f"an item of {len(item)} bytes exceeds kafka.max_record_bytes ({limit})")
+        if chunk and size + len(item) + 1 > limit:
+            records.append(b"[" + b",".join(chunk) + b"]")
+            chunk, size = [], 2
+        chunk.append(item)
+        size += len(item) + 1
+    if chunk:
+        records.append(b"[" + b",".join(chunk) + b"]")
+    return records
+
+
+def by_partition(items: Iterable[tuple[str, bytes]], partitions: int,
+                 partition_of: Callable[[str, int], int] = key_partition) -> dict[int, list[bytes]]:
+    """``(key, encoded item)`` pairs grouped by the partition of their key."""
+    grouped: dict[int, list[bytes]] = {}
+    for key, item in items:
+        grouped.setdefault(partition_of(key, partitions), []).append(item)
+    return grouped
+
+
+def unpack(value: bytes | None) -> tuple[list[Any], bool]:
+    """The items of a record (the elements of an array, or the record itself) and whether it was an array.
+    Raises ValueError for a tombstone and for a record that is not JSON."""
+    if value is None:
+        raise ValueError("a tombstone (a record without a value)")
+    try:
+        decoded = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    return (decoded, True) if isinstance(decoded, list) else ([decoded], False)
+
+
+def kept(value: bytes) -> bytes:
+    """A copy of ``value`` of its own size, for bytes held in memory for long (state stores).
+
+    ``orjson.dumps`` returns bytes that keep the 4 KiB buffer they were written into: measured 3.9 KiB
+    per 600-byte alert, 390 MB for the dedup state of 100,000 alerts instead of 60 MB."""
+    return bytes(memoryview(value))

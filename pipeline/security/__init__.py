@@ -1,1 +1,0 @@
-"""Who may call the pipeline's HTTP endpoints, and what a caller may see (see docs/architecture.md, Security)."""
