@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 #: Where ``make kafka`` puts the broker's jars; ``AP_KAFKA_LIBS`` points elsewhere.
 KAFKA_LIBS = Path(os.environ.get("AP_KAFKA_LIBS", ROOT / ".kafka" / "libs"))
 MIN_JAVA = 17
