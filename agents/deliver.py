@@ -46,14 +46,14 @@ from aiokafka import ConsumerRecord
 from faust.types import TP, EventT
 from prometheus_client import Counter, Gauge
 
-import senders.catalog  # noqa: F401  (registers every channel's sender)
 from agents.context import StageContext
 from pipeline.domain.metrics import DELIVERY_LATENCY, NOTIFICATIONS_FAILED, NOTIFICATIONS_SENT, STAGE_SECONDS
 from pipeline.domain.models import Notification
 from pipeline.kafka.deadletters import letter_for, queue_letter
 from pipeline.kafka.stage import PartitionedStage, guarded
 from pipeline.kafka.writer import BatchWriter, Outbox, key_partition
-from senders.base import DeliveryError, Sender, SenderContext, create_sender
+from senders.base import DeliveryError, Sender, SenderContext
+from senders.catalog import create_sender
 from senders.ratelimit import NotificationRates
 
 log = logging.getLogger(__name__)

@@ -85,7 +85,6 @@ class Sender(ABC):
     """One integration of one receiver. Besides ``send``, it offers its channel module the shared
     pieces: the rate limiter, the message templates and the sending of a message split in pieces."""
 
-    config_type: ClassVar[type[IntegrationConfig]]
     #: The channel's default template for each part (names in ``senders/templates``).
     default_templates: ClassVar[dict[str, str]] = {}
     #: At most this many messages for one notification split by size: beyond, the last one ends with an
@@ -150,28 +149,6 @@ class Sender(ABC):
             if len(self._delivered_pieces) > MAX_PARTIAL_DELIVERIES:  # given up on (dead-lettered) long ago
                 del self._delivered_pieces[next(iter(self._delivered_pieces))]
         self._delivered_pieces.pop(notification.id, None)
-
-
-SENDERS: dict[type[IntegrationConfig], type[Sender]] = {}
-
-
-def sender_for(config_type: type[IntegrationConfig]) -> Callable[[type[Sender]], type[Sender]]:
-    """Class decorator registering a sender as the one for an integration config type."""
-
-    def register(cls: type[Sender]) -> type[Sender]:
-        cls.config_type = config_type
-        SENDERS[config_type] = cls
-        return cls
-
-    return register
-
-
-def create_sender(config: IntegrationConfig, context: SenderContext) -> Sender:
-    # The catalog imports every channel module (which imports this one): importing it here, on first
-    # use, registers every channel whatever module the caller imported.
-    import senders.catalog  # noqa: F401
-
-    return SENDERS[type(config)](config, context)
 
 
 def _retry_after(header: str | None, body: str) -> float | None:

@@ -13,7 +13,7 @@ from yarl import URL
 
 from pipeline.domain.integrations import DingTalkConfig
 from pipeline.domain.models import Notification
-from senders.base import Sender, json_body, sender_for
+from senders.base import Sender, json_body
 from senders.chatbot import check_errcode, hmac_sha256_base64, keyword_footer
 from senders.text import utf8_bytes
 
@@ -30,7 +30,6 @@ def signed_url(webhook: str, secret: str, now_ms: int) -> str:
     return str(URL(webhook).update_query(timestamp=str(now_ms), sign=sign))
 
 
-@sender_for(DingTalkConfig)
 class DingTalkSender(Sender):
     config: DingTalkConfig
     default_templates = {"title": "title.j2", "text": "markdown_titled.j2"}

@@ -9,7 +9,7 @@ from typing import Any
 
 from pipeline.domain.integrations import DiscordConfig
 from pipeline.domain.models import Notification
-from senders.base import Sender, sender_for
+from senders.base import Sender
 from senders.text import truncate
 
 MAX_TITLE_CHARS = 256
@@ -19,7 +19,6 @@ COLOR_FIRING = 0x992D22
 COLOR_RESOLVED = 0x2ECC71
 
 
-@sender_for(DiscordConfig)
 class DiscordSender(Sender):
     config: DiscordConfig
     default_templates = {"title": "title.j2", "message": "markdown.j2"}

@@ -15,7 +15,7 @@ import aiosmtplib
 
 from pipeline.domain.integrations import EmailConfig
 from pipeline.domain.models import Notification
-from senders.base import DeliveryError, FailureReason, Sender, SenderContext, sender_for
+from senders.base import DeliveryError, FailureReason, Sender, SenderContext
 
 IMPLICIT_TLS_PORT = 465
 #: RFC 5322 allows 998 characters per header line.
@@ -41,7 +41,6 @@ def smtp_failure(exc: aiosmtplib.SMTPResponseException) -> FailureReason:
     return "server_error" if 400 <= exc.code < 500 else "client_error"
 
 
-@sender_for(EmailConfig)
 class EmailSender(Sender):
     config: EmailConfig
     default_templates = {"subject": "title.j2", "text": "text.j2", "html": "email.html.j2"}

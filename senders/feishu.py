@@ -12,7 +12,7 @@ from typing import Any
 
 from pipeline.domain.integrations import FeishuConfig
 from pipeline.domain.models import Notification
-from senders.base import Sender, json_body, sender_for
+from senders.base import Sender, json_body
 from senders.chatbot import check_errcode, hmac_sha256_base64, keyword_footer
 from senders.text import utf8_bytes
 
@@ -28,7 +28,6 @@ def sign(secret: str, timestamp: int) -> str:
     return hmac_sha256_base64(f"{timestamp}\n{secret}", "")
 
 
-@sender_for(FeishuConfig)
 class FeishuSender(Sender):
     config: FeishuConfig
     default_templates = {"title": "title.j2", "text": "markdown.j2"}

@@ -9,23 +9,10 @@ import orjson
 
 from pipeline.domain.integrations import FileConfig
 from pipeline.domain.models import Notification
-from senders.base import DeliveryError, Sender, sender_for
+from senders.base import DeliveryError, Sender
+from senders.text import text_line
 
 
-def text_line(notification: Notification) -> str:
-    """``[tenant/receiver] FIRING 2 alerts group={...}: alertname ns summary; ...``"""
-    parts = []
-    for alert in notification.alerts:
-        labels, annotations = alert["labels"], alert["annotations"]
-        summary = annotations.get("summary") or annotations.get("message") or annotations.get("description", "")
-        where = labels.get("namespace", "cluster")
-        parts.append(f"{alert['status']}:{labels.get('alertname', '?')}@{where}" + (f" {summary}" if summary else ""))
-    return (f"[{notification.tenant}/{notification.receiver}] {notification.status.upper()} "
-            f"{len(notification.alerts)} alert(s) {notification.group_key} ({notification.reason}): "
-            + "; ".join(parts))
-
-
-@sender_for(FileConfig)
 class FileSender(Sender):
     config: FileConfig
 

@@ -9,7 +9,7 @@ from yarl import URL
 
 from pipeline.domain.integrations import OpsgenieConfig
 from pipeline.domain.models import Notification
-from senders.base import Sender, sender_for
+from senders.base import Sender
 from senders.incident import incident_key
 from senders.text import truncate
 
@@ -17,7 +17,6 @@ MAX_MESSAGE_CHARS = 130
 MAX_DESCRIPTION_CHARS = 15000
 
 
-@sender_for(OpsgenieConfig)
 class OpsgenieSender(Sender):
     config: OpsgenieConfig
     default_templates = {"message": "title.j2", "description": "text.j2"}

@@ -7,7 +7,7 @@ from typing import Any
 
 from pipeline.domain.integrations import PagerDutyConfig
 from pipeline.domain.models import Notification
-from senders.base import Sender, sender_for
+from senders.base import Sender
 from senders.incident import incident_key
 from senders.text import truncate, utf8_bytes
 
@@ -17,7 +17,6 @@ MAX_DETAILS_BYTES = 400 * 1024
 SEVERITIES = ("critical", "error", "warning", "info")
 
 
-@sender_for(PagerDutyConfig)
 class PagerDutySender(Sender):
     config: PagerDutyConfig
     default_templates = {"description": "title.j2", "details": "text.j2"}

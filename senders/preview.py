@@ -15,9 +15,9 @@ from typing import Any
 from jinja2 import TemplateSyntaxError
 
 from pipeline.domain.config import ReceiverConfig
-from pipeline.domain.integrations import INTEGRATION_FIELDS
 from pipeline.domain.models import Alert
-from senders.base import SENDERS, Sender
+from senders.base import Sender
+from senders.catalog import templated_channels
 from senders.templates import ENVIRONMENT, MessageTemplates, TemplateFailure, languages
 from senders.testsend import make_test_notification, sample_alerts
 
@@ -39,13 +39,6 @@ class Rendering:
         if self.integration:
             out["integration"] = self.integration
         return out
-
-
-def templated_channels() -> dict[str, type[Sender]]:
-    """Every channel whose messages come from templates, by kind (``slack``, ``email``, ...)."""
-    import senders.catalog  # noqa: F401  (registers every channel's sender)
-
-    return {config.kind: SENDERS[config] for config in INTEGRATION_FIELDS.values() if SENDERS[config].default_templates}
 
 
 async def _render(channel: str, sender: type[Sender], overrides: dict[str, str], language: str, tenant: str,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pipeline.domain.integrations import PushoverConfig
 from pipeline.domain.models import Notification
-from senders.base import Sender, sender_for
+from senders.base import Sender
 from senders.text import truncate
 
 MAX_TITLE_CHARS = 250
@@ -15,7 +15,6 @@ MAX_URL_TITLE_CHARS = 100
 EMERGENCY = 2
 
 
-@sender_for(PushoverConfig)
 class PushoverSender(Sender):
     config: PushoverConfig
     default_templates = {"title": "title.j2", "message": "text.j2"}

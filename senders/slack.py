@@ -7,7 +7,7 @@ from typing import Any
 
 from pipeline.domain.integrations import SlackConfig
 from pipeline.domain.models import Notification
-from senders.base import DeliveryError, FailureReason, Sender, json_body, sender_for
+from senders.base import DeliveryError, FailureReason, Sender, json_body
 from senders.text import truncate
 
 #: Alertmanager's limit for attachment titles; Slack truncates message text beyond 40,000 characters.
@@ -28,7 +28,6 @@ def api_failure(error: str) -> FailureReason:
     return "server_error" if error in TRANSIENT_ERRORS else "client_error"
 
 
-@sender_for(SlackConfig)
 class SlackSender(Sender):
     config: SlackConfig
     default_templates = {"title": "title.j2", "text": "slack.j2"}

@@ -8,12 +8,11 @@ from typing import Any
 
 from pipeline.domain.integrations import TelegramConfig
 from pipeline.domain.models import Notification
-from senders.base import DeliveryError, Sender, json_body, sender_for
+from senders.base import DeliveryError, Sender, json_body
 
 MAX_MESSAGE_CHARS = 4096
 
 
-@sender_for(TelegramConfig)
 class TelegramSender(Sender):
     config: TelegramConfig
     default_templates = {"message": "telegram.html.j2"}

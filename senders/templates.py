@@ -34,6 +34,7 @@ from jinja2.runtime import Context
 from pipeline.domain.metrics import TEMPLATE_ERRORS, TEMPLATE_LIMITS
 from pipeline.domain.models import Notification
 from senders.sandbox import BoundedSandbox, LimitExceeded, RenderJob, bound_filters, render_chunks, run_bounded
+from senders.text import text_line
 
 log = logging.getLogger(__name__)
 
@@ -217,8 +218,6 @@ class MessageTemplates:
             parts = await run_bounded(lambda job: {part: self._render_part(part, context, notification, failures, job)
                                                    for part in self.defaults}, self.max_bytes, self.timeout)
         except LimitExceeded as exc:  # interrupted just as a part ended: rare, and still sent
-            from senders.file import text_line
-
             failures.append(TemplateFailure.of("all", "default", exc))
             parts = dict.fromkeys(self.defaults, text_line(notification))
         return parts, failures
@@ -235,6 +234,4 @@ class MessageTemplates:
             return render_chunks(self.defaults[part].generate(context), job, self.timeout).strip()
         except Exception as exc:  # a bug of ours; still send something readable
             failures.append(TemplateFailure.of(part, "default", exc))
-            from senders.file import text_line
-
             return text_line(notification)

@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass
 
 from pipeline.domain.config import Config, ReceiverConfig
 from pipeline.domain.models import Alert, Notification
-from senders.base import DeliveryError, SenderContext, create_sender
+from senders.base import DeliveryError, SenderContext
+from senders.catalog import create_sender
 from senders.redact import redact
 
 #: A test waits this long for one integration at most, rate-limit waits and split messages included.

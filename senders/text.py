@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from pipeline.domain.models import Notification
+
 Measure = Callable[[str], int]
 
 #: Appended to truncated text so that a reader knows there was more.
@@ -60,3 +62,16 @@ def split(text: str, limit: int, measure: Measure = chars) -> list[str]:
     if rest or not pieces:
         pieces.append(rest)
     return pieces
+
+
+def text_line(notification: Notification) -> str:
+    """``[tenant/receiver] FIRING 2 alerts group={...}: alertname ns summary; ...``"""
+    parts = []
+    for alert in notification.alerts:
+        labels, annotations = alert["labels"], alert["annotations"]
+        summary = annotations.get("summary") or annotations.get("message") or annotations.get("description", "")
+        where = labels.get("namespace", "cluster")
+        parts.append(f"{alert['status']}:{labels.get('alertname', '?')}@{where}" + (f" {summary}" if summary else ""))
+    return (f"[{notification.tenant}/{notification.receiver}] {notification.status.upper()} "
+            f"{len(notification.alerts)} alert(s) {notification.group_key} ({notification.reason}): "
+            + "; ".join(parts))

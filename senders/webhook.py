@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pipeline.domain.integrations import WebhookConfig
 from pipeline.domain.models import Notification
-from senders.base import Sender, sender_for
+from senders.base import Sender
 
 
-@sender_for(WebhookConfig)
 class WebhookSender(Sender):
     config: WebhookConfig
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pipeline.domain.integrations import WeComConfig
 from pipeline.domain.models import Notification
-from senders.base import Sender, json_body, sender_for
+from senders.base import Sender, json_body
 from senders.chatbot import check_errcode
 from senders.text import utf8_bytes
 
@@ -16,7 +16,6 @@ RATE_LIMITED = frozenset({45009})
 UNAUTHORIZED = frozenset({93000})
 
 
-@sender_for(WeComConfig)
 class WeComSender(Sender):
     config: WeComConfig
     default_templates = {"text": "markdown_titled.j2"}

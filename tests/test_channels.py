@@ -17,7 +17,8 @@ from pydantic import ValidationError
 
 from pipeline.domain.integrations import INTEGRATION_FIELDS, IntegrationConfig
 from pipeline.domain.models import Notification
-from senders.base import DeliveryError, Sender, SenderContext, create_sender
+from senders.base import DeliveryError, Sender, SenderContext
+from senders.catalog import create_sender
 from tests.channel_servers import ChannelServer, Request
 
 GROUP_KEY = '{}:{alertname="PodCrash", namespace="shop"}'

@@ -9,7 +9,8 @@ import aiohttp
 import pytest
 
 from pipeline.domain.integrations import EmailConfig
-from senders.base import DeliveryError, SenderContext, create_sender
+from senders.base import DeliveryError, SenderContext
+from senders.catalog import create_sender
 from tests.channel_servers import MailServer, self_signed_certificate
 from tests.test_channels import EXTERNAL_URL, alert, notification
 

@@ -14,7 +14,8 @@ import yaml
 from aiohttp import web
 
 from pipeline.domain.config import ConfigError, parse_config
-from pipeline.domain.config.nm.resources import UNMATCHED, selector_matchers, selects, silences
+from pipeline.domain.config.nm.resources import UNMATCHED, silences
+from pipeline.domain.config.nm.selectors import selector_matchers, selects
 from pipeline.domain.routing import RoutingTable
 from pipeline.domain.tenancy import TenantResolver
 from tests.harness import Receiver, eventually

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.domain.config.ui import SESSION_KEY_ENV, UISettings
 from pipeline.domain.principals import Principal
 from pipeline.domain.scope import Forbidden, narrowed
 from pipeline.ingest.ui import i18n
 from pipeline.ingest.ui.alerts import with_label
 from pipeline.ingest.ui.pages import local_page
 from pipeline.ingest.ui.session import Session, SessionCodec
-from pipeline.ingest.ui.settings import SESSION_KEY_ENV, UISettings
 from pipeline.ingest.ui.silences import SilenceForm
 
 KEY, OTHER = "k" * 40, "o" * 40

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 
+from pipeline.domain.config.ui import UISettings
 from pipeline.domain.durations import Duration
 from pipeline.domain.integrations import (
     INTEGRATION_FIELDS,
@@ -37,7 +38,6 @@ from pipeline.domain.limits import Limits, TenantLimits, template_problems
 from pipeline.domain.matchers import Matcher, parse_matchers
 from pipeline.domain.principals import AuthSettings, load_authenticator
 from pipeline.domain.timeintervals import TimeIntervalConfig
-from pipeline.ingest.ui.settings import UISettings
 
 #: The pseudo-tenant of the global route (the platform admins). Tenants may not use these names,
 #: which would collide with the topics ``notifications.global``, ``.dlq`` and ``.history``.

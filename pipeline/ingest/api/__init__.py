@@ -9,64 +9,15 @@ them as strings).
 
 from __future__ import annotations
 
-import time
-from typing import Any
-
-import orjson
 from aiohttp import web
 
-from pipeline.domain.config import Config
-from pipeline.domain.routing import RoutingTable
+from pipeline.ingest.api import alerts, deadletters, silences
+from pipeline.ingest.api.state import STATE, ApiState
 from pipeline.ingest.app import CONFIG
-from pipeline.kafka.muting import muter_on_kafka
-
-
-def answer(value: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(value), status=status, content_type="application/json")
-
-
-def failure(status: int, message: str) -> web.Response:
-    return answer(message, status)
-
-
-class ApiState:
-    """What the API handlers share: the muter and the routing of the config in force.
-
-    The config is read from ``app[CONFIG]`` at each request, so that a reload (which swaps it) takes
-    effect at once; what is derived from it is rebuilt when it changed.
-    """
-
-    def __init__(self, config: Config):
-        self.started = time.time()
-        self.muter = muter_on_kafka(config)
-        self._config = config
-        self.routing = RoutingTable(config)
-
-    def current(self, config: Config) -> ApiState:
-        if config is not self._config:
-            self._config = config
-            self.routing = RoutingTable(config)
-            self.muter.reload(config)
-        return self
-
-
-STATE: web.AppKey[ApiState] = web.AppKey("api_state", ApiState)
-
-
-def state(request: web.Request) -> ApiState:
-    """The API state for the config in force; raises 503 while the views are still loading."""
-    current = request.app[STATE].current(request.app[CONFIG])
-    if not current.muter.ready:
-        raise web.HTTPServiceUnavailable(
-            body=orjson.dumps("still loading silences and alerts from Kafka"), content_type="application/json",
-            headers={"Retry-After": "1"})
-    return current
 
 
 def register(app: web.Application) -> None:
     """Add the v2 API routes to the ingest app, and follow the views while it runs."""
-    from pipeline.ingest.api import alerts, deadletters, silences
-
     app[STATE] = ApiState(app[CONFIG])
     silences.add_routes(app)
     alerts.add_routes(app)

@@ -28,9 +28,9 @@ from pipeline.domain.models import format_time, parse_time
 from pipeline.domain.principals import Principal
 from pipeline.domain.routing import format_labels
 from pipeline.domain.scope import visible_scopes
-from pipeline.ingest.api import STATE as STATE_KEY
-from pipeline.ingest.api import ApiState, answer, state
 from pipeline.ingest.api.filters import BadQuery, filter_matchers, flag, matches_filter
+from pipeline.ingest.api.state import STATE as STATE_KEY
+from pipeline.ingest.api.state import ApiState, answer, state
 from pipeline.ingest.app import CONFIG
 from pipeline.ingest.receivers import receiver_statuses
 from pipeline.ingest.security import principal

@@ -25,8 +25,8 @@ from aiohttp import web
 from pipeline.domain.muting.silence import TENANT_LABEL, Silence, can_update, create, expire, validate
 from pipeline.domain.principals import Principal
 from pipeline.domain.scope import Forbidden, owns_silence, scoped_matchers
-from pipeline.ingest.api import STATE, answer, failure, state
 from pipeline.ingest.api.filters import BadQuery, filter_matchers, matches_filter
+from pipeline.ingest.api.state import STATE, answer, failure, state
 from pipeline.ingest.app import CONFIG, WRITER
 from pipeline.ingest.quotas import silence_refusal
 from pipeline.ingest.security import principal

@@ -21,8 +21,8 @@ from pipeline.domain.matchers import Matcher, parse_matchers
 from pipeline.domain.principals import Principal
 from pipeline.domain.routing import format_labels
 from pipeline.domain.scope import owns_silence, visible_scopes, visible_tenants
-from pipeline.ingest.api import ApiState, state
 from pipeline.ingest.api.alerts import AlertQuery, gettable_alerts
+from pipeline.ingest.api.state import ApiState, state
 from pipeline.ingest.ui.pages import config_of, fragment, page, render, ui_state, view
 
 STATES = ("active", "silenced", "inhibited")

@@ -26,6 +26,7 @@ import jinja2
 from aiohttp import web
 
 from pipeline.domain.config import GLOBAL_TENANT, Config
+from pipeline.domain.config.ui import UISettings
 from pipeline.domain.models import parse_time
 from pipeline.domain.principals import OPEN, Principal
 from pipeline.domain.scope import Forbidden, narrowed
@@ -33,7 +34,6 @@ from pipeline.ingest.app import CONFIG
 from pipeline.ingest.security import PRINCIPAL, local_port, principal
 from pipeline.ingest.ui import i18n
 from pipeline.ingest.ui.session import Revocations, Session, SessionCodec
-from pipeline.ingest.ui.settings import UISettings
 from pipeline.kafka.producer import BrokerUnavailable
 
 log = logging.getLogger(__name__)

@@ -24,10 +24,10 @@ from pipeline.domain.muting.silence import Silence
 from pipeline.domain.principals import Principal
 from pipeline.domain.scope import Forbidden, owns_silence, scoped_matchers, visible_scopes
 from pipeline.domain.tenancy import TENANT_LABEL
-from pipeline.ingest.api import ApiState, state
 from pipeline.ingest.api.alerts import gettable_alerts
 from pipeline.ingest.api.filters import matches_filter
 from pipeline.ingest.api.silences import expire_silence, find_silence, save_silence
+from pipeline.ingest.api.state import ApiState, state
 from pipeline.ingest.security import principal
 from pipeline.ingest.ui.pages import config_of, error_page, local_page, page, page_url, render, view
 

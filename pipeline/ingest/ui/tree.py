@@ -6,7 +6,7 @@ from aiohttp import web
 
 from pipeline.domain.durations import format_duration
 from pipeline.domain.scope import visible_tenants
-from pipeline.ingest.api import state
+from pipeline.ingest.api.state import state
 from pipeline.ingest.ui.pages import config_of, page, render, view
 
 

@@ -26,12 +26,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from pipeline.domain.config.nm.selectors import NMReceiver, selector_matchers
 from pipeline.domain.matchers import Matcher, matches_all
-
-if TYPE_CHECKING:
-    from pipeline.domain.config.nm.resources import NMReceiver
 
 #: NM channel -> our receiver's integration list.
 FIELDS = {"webhook": "webhook_configs", "email": "email_configs", "slack": "slack_configs",
@@ -117,8 +115,6 @@ def select_config(receiver: NMReceiver, configs: list[dict[str, Any]], tenant_ke
 
 
 def _selector(selector: dict[str, Any], where: str) -> list[Matcher]:
-    from pipeline.domain.config.nm.resources import selector_matchers
-
     return [Matcher.parse(m) for m in selector_matchers(selector, where)]
 
 

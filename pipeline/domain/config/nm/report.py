@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.domain.config.nm.channels import FIELDS, NEEDS_CONFIG, select_config
-from pipeline.domain.config.nm.resources import NMReceiver, Resources, load_resources, resource_paths
+from pipeline.domain.config.nm.resources import Resources, load_resources, resource_paths
+from pipeline.domain.config.nm.selectors import NMReceiver
 from pipeline.domain.durations import format_duration
 
 

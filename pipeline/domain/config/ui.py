@@ -1,6 +1,6 @@
 """``ui:`` of the config: the web UI the ingest serves (see the Web UI section of docs/architecture.md).
 
-Kept apart from the UI's handlers so that :mod:`pipeline.domain.config` can import it without aiohttp or Jinja.
+Domain code: the UI (``pipeline/ingest/ui/``) reads it, the config holds it.
 """
 
 from __future__ import annotations
