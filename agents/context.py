@@ -16,6 +16,7 @@ from faust.types import TP
 from pipeline.domain.config import Config
 from pipeline.domain.metrics import PARTITIONS_ASSIGNED
 from pipeline.domain.routing import RoutingTable
+from pipeline.domain.scope import TenantResolvers
 from pipeline.domain.tenancy import TenantResolver
 from pipeline.kafka.topics import Topics
 from pipeline.kafka.writer import BatchWriter
@@ -47,6 +48,8 @@ class StageContext:
     topics: Topics
     routing: RoutingTable = field(init=False)
     tenants: TenantResolver = field(init=False)
+    #: Holds the resolver of the config in force and closes the one a reload replaces (its sidecar session).
+    tenancy: TenantResolvers = field(init=False, default_factory=TenantResolvers)
     #: Silences and inhibition, set by ``agents.worker.follow_muting``; dispatch asks it at each flush.
     muter: Muter = field(init=False)
     #: Every record the worker writes goes through it (batches, acks=all, idempotent).
@@ -61,7 +64,7 @@ class StageContext:
     def reload(self, config: Config) -> None:
         self.config = config
         self.routing = RoutingTable(config)
-        self.tenants = TenantResolver(config)
+        self.tenants = self.tenancy.of(config)
 
     def topic(self, name: str) -> faust.TopicT:
         """A topic of raw bytes values and text keys; agents decode records themselves (orjson)."""

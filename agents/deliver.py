@@ -44,10 +44,16 @@ from dataclasses import dataclass
 import orjson
 from aiokafka import ConsumerRecord
 from faust.types import TP, EventT
-from prometheus_client import Counter, Gauge
 
 from agents.context import StageContext
-from pipeline.domain.metrics import DELIVERY_LATENCY, NOTIFICATIONS_FAILED, NOTIFICATIONS_SENT, STAGE_SECONDS
+from pipeline.domain.metrics import (
+    DELIVERY_LATENCY,
+    DELIVERY_QUEUED,
+    NOTIFICATIONS_FAILED,
+    NOTIFICATIONS_SENT,
+    NOTIFICATIONS_SKIPPED,
+    STAGE_SECONDS,
+)
 from pipeline.domain.models import Notification
 from pipeline.kafka.deadletters import letter_for, queue_letter
 from pipeline.kafka.stage import PartitionedStage, guarded
@@ -62,19 +68,8 @@ DELIVER_SECONDS = STAGE_SECONDS.labels("deliver")
 
 IntegrationKey = tuple[str, str, str]
 
-NOTIFICATIONS_SKIPPED = Counter(
-    "alert_pipeline_notifications_skipped_total",
-    "Re-read notifications the delivery log knew as already handled (not sent again).",
-    ["tenant"],
-)
 #: Alert names a history record counts (the most frequent; the ``alerts`` field counts them all).
 HISTORY_ALERTNAMES = 20
-
-QUEUED = Gauge(
-    "alert_pipeline_delivery_queued",
-    "Notifications waiting in a receiver integration's delivery queue.",
-    ["tenant", "receiver", "integration"],
-)
 
 
 @dataclass(slots=True, eq=False)
@@ -368,7 +363,7 @@ class Delivery:
         return lanes[zlib.crc32(group.encode()) % len(lanes)]
 
     def _gauge(self, key: IntegrationKey) -> None:
-        QUEUED.labels(*key).set(sum(lane.qsize() for lane in self._queues.get(key, ())))
+        DELIVERY_QUEUED.labels(*key).set(sum(lane.qsize() for lane in self._queues.get(key, ())))
 
     async def accept(self, event: EventT) -> None:
         """Take one event of a notifications topic: queue it for its receiver, or settle it now."""

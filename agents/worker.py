@@ -45,6 +45,7 @@ def build_worker(config: Config) -> tuple[faust.App, StageContext]:
         for stage in context.stages:
             await stage.stop()
         await context.writer.stop()
+        await context.tenancy.close()
 
     app.on_before_shutdown.connect(stop_stages)
     for stage in (events, auditing, dedup, dispatch, deliver):

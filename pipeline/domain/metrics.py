@@ -143,3 +143,13 @@ TENANT_SIDECAR_FAILURES = Counter(
     "Requests to Notification Manager's tenant sidecar that failed (the cached answer or the config's "
     "tenants were used instead).",
 )
+NOTIFICATIONS_SKIPPED = Counter(
+    "alert_pipeline_notifications_skipped_total",
+    "Re-read notifications the delivery log knew as already handled (not sent again).",
+    ["tenant"],
+)
+DELIVERY_QUEUED = Gauge(
+    "alert_pipeline_delivery_queued",
+    "Notifications waiting in a receiver integration's delivery queue.",
+    ["tenant", "receiver", "integration"],
+)

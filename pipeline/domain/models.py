@@ -183,14 +183,6 @@ def _all_strings(mapping: dict[Any, Any]) -> bool:
     return all(type(k) is str and type(v) is str for k, v in mapping.items())
 
 
-def dumps(value: Any) -> bytes:
-    return orjson.dumps(value)
-
-
-def loads(data: bytes | str) -> Any:
-    return orjson.loads(data)
-
-
 def common_items(maps: list[dict[str, str]]) -> dict[str, str]:
     """The pairs every map has in common (``commonLabels``, ``commonAnnotations``)."""
     if not maps:
