@@ -129,8 +129,9 @@ def _seconds(value: str, following: str) -> tuple[int, str, int]:
 
 
 def _parse_layout(tokens: list[str], value: str) -> float:
-    year = month = day = 1
-    hour = minute = second = nanos = offset = 0
+    year = 1
+    hour = second = nanos = offset = 0
+    numbers = {"01": 1, "02": 1, "04": 0}  # month, day, minute
     for index, token in enumerate(tokens):
         if token == "2006":
             if len(value) < 4 or not value[:1].isdigit():
@@ -138,14 +139,8 @@ def _parse_layout(tokens: list[str], value: str) -> float:
             year, value = _atoi(value[:4]), value[4:]
         elif token == "05":
             second, value, nanos = _seconds(value, tokens[index + 1] if index + 1 < len(tokens) else "")
-        elif token in ("01", "02", "04"):
-            number, value = _getnum(value, True)
-            if token == "01":
-                month = number
-            elif token == "02":
-                day = number
-            else:
-                minute = number
+        elif token in numbers:
+            numbers[token], value = _getnum(value, True)
         elif token == "15":
             hour, value = _getnum(value, False)
         elif token.startswith("."):
@@ -162,8 +157,13 @@ def _parse_layout(tokens: list[str], value: str) -> float:
             raise BadTime
         else:
             value = value[1:]
-    if value or not (1 <= month <= 12 and hour < 24 and minute < 60 and second < 60
-                     and 1 <= day <= _days_in(month, year)):
+    if value:
+        raise BadTime
+    return _epoch(year, numbers["01"], numbers["02"], hour, numbers["04"], second, nanos, offset)
+
+
+def _epoch(year: int, month: int, day: int, hour: int, minute: int, second: int, nanos: int, offset: int) -> float:
+    if not (1 <= month <= 12 and hour < 24 and minute < 60 and second < 60 and 1 <= day <= _days_in(month, year)):
         raise BadTime
     # The API then checks the value's own text (RFC3339Millis) as a date-time: an offset that prints
     # with three digits of hours (+99:99 is 100h39m) fails it.

@@ -475,6 +475,59 @@ class _Parser:
             raise self.error(f"expected ',' or ')' but found {self.describe(self.peek())}")
         return items
 
+    def compare(self, segments: tuple[str, ...], getter: Getter, op: str, literal: Any) -> Predicate:
+        """``field op literal``; an ``=`` against a string tells the index which values it requires."""
+        if op in ("=", "!="):
+            if isinstance(literal, str) and op == "=":
+                test = _equals(literal)
+
+                # The commonest test of all, kept to one closure for speed.
+                def equal(event: Any) -> bool:
+                    value = getter(event)
+                    if type(value) is str:
+                        return value == literal
+                    if value is None:
+                        return False
+                    return test(value) if type(value) is not list else any(test(v) for v in value)
+
+                self.requires[id(equal)] = {segments: frozenset({literal})}
+                return equal
+            return _predicate(getter, _equals(literal), negate=op == "!=")
+        return _predicate(getter, _ordering(op, literal), negate=False)
+
+    def keyword_test(self, segments: tuple[str, ...], getter: Getter, word: str, negate: bool) -> Predicate | None:
+        """``field [not] exists|contains|in|like|regexp ...``; None for a keyword that is none of them."""
+        if word == "exists":
+            return (lambda event: getter(event) is None) if negate else (lambda event: getter(event) is not None)
+        if word == "contains":
+            text = as_text(self.literal("contains"))
+            return _predicate(getter, lambda v: text in as_text(v), negate)
+        if word == "in":
+            items = self.values()
+            tests = [_equals(item) for item in items]
+            strings = frozenset(item for item in items if isinstance(item, str))
+
+            def member(v: Any) -> bool:
+                if type(v) is str and v in strings:
+                    return True
+                return any(t(v) for t in tests)
+
+            predicate = _predicate(getter, member, negate)
+            if not negate and len(strings) == len(items):
+                self.requires[id(predicate)] = {segments: strings}
+            return predicate
+        if word in ("like", "regexp", "regex"):
+            pattern_token = self.peek()
+            pattern = self.string(word)
+            try:
+                regex = _glob(pattern) if word == "like" else re.compile(pattern)
+            except re.error as exc:
+                raise self.error(f"invalid regular expression: {exc}", pattern_token) from None
+            if word == "like":
+                return _predicate(getter, lambda v: regex.fullmatch(as_text(v)) is not None, negate)
+            return _predicate(getter, lambda v: regex.search(as_text(v)) is not None, negate)
+        return None
+
     def comparison(self) -> Predicate:
         segments, getter = self.field()
         token = self.peek()
@@ -488,56 +541,12 @@ class _Parser:
                                  f"{self.describe(token)}")
         if token.kind == "op" and token.text in _COMPARISONS:
             self.next()
-            literal = self.literal(token.text)
-            op = token.text
-            if op in ("=", "!="):
-                if isinstance(literal, str) and op == "=":
-                    test = _equals(literal)
-
-                    # The commonest test of all, kept to one closure for speed.
-                    def equal(event: Any) -> bool:
-                        value = getter(event)
-                        if type(value) is str:
-                            return value == literal
-                        if value is None:
-                            return False
-                        return test(value) if type(value) is not list else any(test(v) for v in value)
-
-                    self.requires[id(equal)] = {segments: frozenset({literal})}
-                    return equal
-                return _predicate(getter, _equals(literal), negate=op == "!=")
-            return _predicate(getter, _ordering(op, literal), negate=False)
+            return self.compare(segments, getter, token.text, self.literal(token.text))
         if token.kind == "keyword":
             self.next()
-            if token.text == "exists":
-                return (lambda event: getter(event) is None) if negate else (lambda event: getter(event) is not None)
-            if token.text == "contains":
-                text = as_text(self.literal("contains"))
-                return _predicate(getter, lambda v: text in as_text(v), negate)
-            if token.text == "in":
-                items = self.values()
-                tests = [_equals(item) for item in items]
-                strings = frozenset(item for item in items if isinstance(item, str))
-
-                def member(v: Any) -> bool:
-                    if type(v) is str and v in strings:
-                        return True
-                    return any(t(v) for t in tests)
-
-                predicate = _predicate(getter, member, negate)
-                if not negate and len(strings) == len(items):
-                    self.requires[id(predicate)] = {segments: strings}
+            predicate = self.keyword_test(segments, getter, token.text, negate)
+            if predicate is not None:
                 return predicate
-            if token.text in ("like", "regexp", "regex"):
-                pattern_token = self.peek()
-                pattern = self.string(token.text)
-                try:
-                    regex = _glob(pattern) if token.text == "like" else re.compile(pattern)
-                except re.error as exc:
-                    raise self.error(f"invalid regular expression: {exc}", pattern_token) from None
-                if token.text == "like":
-                    return _predicate(getter, lambda v: regex.fullmatch(as_text(v)) is not None, negate)
-                return _predicate(getter, lambda v: regex.search(as_text(v)) is not None, negate)
         if negate:
             raise self.error("unexpected 'not'", token)
         # A bare field: true when it holds boolean true.

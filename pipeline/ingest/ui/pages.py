@@ -185,6 +185,21 @@ def _to_login(request: web.Request) -> web.HTTPException:
     return web.HTTPSeeOther(f"/ui/login?{urlencode({'next': target})}")
 
 
+async def _authorise(request: web.Request, state: UIState, session: Session, admin: bool) -> Principal:
+    """The page's caller; raises the log-in redirect, 403 (a sender, or not an admin on an admin page), 404
+    (an admin page off the admin port) or the CSRF refusal of a POST."""
+    caller = session_principal(request, session)
+    if caller is None:
+        raise _to_login(request)
+    if caller.role == "sender" or (admin and not caller.is_admin):
+        raise Forbidden(f"{caller.name} ({caller.role}) may not open this page")
+    if admin and state.admin_port is not None and local_port(request) != state.admin_port:
+        raise web.HTTPNotFound()
+    if request.method == "POST":
+        await check_csrf(request, session)
+    return caller
+
+
 def page(admin: bool = False) -> Callable[[Handler], Handler]:
     def wrap(handler: Handler) -> Handler:
         async def run(request: web.Request) -> web.StreamResponse:
@@ -196,16 +211,7 @@ def page(admin: bool = False) -> Callable[[Handler], Handler]:
             session = session or Session.new()
             request[SESSION] = session
             try:
-                caller = session_principal(request, session)
-                if caller is None:
-                    raise _to_login(request)
-                if caller.role == "sender" or (admin and not caller.is_admin):
-                    raise Forbidden(f"{caller.name} ({caller.role}) may not open this page")
-                if admin and state.admin_port is not None and local_port(request) != state.admin_port:
-                    raise web.HTTPNotFound()
-                if request.method == "POST":
-                    await check_csrf(request, session)
-                request[PRINCIPAL] = caller
+                request[PRINCIPAL] = await _authorise(request, state, session, admin)
                 response = await handler(request)
             except Forbidden as exc:
                 response = error_page(request, 403, str(exc))
