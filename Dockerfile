@@ -19,7 +19,7 @@ RUN --mount=type=secret,id=ca-bundle \
  && python3 -m venv /opt/alert-pipeline \
  && /opt/alert-pipeline/bin/pip install --no-cache-dir --quiet -c requirements.lock . \
  && /opt/alert-pipeline/bin/alert-pipeline check-config /build/demo.yml \
- && { test -f /opt/alert-pipeline/lib/python3.11/site-packages/pipeline/ui/static/vendor/htmx.min.js \
+ && { test -f /opt/alert-pipeline/lib/python3.11/site-packages/pipeline/ingest/ui/static/vendor/htmx.min.js \
       || { echo "the web UI's htmx is missing: run make ui-assets before building"; exit 1; }; } \
  && rm -rf /build
 WORKDIR /var/lib/alert-pipeline

@@ -402,7 +402,7 @@ class DeliverySettings(StrictModel):
 
 
 class RulesSettings(StrictModel):
-    """Rule files turning Kubernetes Events and audit events into alerts (see pipeline/rules)."""
+    """Rule files turning Kubernetes Events and audit events into alerts (see pipeline/domain/kube)."""
 
     #: Files of ``events.kubesphere.io/v1alpha1`` Rule resources.
     events: list[str] = Field(default_factory=list)
@@ -475,11 +475,11 @@ class Config(StrictModel):
     # Notification Manager Silence resources (pipeline.nmconfig.ScheduledSilence), set by parse_config:
     # they come from resource files, not from a key of this document, so they are not a field.
     _scheduled_silences: list[Any] = PrivateAttr(default_factory=list)
-    # The compiled rule files (pipeline.rules), read with the config: a reload re-reads them too.
+    # The compiled rule files (pipeline/domain/kube), read with the config: a reload re-reads them too.
     _event_rules: Any = PrivateAttr(default=None)
     _audit_rules: Any = PrivateAttr(default=None)
     _tenant_limits: dict[str, TenantLimits] = PrivateAttr(default_factory=dict)
-    # The principals with their credentials (pipeline.security.principals.Authenticator), read with the
+    # The principals with their credentials (pipeline.domain.principals.Authenticator), read with the
     # config from the web config and token files: a reload re-reads them.
     _authenticator: Any = PrivateAttr(default=None)
 
