@@ -76,6 +76,8 @@ class IntegrationConfig(StrictModel):
     """
 
     kind: ClassVar[str] = ""
+    #: The Notification Manager channel that maps to this integration (``pipeline/domain/config/nm/``), if any.
+    nm_channel: ClassVar[str] = ""
     secrets: ClassVar[dict[str, bool]] = {}
     template_parts: ClassVar[tuple[str, ...]] = ()
     #: Alertmanager's default differs per channel; webhooks default to true as in Alertmanager.
@@ -139,6 +141,7 @@ class WebhookConfig(IntegrationConfig):
     """Alertmanager's ``webhook_configs``: POST the v4 webhook JSON to ``url``."""
 
     kind: ClassVar[str] = "webhook"
+    nm_channel: ClassVar[str] = "webhook"
     secrets: ClassVar[dict[str, bool]] = {"url": True}
     url: SecretStr | None = None
     url_file: str | None = None
@@ -176,6 +179,7 @@ class EmailConfig(IntegrationConfig):
     STARTTLS when ``require_tls`` (the default) or when the server offers it."""
 
     kind: ClassVar[str] = "email"
+    nm_channel: ClassVar[str] = "email"
     secrets: ClassVar[dict[str, bool]] = {"auth_password": False}
     template_parts: ClassVar[tuple[str, ...]] = ("subject", "text", "html")
     send_resolved: bool = False
@@ -209,6 +213,7 @@ class SlackConfig(IntegrationConfig):
     ``chat.postMessage`` Web API (``api_url`` then defaults to Slack's, and ``channel`` is required)."""
 
     kind: ClassVar[str] = "slack"
+    nm_channel: ClassVar[str] = "slack"
     secrets: ClassVar[dict[str, bool]] = {"api_url": False, "token": False}
     template_parts: ClassVar[tuple[str, ...]] = ("title", "text")
     send_resolved: bool = False
@@ -259,6 +264,7 @@ class DingTalkConfig(_ChatBotConfig):
     (``timestamp`` and ``sign`` query parameters), ``@`` mentions by mobile or user id."""
 
     kind: ClassVar[str] = "dingtalk"
+    nm_channel: ClassVar[str] = "dingtalk"
     at_mobiles: list[str] = Field(default_factory=list, alias="atMobiles")
     at_users: list[str] = Field(default_factory=list, alias="atUsers")
     at_all: bool = Field(default=False, alias="atAll")
@@ -270,6 +276,7 @@ class FeishuConfig(_ChatBotConfig):
     """Notification Manager's Feishu ``chatbot``: interactive cards, signed with ``secret``."""
 
     kind: ClassVar[str] = "feishu"
+    nm_channel: ClassVar[str] = "feishu"
     #: Feishu allows 100 messages per minute (and 5 per second) per bot.
     rate_limit: RateLimit | None = RateLimit(messages=5, per=1.0)
 
@@ -278,6 +285,7 @@ class WeComConfig(IntegrationConfig):
     """Notification Manager's WeCom (WeChat Work) group bot: markdown to the ``webhook`` URL."""
 
     kind: ClassVar[str] = "wecom"
+    nm_channel: ClassVar[str] = "wechat"
     secrets: ClassVar[dict[str, bool]] = {"webhook": True}
     template_parts: ClassVar[tuple[str, ...]] = ("text",)
     webhook: SecretStr | None = None
@@ -292,6 +300,7 @@ class TelegramConfig(IntegrationConfig):
     """Alertmanager's ``telegram_configs``: the Bot API's ``sendMessage``."""
 
     kind: ClassVar[str] = "telegram"
+    nm_channel: ClassVar[str] = "telegram"
     secrets: ClassVar[dict[str, bool]] = {"bot_token": True}
     template_parts: ClassVar[tuple[str, ...]] = ("message",)
     api_url: str = "https://api.telegram.org"
@@ -317,6 +326,7 @@ class DiscordConfig(IntegrationConfig):
     """Alertmanager's ``discord_configs``: an embed posted to a channel webhook."""
 
     kind: ClassVar[str] = "discord"
+    nm_channel: ClassVar[str] = "discord"
     secrets: ClassVar[dict[str, bool]] = {"webhook_url": True}
     template_parts: ClassVar[tuple[str, ...]] = ("title", "message")
     webhook_url: SecretStr | None = None
@@ -378,6 +388,7 @@ class PushoverConfig(IntegrationConfig):
     """Alertmanager's ``pushover_configs``."""
 
     kind: ClassVar[str] = "pushover"
+    nm_channel: ClassVar[str] = "pushover"
     secrets: ClassVar[dict[str, bool]] = {"user_key": True, "token": True}
     template_parts: ClassVar[tuple[str, ...]] = ("title", "message")
     api_url: str = "https://api.pushover.net/1/messages.json"
@@ -397,7 +408,9 @@ class PushoverConfig(IntegrationConfig):
     expire: Duration = 3600.0
 
 
-#: Every integration list a receiver may hold, by its config key.
+#: The one table of integrations: every list a receiver may hold, by its config key. The receiver config
+#: (``ReceiverConfig``), the sender catalog (``senders/catalog.py``) and the Notification Manager channel map
+#: are derived from it.
 INTEGRATION_FIELDS: dict[str, type[IntegrationConfig]] = {
     "webhook_configs": WebhookConfig,
     "file_configs": FileConfig,

@@ -29,12 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.domain.config.nm.selectors import NMReceiver, selector_matchers
+from pipeline.domain.integrations import INTEGRATION_FIELDS
 from pipeline.domain.matchers import Matcher, matches_all
 
-#: NM channel -> our receiver's integration list.
-FIELDS = {"webhook": "webhook_configs", "email": "email_configs", "slack": "slack_configs",
-          "dingtalk": "dingtalk_configs", "feishu": "feishu_configs", "wechat": "wecom_configs",
-          "pushover": "pushover_configs", "discord": "discord_configs", "telegram": "telegram_configs"}
+#: NM channel -> our receiver's integration list, from the integrations table.
+FIELDS = {config.nm_channel: field for field, config in INTEGRATION_FIELDS.items() if config.nm_channel}
 #: Channels whose connection settings live in a ``Config`` resource.
 NEEDS_CONFIG = ("email", "slack", "pushover", "telegram")
 
