@@ -30,17 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.domain.kube.condition import (
-    ConditionError,
-    Getter,
-    Predicate,
-    Requirements,
-    Template,
-    as_text,
-    compile_condition,
-    compile_path,
-    template,
-)
+from pipeline.domain.kube.condition import ConditionError, Predicate, Requirements, compile_condition
+from pipeline.domain.kube.fields import Getter, Template, as_text, compile_path, template
 from pipeline.domain.kube.loader import Resource, RuleError, read_resources
 from pipeline.domain.kube.rule_alert import rule_alert
 from pipeline.domain.kube.rule_index import RuleIndex

@@ -28,12 +28,13 @@ closures over the nested event, never ``eval``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-Predicate = Callable[[Any], bool]
-Getter = Callable[[Any], Any]
+from pipeline.domain.kube.fields import Getter, as_text, compile_path
+from pipeline.domain.kube.predicates import Predicate, both, either, equals, field_test, glob, negated, ordering
+
 #: For a field path, the only text values with which a condition can hold.
 Requirements = dict[tuple[str, ...], frozenset[str]]
 
@@ -107,178 +108,6 @@ def tokenize(text: str) -> list[Token]:
         position = match.end()
     tokens.append(Token("end", "", len(text)))
     return tokens
-
-
-# --- values -------------------------------------------------------------------------------------
-
-
-def as_text(value: Any) -> str:
-    """A value as text, as Go's ``fmt.Sprint`` writes JSON scalars (``true``, ``3``, ``1.5``)."""
-    if isinstance(value, str):
-        return value
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def _as_number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return value
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
-
-
-def compile_path(segments: Sequence[str]) -> Getter:
-    """A getter for a dotted path in nested JSON; ``name[3]`` indexes, ``name[*]`` maps a list."""
-    steps: list[tuple[str, int | str | None]] = []
-    for segment in segments:
-        name, _, index = segment.partition("[")
-        steps.append((name, None if not index else ("*" if index == "*]" else int(index[:-1]))))
-    if all(index is None for _, index in steps):
-        keys = [name for name, _ in steps]
-        if len(keys) == 1:
-            (key,) = keys
-
-            def get1(event: Any) -> Any:
-                return event.get(key)
-
-            return get1
-        if len(keys) == 2:
-            first, second = keys
-
-            def get2(event: Any) -> Any:
-                inner = event.get(first)
-                return inner.get(second) if type(inner) is dict else None
-
-            return get2
-
-        def get_n(event: Any) -> Any:
-            for key in keys:
-                if type(event) is not dict:
-                    return None
-                event = event.get(key)
-            return event
-
-        return get_n
-
-    def get_indexed(event: Any) -> Any:
-        values, many = [event], False
-        for key, index in steps:
-            values = [v.get(key) for v in values if type(v) is dict]
-            if index == "*":
-                values, many = [item for v in values if type(v) is list for item in v], True
-            elif index is not None:
-                values = [v[index] for v in values if type(v) is list and -len(v) <= index < len(v)]
-        if many:
-            return values
-        return values[0] if values else None
-
-    return get_indexed
-
-
-Template = Callable[[Any], str]
-
-
-def template(parts: list[str | Getter]) -> Template:
-    """Text with fields filled in (annotations, audit ``output``): absent -> "", lists joined by ", "."""
-    if all(isinstance(part, str) for part in parts):
-        constant = "".join(parts)  # type: ignore[arg-type]
-        return lambda event: constant
-
-    def render(event: Any) -> str:
-        out = []
-        for part in parts:
-            if isinstance(part, str):
-                out.append(part)
-                continue
-            value = part(event)
-            if type(value) is list:
-                out.append(", ".join(as_text(v) for v in value if v is not None))
-            elif value is not None:
-                out.append(as_text(value))
-        return "".join(out)
-
-    return render
-
-
-# --- predicates ---------------------------------------------------------------------------------
-
-Test = Callable[[Any], bool]
-
-
-def _equals(literal: Any) -> Test:
-    if isinstance(literal, bool):
-        text = as_text(literal)
-        return lambda v: v is literal if isinstance(v, bool) else as_text(v).lower() == text
-    if isinstance(literal, (int, float)):
-        return lambda v: _as_number(v) == literal
-    return lambda v: v == literal if type(v) is str else as_text(v) == literal
-
-
-def _ordering(op: str, literal: Any) -> Test:
-    compare: Callable[[Any, Any], bool] = {
-        "<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
-        ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
-    }[op]
-    if isinstance(literal, (int, float)) and not isinstance(literal, bool):
-        def numeric(v: Any) -> bool:
-            number = _as_number(v)
-            return number is not None and compare(number, literal)
-
-        return numeric
-    text = as_text(literal)
-    return lambda v: compare(as_text(v), text)
-
-
-def _glob(pattern: str) -> re.Pattern[str]:
-    parts = (".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.compile("".join(parts), re.DOTALL)
-
-
-def _predicate(getter: Getter, test: Test, negate: bool) -> Predicate:
-    """Apply ``test`` to the field: false when absent, any element for lists, then negate."""
-    if negate:
-        def negated(event: Any) -> bool:
-            value = getter(event)
-            if value is None:
-                return False
-            if type(value) is list:
-                return not any(test(item) for item in value if item is not None)
-            return not test(value)
-
-        return negated
-
-    def positive(event: Any) -> bool:
-        value = getter(event)
-        if value is None:
-            return False
-        if type(value) is list:
-            return any(test(item) for item in value if item is not None)
-        return test(value)
-
-    return positive
-
-
-def _and(left: Predicate, right: Predicate) -> Predicate:
-    return lambda event: left(event) and right(event)
-
-
-def _or(left: Predicate, right: Predicate) -> Predicate:
-    return lambda event: left(event) or right(event)
-
-
-def _not(inner: Predicate) -> Predicate:
-    return lambda event: not inner(event)
 
 
 # --- references ---------------------------------------------------------------------------------
@@ -394,7 +223,7 @@ class _Parser:
                     "left to right, SQL does not); add parentheses", token)
             joiner = token
             right = self.unary()
-            result = _and(result, right) if token.text == "and" else _or(result, right)
+            result = both(result, right) if token.text == "and" else either(result, right)
             _merge(requires, self.requires.get(id(right)))
         if requires and (joiner is None or joiner.text == "and"):
             self.requires[id(result)] = requires
@@ -404,7 +233,7 @@ class _Parser:
         token = self.peek()
         if (token.kind == "keyword" and token.text == "not") or (token.kind == "op" and token.text == "!"):
             self.next()
-            return _not(self.unary())
+            return negated(self.unary())
         if self.accept("op", "("):
             inner = self.expression()
             if not self.accept("op", ")"):
@@ -479,7 +308,7 @@ class _Parser:
         """``field op literal``; an ``=`` against a string tells the index which values it requires."""
         if op in ("=", "!="):
             if isinstance(literal, str) and op == "=":
-                test = _equals(literal)
+                test = equals(literal)
 
                 # The commonest test of all, kept to one closure for speed.
                 def equal(event: Any) -> bool:
@@ -492,8 +321,8 @@ class _Parser:
 
                 self.requires[id(equal)] = {segments: frozenset({literal})}
                 return equal
-            return _predicate(getter, _equals(literal), negate=op == "!=")
-        return _predicate(getter, _ordering(op, literal), negate=False)
+            return field_test(getter, equals(literal), negate=op == "!=")
+        return field_test(getter, ordering(op, literal), negate=False)
 
     def keyword_test(self, segments: tuple[str, ...], getter: Getter, word: str, negate: bool) -> Predicate | None:
         """``field [not] exists|contains|in|like|regexp ...``; None for a keyword that is none of them."""
@@ -501,10 +330,10 @@ class _Parser:
             return (lambda event: getter(event) is None) if negate else (lambda event: getter(event) is not None)
         if word == "contains":
             text = as_text(self.literal("contains"))
-            return _predicate(getter, lambda v: text in as_text(v), negate)
+            return field_test(getter, lambda v: text in as_text(v), negate)
         if word == "in":
             items = self.values()
-            tests = [_equals(item) for item in items]
+            tests = [equals(item) for item in items]
             strings = frozenset(item for item in items if isinstance(item, str))
 
             def member(v: Any) -> bool:
@@ -512,7 +341,7 @@ class _Parser:
                     return True
                 return any(t(v) for t in tests)
 
-            predicate = _predicate(getter, member, negate)
+            predicate = field_test(getter, member, negate)
             if not negate and len(strings) == len(items):
                 self.requires[id(predicate)] = {segments: strings}
             return predicate
@@ -520,12 +349,12 @@ class _Parser:
             pattern_token = self.peek()
             pattern = self.string(word)
             try:
-                regex = _glob(pattern) if word == "like" else re.compile(pattern)
+                regex = glob(pattern) if word == "like" else re.compile(pattern)
             except re.error as exc:
                 raise self.error(f"invalid regular expression: {exc}", pattern_token) from None
             if word == "like":
-                return _predicate(getter, lambda v: regex.fullmatch(as_text(v)) is not None, negate)
-            return _predicate(getter, lambda v: regex.search(as_text(v)) is not None, negate)
+                return field_test(getter, lambda v: regex.fullmatch(as_text(v)) is not None, negate)
+            return field_test(getter, lambda v: regex.search(as_text(v)) is not None, negate)
         return None
 
     def comparison(self) -> Predicate:

@@ -12,7 +12,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
-from pipeline.domain.kube.condition import Requirements, compile_path
+from pipeline.domain.kube.condition import Requirements
+from pipeline.domain.kube.fields import compile_path
 
 R = TypeVar("R")
 
