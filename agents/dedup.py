@@ -41,8 +41,8 @@ from agents.context import StageContext
 from agents.route import route_changes
 from pipeline.domain.metrics import ALERTS_CHANGED, ALERTS_DEDUPLICATED
 from pipeline.domain.models import Alert, fingerprint, parse_time
-from pipeline.kafka.deadletters import DeadLetter, letter_for, queue_letter
-from pipeline.kafka.records import by_partition, kept, pack, unpack
+from pipeline.kafka.deadletters import DeadLetter, letter_for, unpack_or_letter
+from pipeline.kafka.records import by_partition, kept, pack
 from pipeline.kafka.stage import PartitionedStage, events_by_partition, guarded
 from pipeline.kafka.writer import Outbox, group_partition, key_partition
 
@@ -154,11 +154,9 @@ class DedupStage(PartitionedStage[Entries]):
             changed: set[str] = set()
             for event in part_events:
                 done.append(event)
-                try:
-                    items, batched = unpack(event.value)
-                except ValueError as exc:
-                    await self._reject(outbox, letter_for(event, self.name, f"not an alert record: {exc}"))
-                    continue
+                items, batched, letter = unpack_or_letter(event, self.name, "an alert record")
+                if letter is not None:
+                    await self.context.reject(outbox, letter)
                 for index, item in enumerate(items):
                     where = f"item {index}" if batched else ""
                     try:
@@ -166,7 +164,7 @@ class DedupStage(PartitionedStage[Entries]):
                         if incoming.fingerprint != fingerprint(incoming.labels):
                             raise ValueError("fingerprint: does not match the labels")
                     except Exception as exc:  # anything a record can hold must not stop the stream
-                        await self._reject(outbox, letter_for(event, self.name, f"not an alert record: {exc}",
+                        await self.context.reject(outbox, letter_for(event, self.name, f"not an alert record: {exc}",
                                                               orjson.dumps(item) if batched else None, where))
                         continue
                     fp = incoming.fingerprint
@@ -216,7 +214,7 @@ class DedupStage(PartitionedStage[Entries]):
         for alert, routed in await route_changes(self.context, changes):
             largest = max((len(item) for _, item in routed), default=0)
             if largest + 2 > outbox.limit:
-                await self._reject(outbox, DeadLetter.of(
+                await self.context.reject(outbox, DeadLetter.of(
                     self.context.topics.alerts, f"routed record of {largest} bytes exceeds kafka.max_record_bytes "
                     f"({outbox.limit})", orjson.dumps(alert), key=alert["fingerprint"], stage=self.name))
                 continue
@@ -224,9 +222,6 @@ class DedupStage(PartitionedStage[Entries]):
         for partition, values in by_partition(items, partitions, group_partition).items():
             for record in pack(values, outbox.limit):
                 outbox.add(topic, partition, None, record)
-
-    async def _reject(self, outbox: Outbox, letter: DeadLetter) -> None:
-        await queue_letter(self.writer, outbox, self.context.topics.alerts_dlq, letter)
 
     async def forget_resolved(self, retention: float) -> None:
         """Drop the state of alerts that ended longer ago than the retention (tombstones on ``alerts.deduped``):
@@ -250,11 +245,7 @@ class DedupStage(PartitionedStage[Entries]):
 def register(context: StageContext) -> None:
     settings = context.config.worker
     stage = DedupStage(context)
-    context.stages.append(stage)
-
-    @context.app.agent(context.topic(context.topics.alerts), name="dedup")
-    async def dedup(stream):  # type: ignore[no-untyped-def]
-        await stage.run(stream, settings.batch_size, settings.batch_linger)
+    context.run_stage(stage, context.topics.alerts)
 
     @context.app.timer(interval=60.0, name="dedup-gc")
     async def forget_resolved() -> None:

@@ -46,8 +46,7 @@ from agents.context import StageContext
 from agents.dispatch.grouping import Flush, Group, GroupAlert, first_tick_from, flush, next_tick
 from pipeline.domain.metrics import ALERTS_GROUPED, GROUPS_ACTIVE, NOTIFICATIONS_CREATED, STAGE_SECONDS
 from pipeline.domain.models import Alert
-from pipeline.kafka.deadletters import letter_for, queue_letter
-from pipeline.kafka.records import unpack
+from pipeline.kafka.deadletters import letter_for, unpack_or_letter
 from pipeline.kafka.stage import PartitionedStage, events_by_partition, guarded
 from pipeline.kafka.writer import Outbox, group_partition
 
@@ -146,21 +145,19 @@ class DispatchStage(PartitionedStage[Groups]):
             own_rows: dict[str, Group] = {}
             for event in part_events:
                 done.append(event)
-                try:
-                    items, batched = unpack(event.value)
-                except ValueError as exc:
-                    await self._reject(outbox, letter_for(event, self.name, f"not a routed record: {exc}"))
-                    continue
+                items, batched, letter = unpack_or_letter(event, self.name, "a routed record")
+                if letter is not None:
+                    await self.context.reject(outbox, letter)
                 for index, item in enumerate(items):
                     try:
                         group, new = self._insert(state, item, event.key, partition, limit, now)
                     except GroupFull as exc:
-                        await self._reject(outbox, letter_for(
+                        await self.context.reject(outbox, letter_for(
                             event, self.name, str(exc), orjson.dumps(item) if batched else None,
                             f"item {index}" if batched else "", exc.group_id))
                         continue
                     except Exception as exc:  # anything a record can hold must not stop the stream
-                        await self._reject(outbox, letter_for(
+                        await self.context.reject(outbox, letter_for(
                             event, self.name, f"not a routed record: {type(exc).__name__}: {exc}",
                             orjson.dumps(item) if batched else None, f"item {index}" if batched else ""))
                         continue
@@ -205,9 +202,6 @@ class DispatchStage(PartitionedStage[Groups]):
         elif group.wake_at > group.next_flush:  # asleep (see _flush): wake it at its next tick
             self._schedule(group, first_tick_from(group.next_flush, route.options.group_interval, now))
         return group, new
-
-    async def _reject(self, outbox: Outbox, letter: Any) -> None:
-        await queue_letter(self.writer, outbox, self.context.topics.alerts_dlq, letter)
 
     # --- the timer: due groups flushed --------------------------------------------------------------------
 
@@ -348,11 +342,7 @@ class GroupFull(ValueError):
 def register(context: StageContext) -> None:
     settings = context.config.worker
     stage = DispatchStage(context)
-    context.stages.append(stage)
-
-    @context.app.agent(context.topic(context.topics.alerts_routed), name="dispatch")
-    async def dispatch(stream):  # type: ignore[no-untyped-def]
-        await stage.run(stream, settings.batch_size, settings.batch_linger)
+    context.run_stage(stage, context.topics.alerts_routed)
 
     @context.app.timer(interval=settings.tick_interval, name="dispatch-flush")
     async def flush_due_groups() -> None:

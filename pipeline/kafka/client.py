@@ -6,8 +6,13 @@ and SASL are configured once, in ``kafka:`` or ``KAFKA_*`` environment variables
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import ssl
 from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from pipeline.domain.config import KafkaSettings
 
@@ -72,6 +77,21 @@ def producer_options(settings: KafkaSettings) -> dict[str, Any]:
         "max_batch_size": settings.max_batch_bytes,
         "max_request_size": max_request_bytes(settings),
     }
+
+
+async def started_producer(settings: KafkaSettings, delay: float, max_delay: float, log: logging.Logger,
+                           level: int, what: str) -> AIOKafkaProducer:
+    """A started producer: until the broker answers, another try after a delay that doubles up to ``max_delay``."""
+    while True:
+        producer = AIOKafkaProducer(**producer_options(settings))
+        try:
+            await producer.start()
+            return producer
+        except (KafkaError, OSError) as exc:
+            await producer.stop()
+            log.log(level, "connecting %sto Kafka failed (%s); retrying in %.1fs", what, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay)
 
 
 def faust_options(settings: KafkaSettings) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from faust.types import EventT
 from pipeline.domain.config import Config
 from pipeline.domain.kube.payloads import Rejected
 from pipeline.domain.metrics import ALERTS_DEAD_LETTERED
+from pipeline.kafka.records import unpack
 from pipeline.kafka.topicreader import read_topic
 from pipeline.kafka.topics import Topics, topics_for
 from pipeline.kafka.writer import BatchWriter, Outbox, key_partition
@@ -228,3 +229,13 @@ def letter_for(event: EventT, stage: str, reason: str, value: bytes | str | None
     return DeadLetter.of(message.topic, reason, event.value if value is None and not where else value,
                          key=key if key is not None else event.key, partition=message.partition,
                          offset=message.offset, where=where, stage=stage)
+
+
+def unpack_or_letter(event: EventT, stage: str, what: str) -> tuple[list[Any], bool, DeadLetter | None]:
+    """The items of a batch record and whether it was one, or the letter for an unreadable record."""
+    try:
+        items, batched = unpack(event.value)
+    except ValueError as exc:
+        return [], False, letter_for(event, stage, f"not {what}: {exc}")
+    return items, batched, None
+

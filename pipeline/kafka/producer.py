@@ -13,7 +13,7 @@ from aiokafka.errors import KafkaError
 
 from pipeline.domain.config import KafkaSettings
 from pipeline.domain.metrics import KAFKA_WRITE_SECONDS
-from pipeline.kafka.client import producer_options
+from pipeline.kafka.client import started_producer
 from pipeline.kafka.writer import resolve, send_batches
 
 log = logging.getLogger(__name__)
@@ -61,20 +61,8 @@ class KafkaWriter:
                         self._settings.bootstrap_servers)
 
     async def _connect(self) -> None:
-        delay = 0.2
-        while True:
-            producer = AIOKafkaProducer(**producer_options(self._settings))
-            try:
-                await producer.start()
-            except (KafkaError, OSError) as exc:
-                await producer.stop()
-                log.info("connecting to Kafka failed (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            self._producer = producer
-            log.info("connected to Kafka at %s", self._settings.bootstrap_servers)
-            return
+        self._producer = await started_producer(self._settings, 0.2, 5.0, log, logging.INFO, "")
+        log.info("connected to Kafka at %s", self._settings.bootstrap_servers)
 
     async def stop(self) -> None:
         if self._connecting is not None and not self._connecting.done():

@@ -35,7 +35,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
 from pipeline.domain.config import KafkaSettings
-from pipeline.kafka.client import producer_options
+from pipeline.kafka.client import started_producer
 
 log = logging.getLogger(__name__)
 
@@ -104,19 +104,10 @@ class BatchWriter:
     async def start(self) -> None:
         """Connect (once: the writes and the metadata look-ups that may call this at the same time share
         one producer)."""
-        delay = self._backoff[0]
         async with self._starting:
-            while self._producer is None:
-                producer = AIOKafkaProducer(**producer_options(self.settings))
-                try:
-                    await producer.start()
-                except (KafkaError, OSError) as exc:
-                    await producer.stop()
-                    log.warning("connecting the writer to Kafka failed (%s); retrying in %.1fs", exc, delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, self._backoff[1])
-                    continue
-                self._producer = producer
+            if self._producer is None:
+                self._producer = await started_producer(self.settings, *self._backoff, log, logging.WARNING,
+                                                        "the writer ")
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Let the writes already submitted finish (for at most ``timeout``), then close the producer."""
