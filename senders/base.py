@@ -20,10 +20,9 @@ import orjson
 from pipeline.domain.config import Config
 from pipeline.domain.integrations import IntegrationConfig
 from pipeline.domain.models import Notification
-from pipeline.domain.redact import redact as redact_urls
+from pipeline.domain.redact import redact, redact_secrets
 from senders.firewall import BLOCKED, http_session
 from senders.ratelimit import RateLimiter
-from senders.redact import redact
 from senders.templates import MessageTemplates
 from senders.text import ELLIPSIS, Measure, chars, split, truncate
 
@@ -42,7 +41,7 @@ class DeliveryError(Exception):
 
     def __init__(self, message: str, retryable: bool = True, retry_after: float | None = None,
                  reason: FailureReason = "other"):
-        super().__init__(redact_urls(message))
+        super().__init__(redact(message))
         self.retryable = retryable
         self.retry_after = retry_after
         self.reason = reason
@@ -112,7 +111,8 @@ class Sender(ABC):
         try:
             await self.send(notification)
         except DeliveryError as exc:
-            raise DeliveryError(redact(str(exc), self.config), exc.retryable, exc.retry_after, exc.reason) from None
+            raise DeliveryError(redact_secrets(str(exc), self.config), exc.retryable, exc.retry_after,
+                                exc.reason) from None
 
     async def render(self, notification: Notification) -> dict[str, str]:
         """Every part of the message, from the receiver's templates or the channel's defaults (bounded,

@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass
 
 from pipeline.domain.config import Config, ReceiverConfig
 from pipeline.domain.models import Alert, Notification
+from pipeline.domain.redact import redact_secrets
 from senders.base import DeliveryError, SenderContext
 from senders.catalog import create_sender
-from senders.redact import redact
 
 #: A test waits this long for one integration at most, rate-limit waits and split messages included.
 TEST_DEADLINE = 60.0
@@ -74,7 +74,7 @@ async def _one(tenant: str, receiver: ReceiverConfig, integration: str, context:
         return IntegrationOutcome(integration, "failed", time.monotonic() - started,
                                   f"no answer within {TEST_DEADLINE:.0f}s", "timeout", True)
     except Exception as exc:  # a sender's bug must not break the test of the other integrations
-        message = redact(f"{type(exc).__name__}: {exc}", config)
+        message = redact_secrets(f"{type(exc).__name__}: {exc}", config)
         return IntegrationOutcome(integration, "failed", time.monotonic() - started, message, "other")
     return IntegrationOutcome(integration, "ok", time.monotonic() - started)
 
