@@ -70,10 +70,6 @@ class KafkaWriter:
         if self._producer is not None:
             await self._producer.stop()
 
-    @property
-    def connected(self) -> bool:
-        return self._producer is not None
-
     async def write(self, topic: str, records: Iterable[tuple[bytes | None, bytes]]) -> int:
         """Send the records and wait until Kafka acknowledged every one; returns how many."""
         records = list(records)

@@ -140,10 +140,6 @@ class PartitionedStage(Generic[S]):
         """The partitions whose state is recovered and that this worker may work on now."""
         return [] if self.suspended else list(self.states)
 
-    @property
-    def recovering(self) -> bool:
-        return any(not future.done() for future in self._ready.values())
-
     async def ready(self, partition: int) -> S | None:
         """The state of a partition once recovered (starting its recovery if needed); ``None`` when the
         partition was revoked meanwhile or the stage is suspended by a rebalance."""
