@@ -1,26 +1,6 @@
 """Dedup stage: ``alerts`` -> ``alerts.deduped`` (its state) and ``alerts.routed`` (its changes, routed).
 
-Prometheus re-sends every firing alert at every evaluation, so most records on ``alerts`` change
-nothing. This stage keeps each alert's merged state per fingerprint (per partition of ``alerts``,
-recovered from ``alerts.deduped`` on assignment: ``pipeline/kafka/stage.py``) and passes an alert on only
-when something a receiver could see changed:
-
-- ``new``: first seen, or firing again after a resolve (Alertmanager starts a new alert when the
-  activity intervals do not overlap);
-- ``updated``: annotations, start time or generator URL changed;
-- ``resolved``: it has ended (passed on once);
-- ``refresh``: still firing, and more than half of the ``endsAt`` the next stages know has
-  elapsed; without it they would see the alert expire. Refreshes are at most two per validity
-  window instead of one per evaluation.
-
-Merging follows Alertmanager's ``Alert.Merge``. Resolved alerts are forgotten after
-``worker.dedup_retention``.
-
-The state's changelog is ``alerts.deduped`` itself (compacted, one state per fingerprint, a tombstone
-when forgotten): the record that persists the state is the one the inhibition and the API's alert
-views read, so a change costs one write, not two. Each change is routed here too
-(:func:`agents.route.routed_records`, stateless) and written to ``alerts.routed``: a separate route
-agent would cost every change one more Kafka hop for no state of its own.
+See docs/architecture.md, Dedup.
 """
 
 from __future__ import annotations

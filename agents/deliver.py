@@ -1,31 +1,6 @@
 """Delivery agent: ``notifications.<tenant>`` -> receivers, ``notifications.history``, ``notifications.dlq``.
 
-Guarantees, and how they are kept:
-
-- **At least once.** The stream does not ack an event when it is read (``stream.noack()``): it acks it
-  once the notification was delivered or dead-lettered. faust commits an offset only up to the first
-  unacked one, so a crash re-reads whatever was not finished.
-- **In-order acks.** faust's own out-of-order acking is not safe to rely on: ``Consumer._new_offset``
-  only refuses to commit across a hole when the first acked offset is *two or more* past the
-  committed one, and not at all when nothing was committed yet (a fresh group); an unacked record
-  right at the committed offset would be skipped. :class:`AckTracker` therefore hands faust the acks
-  of a partition strictly in offset order.
-- **No duplicate after a restart.** The delivery log (:class:`DeliveryLog`, a faust table keyed by
-  the record's Kafka key, i.e. the aggregation group, so it lives in the same partition as the
-  records it guards) remembers the handled notifications (id and content digest). A re-read record
-  that it knows is skipped, when read and again just before sending (a re-read and a re-flush of the
-  same notification may both be queued). The window left is between the receiver's answer and the log's changelog
-  write (milliseconds); a crash inside it re-sends once.
-- **Receivers are independent.** Each integration of each receiver has its own bounded queue and
-  worker task, and its own retries; each request has the integration's timeout. So a slow or dead
-  receiver only delays its own notifications. When its queue is full the new notification is
-  dead-lettered with the reason (``alert-pipeline dlq replay`` re-sends it) instead of stalling the
-  stream for everyone.
-- **Bounded memory.** Per-integration queues hold at most ``delivery.queue_size`` notifications and
-  the worker holds at most ``delivery.max_in_flight`` unfinished events before it stops reading.
-
-Every attempt's outcome is written to ``notifications.history``; a notification given up goes to
-``notifications.dlq`` with the reason and the Kafka key, which ``dlq replay`` needs.
+See docs/architecture.md, Deliver.
 """
 
 from __future__ import annotations

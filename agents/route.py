@@ -1,14 +1,6 @@
 """Tenant enrichment and routing of the alerts the dedup stage passes on, to ``alerts.routed``.
 
-Each changed alert is given its tenants (by its ``namespace`` label), then matched against the
-global route tree and against the tree of each of its tenants. One record is written per matched
-route, keyed by the aggregation group, so that a group's alerts meet in one partition (and one
-worker) of the dispatch stage; the dedup stage writes them as batch records, one per partition of
-``alerts.routed`` (``pipeline/kafka/records.py``). Stateless (any worker can route any alert), so it runs inside the
-dedup agent on the changes it decides, rather than as an agent of its own one Kafka hop later.
-
-A tenant's tree only ever sees alerts of that tenant's namespaces: this is where isolation is
-decided, and the only place.
+See docs/architecture.md, Route.
 """
 
 from __future__ import annotations

@@ -1,11 +1,6 @@
 """Bounds on a template render: a time limit, an output-size limit, and off the event loop.
 
-Jinja's sandbox stops a template from reaching Python internals, not from running long or building a
-huge string. :class:`BoundedSandbox` adds cooperative checks (every call, attribute or item lookup,
-filter, ``*``/``**``/``+`` and namespace assignment checks the render's deadline and refuses results
-over the size limit), and :func:`run_bounded` renders in a thread of its own, so the worker's event loop
-keeps delivering meanwhile; a render still running past its deadline (a loop with nothing to check,
-e.g. nested ``for`` over long strings) is stopped by raising :class:`LimitExceeded` inside that thread.
+See docs/architecture.md, Templates.
 """
 
 from __future__ import annotations

@@ -1,21 +1,6 @@
 """Message templates: Jinja2 in a sandbox, a default per channel, per-receiver overrides, language packs.
 
-Each channel renders named parts (``title``, ``text``, ``html``, ...). A part comes from the receiver's
-override (a Jinja string in the integration config, or a file in ``template_files``) or else from the
-channel's default template in ``senders/templates``. Templates are written by tenants, so they run in
-Jinja's sandbox (no attribute access to internals, bounded ``range``) with a time and an output-size
-limit per part, in a thread of their own (:mod:`senders.sandbox`), and an override that fails to render
-or breaks a limit falls back to the default for that part: the failure is logged and counted in
-``alert_pipeline_template_errors_total`` (and ``alert_pipeline_template_limits_total``), and the
-notification still goes out. ``t()`` formats only the language pack's own words: a word that is not in
-the pack is returned as it is, never used as a format string (``str.format`` reaches attributes).
-
-The context is Alertmanager's webhook v4 data (``status``, ``alerts``, ``groupLabels``,
-``commonLabels``, ``commonAnnotations``, ``externalURL``, ``receiver``, ``groupKey``), plus ``tenant``,
-``firing`` and ``resolved`` (the alerts by status), ``language`` and ``t(word, **values)``, which
-translates a word of the language pack (``senders/templates/i18n/<language>.yaml``). The helpers of
-the default templates are there for overrides too: ``summary(a)``, ``where(a)``, ``when(a)``,
-``icon(a)``, ``counts()``, ``title()`` and the ``time`` filter.
+See docs/architecture.md, Templates.
 """
 
 from __future__ import annotations

@@ -1,11 +1,6 @@
 """The loop shared by the Kubernetes source agents: raw topic -> rules -> ``alerts``.
 
-A record of a raw topic may hold one item or several (an array, JSON lines, a list object), as
-exporters publishing straight to Kafka write them; the ingest's own parsing reads it. Items that
-are not events, and items a rule fails on, go to the source's dead-letter topic with the reason;
-the rest of the batch goes on. The alerts made join ``alerts`` as batch records in the partition of
-their fingerprint (``pipeline/kafka/records.py``), so that dedup, tenancy, silences, grouping and senders
-treat them as any other alert. Both are on Kafka before the batch is acknowledged.
+See docs/architecture.md, Kubernetes events and audit events.
 """
 
 from __future__ import annotations

@@ -1,14 +1,7 @@
 """Limits: the shape of every alert (so that no record down the pipeline outgrows Kafka's record limit),
 and each tenant's share of the pipeline (so that one noisy tenant cannot starve the others).
 
-The config's ``limits:`` holds the alert shape limits and the default of every tenant limit; a tenant's
-``tenants[].limits`` overrides any tenant limit (Grafana Mimir's ``alertmanager_*`` limits are the
-model). 0 or unset means no limit. Tenant limits bind tenants only: the platform's own alerts (no
-tenant) and the global route are bound by the shape limits alone.
-
-The shape limits are checked by the ingest; a config is refused when ``max_alert_bytes`` times
-:data:`RECORD_FANOUT` does not fit in ``kafka.max_record_bytes``, because an alert is copied several
-times into the records made from it (see :data:`RECORD_FANOUT`).
+See docs/architecture.md, Limits.
 """
 
 from __future__ import annotations

@@ -1,14 +1,6 @@
 """Principals and how a request's credentials become one.
 
-A :class:`Principal` is who calls: an ``admin`` sees and does everything; a ``tenant`` principal is
-bound to one tenant (its alerts, silences, receivers and history only); a ``sender`` (Prometheus, an
-exporter) may post alerts and nothing else. :class:`Authenticator` turns credentials into a principal:
-HTTP basic auth against the bcrypt hashes of the web config's ``basic_auth_users``, a bearer token read
-from the principal's ``token_file``, or a client certificate (verified by the TLS layer) whose subject
-CN is the principal's name. :meth:`Authenticator.login` is the same check for a log-in form.
-
-With no principal configured the API stays open, as it always was (and as Alertmanager is without a
-web config); :data:`OPEN` is then the caller.
+See docs/architecture.md, Security: principals and tenant scope.
 """
 
 from __future__ import annotations

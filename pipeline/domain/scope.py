@@ -1,11 +1,6 @@
 """What a principal may see and change: the one place where per-tenant scoping is decided.
 
-- An admin sees every tenant (and the global route, the platform admins' scope).
-- A tenant principal sees its tenant only: alerts that reach the tenant, its receivers and history, and
-  the silences scoped to it (those with the matcher ``__tenant__="T"``, which it alone may write: a
-  silence it creates always carries that matcher, so it can never mute another tenant's notifications).
-  It may post alerts only for namespaces that belong to its tenant and to no other.
-- A sender posts alerts and sees nothing.
+See docs/architecture.md, Security: principals and tenant scope.
 """
 
 from __future__ import annotations

@@ -1,17 +1,6 @@
 """Alertmanager's ``time_intervals``: named sets of periods that mute or activate routes.
 
-A route's ``mute_time_intervals`` silence its notifications while the flush time falls inside any
-of them; its ``active_time_intervals`` silence them while it falls outside all of them. Both are
-checked when a group is flushed, as Alertmanager's notify pipeline does, so a group keeps its
-timers and its alerts while muted (resolved ones are dropped unannounced) and notifies normally at
-the first flush outside the muted period.
-
-One period (an entry of ``time_intervals:``) holds optional ``times``, ``weekdays``,
-``days_of_month`` (negative days count from the month's end, ``-1`` being the last day),
-``months``, ``years`` and a ``location`` (IANA zone, ``Local`` or ``UTC``, the default). A time is
-inside the period when every field that is set contains it; an unset field contains everything.
-The grammar and the edge cases (``24:00``, clamping of days beyond a short month) follow
-Alertmanager's ``timeinterval`` package.
+See docs/architecture.md, Grouping, timers and time intervals (Alertmanager semantics).
 """
 
 from __future__ import annotations

@@ -1,13 +1,6 @@
 """Alerts as Prometheus and Alertmanager post them, read into :class:`~pipeline.domain.models.Alert`.
 
-``POST /api/v2/alerts`` receives either a JSON array of "postable alerts" (what Prometheus sends to an
-Alertmanager) or an Alertmanager webhook v4 object (what an upstream Alertmanager's
-``webhook_configs`` send). Defaults follow Alertmanager's API: a missing ``startsAt`` is now (or
-``endsAt`` if only that is set), a missing ``endsAt`` is now + resolve timeout and marks the alert
-as timing out; empty label values are dropped. Unknown fields are ignored. Each alert must be within
-the shape limits (``limits:``, :mod:`pipeline.domain.limits`); one that is not is refused with the limit named,
-and the others of the request are still taken. A request of more alerts than
-``limits.max_alerts_per_request`` is refused whole (:class:`TooManyAlerts`, HTTP 413).
+See docs/architecture.md, Ingest.
 """
 
 from __future__ import annotations

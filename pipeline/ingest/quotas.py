@@ -1,11 +1,6 @@
 """Tenant limits at the ingest: request rate, firing alerts, their bytes, aggregation groups, silences.
 
-What a tenant uses is counted from the ``alerts.deduped`` view the ingest already follows (every alert's
-state as the dedup stage last passed it on), plus the new alerts this ingest accepted since, which the
-view shows only after a Kafka round trip: so a burst cannot overshoot a limit by more than what the
-other ingest replicas accept in that time. An alert counts for every tenant it belongs to (by its
-``namespace``, through the config's globs; the ingest does not ask the tenant sidecar). The request
-rate is per ingest replica, like Mimir's local rate limits.
+See docs/architecture.md, Limits.
 """
 
 from __future__ import annotations

@@ -1,14 +1,6 @@
 """``GET /api/v1/receivers`` (delivery status of each integration) and ``POST /api/v1/receivers/test``.
 
-Status: each receiver of the caller's tenants, each of its integrations with its last attempt, last
-success and last error (from ``notifications.history``, errors redacted by the sender), its dead
-letters (``notifications.dlq``) and its queue size (the workers' metrics, ``ingest.worker_metrics``;
-``null`` when unknown). The v2 receivers answer (``pipeline/ingest/api/alerts.py``) is the same list.
-
-Test: one notification through a receiver's real senders (:mod:`senders.testsend`). The receiver is
-a configured one, by name, or a receiver config in the request: such a config takes inline values only
-(no ``*_file``, no ``${ENV}``, no ``file_configs``), so that no caller can make the ingest read its own
-files or environment into a message. Both are scoped: a caller tests only its own tenants' receivers.
+See docs/architecture.md, Operator APIs: receiver testing, template preview, delivery status.
 """
 
 from __future__ import annotations

@@ -1,19 +1,6 @@
 """Dead letters: one record format for every dead-letter topic, and ``alert-pipeline dlq list|replay``.
 
-Every stage that cannot handle a record (the ingest's Kubernetes endpoints, the kube-events and
-kube-auditing agents, dedup, dispatch, delivery) writes a :class:`DeadLetter` to its dead-letter
-topic instead of failing the records around it. A letter says where the record came from (``topic``,
-``partition``, ``offset``, ``key``; ``source`` is the HTTP endpoint when the ingest refused it), which
-part of it failed (``where``: ``alerts[3]`` of a batch record, ``line 2`` of a body), who gave up
-(``stage``), why (``reason``), after how many delivery ``attempts``, when (``failedAt``), and the
-record itself as text (``record``: ``null`` for a tombstone, cut to 64 KiB with ``truncated`` set).
-
-Replay re-publishes a letter's record to the topic it came from, under its key and in the partition
-the key hashes to, so the stage that refused it judges it again: a record that is still bad comes back
-to the dead-letter topic with its reason, never lost. A dead-lettered notification goes back with a
-new id (``<id>|replay-<ms>``): the delivery log knows the original id as handled, and a replay is a
-deliberate new attempt. Letters that cannot be replayed (tombstones, cut records, notifications of a
-tenant no longer configured) are reported and left where they are; replay deletes nothing.
+See docs/architecture.md, Dead letters.
 """
 
 from __future__ import annotations

@@ -1,11 +1,6 @@
 """Batch records: how ``alerts`` and ``alerts.routed`` carry many items per Kafka record.
 
-A record of these topics is either one item (a JSON object: what exporters and ``kcat`` publish, and
-what the topics held before) or a JSON array of items. Writers group the items of a request or a batch
-by the partition each item belongs to (Kafka's murmur2 of the item's key: the fingerprint on ``alerts``,
-the aggregation group on ``alerts.routed``) and write one record per partition, cut so that no record
-exceeds ``kafka.max_record_bytes``. So a stage pays faust's per-event cost once per ~100 items, not per
-item, and an item still lands in the partition (and the state) its key decides.
+See docs/architecture.md, The worker's runtime: state, acks, batch records.
 """
 
 from __future__ import annotations

@@ -1,29 +1,7 @@
 """The runtime every stateful stream stage of the worker shares: state per source partition, recovered
 from changelog topics of ours, batches of events acknowledged only once their effects are on Kafka.
 
-faust runs the consumer group, the rebalances, the offset commits and the timers; the state is ours:
-
-- **Per partition.** A stage keeps one state object per partition of its source topic. Partition N of
-  each of its changelog topics holds partition N's state, so the worker that owns a source partition
-  recovers exactly its state: on assignment it reads those changelog partitions from the beginning up
-  to the end offsets they had, and events of the partition wait for that (:meth:`PartitionedStage.ready`).
-- **Rebalances.** faust's rebalance is eager (every partition revoked, then the new set assigned). On
-  revocation the stage waits for the batch or timer it is running and then stops processing; on
-  assignment it drops the partitions it lost, at once, keeps the ones it still has (it was their only
-  writer) and starts recovering the new ones.
-- **Acks you control.** :meth:`PartitionedStage.run` reads batches with ``noack_take`` (faust's
-  ``take_events`` acks a batch in a ``finally``, even when processing raised), lets the stage process a
-  batch and submit everything it caused to the :class:`~pipeline.kafka.writer.BatchWriter`, and acks the events,
-  in offset order, once Kafka acknowledged those writes. Events of a partition the worker lost meanwhile
-  are not acked: their new owner reads them again.
-- **Pipelined.** The stage does not wait for a batch's writes before it reads and processes the next
-  one (at most ``depth`` batches unacknowledged): its in-memory state moves on at once, and
-  :meth:`PartitionedStage.write_state` keeps the changelog writes in the order the state changed,
-  each after the outputs it depends on. A rebalance waits for every write in flight
-  (:meth:`PartitionedStage.settle`) before a partition can move to another worker.
-- **Crashes.** Each record's failure is the stage's to dead-letter. An exception that escapes anyway (a
-  bug) ends the process with a non-zero status, after logging it: unacked events are read again by the
-  restarted worker, and a worker never stays up with a dead stage.
+See docs/architecture.md, The worker's runtime: state, acks, batch records.
 """
 
 from __future__ import annotations

@@ -1,26 +1,6 @@
 """Event rules (``events.kubesphere.io/v1alpha1`` ``Rule``): Kubernetes Events in, alerts out.
 
-As the kube-events ruler does:
-
-- a rule resource's scope is its label ``kubesphere.io/rule-scope``: ``cluster`` rules see every
-  event, ``namespace`` rules only events of objects in the resource's own namespace, ``workspace``
-  rules (label ``kubesphere.io/workspace``) events of the namespaces of that workspace. Here a
-  workspace is a tenant of the config: the namespaces its globs match. A resource without the label
-  is cluster-scoped (kube-events would ignore it);
-- only ``enable: true`` rules of ``type: alert`` make alerts (``notification`` rules are checked and
-  skipped: raw event notifications are not this pipeline's job); a missing type means ``alert``;
-- rules are tried cluster, workspace, then namespace scope, in file order; the first that matches
-  makes the event's one alert;
-- the alert's labels are ``alertname`` (rule name), ``alerttype=event``, ``<kind>=<name>`` of the
-  involved object, its ``namespace``, the ``container`` named by its ``fieldPath``, the exporter's
-  ``cluster`` when given, then the rule's labels (which win, except that only cluster-scoped rules
-  may set ``namespace``: it decides the tenant);
-- annotation values interpolate ``%field`` with the event's dotted fields (``%message``,
-  ``%involvedObject.name``).
-
-Conditions may name fields with or without kube-events' old ``event.`` prefix
-(``event.reason`` and ``reason`` are the same field). The alert is firing until now +
-``resolve_timeout``: every repeat of the event pushes its end further (dedup refreshes it).
+See docs/architecture.md, Rules.
 """
 
 from __future__ import annotations

@@ -1,18 +1,6 @@
 """Inhibition, as Alertmanager's ``inhibit`` package: a firing source alert mutes matching targets.
 
-A rule mutes an alert matching its target matchers while some *firing* alert matching its source
-matchers has the same value for every ``equal`` label (a missing label counts as empty). If the
-target alert matches the source matchers too, source alerts that also match the target side do not
-count: without this guard, two alerts matching both sides would inhibit each other and neither
-would ever be notified.
-
-The source alerts are every alert of the compacted ``alerts.deduped`` topic (so every worker sees the
-whole set, whichever partition an alert was processed on). Each rule indexes its source alerts by
-their ``equal`` values, so checking a target is a dictionary lookup.
-
-Rules of a tenant (``tenants[].inhibit_rules``) take their source alerts only from that tenant's
-namespaces and mute only that tenant's notifications, so that one tenant's alerts never silence
-another's.
+See docs/architecture.md, Muting.
 """
 
 from __future__ import annotations

@@ -1,16 +1,6 @@
 """Muting: silences and inhibition together, as Alertmanager's notification pipeline applies them.
 
-Alertmanager mutes at notification time, not when an alert arrives: a silence created after an alert
-was grouped still mutes it at the group's next flush, and an alert comes back once its silence
-expires. The dispatch stage therefore asks the :class:`Muter` at each flush which alerts of the
-group are muted, for the group's tenant (API silences, Notification Manager Silence resources of the
-config, inhibit rules). The ingest asks the same object to report alerts as
-silenced or inhibited in the v2 API, so both always agree.
-
-A process holds two compacted-topic views: ``silences`` and ``alerts.deduped`` (the latest record of
-every alert, written by the dedup stage, the source alerts of inhibition). Until both are loaded
-the muter is not ``ready``, and the dispatch stage does not flush: a worker that just restarted must
-not notify an alert whose silence it has not read yet.
+See docs/architecture.md, Muting.
 """
 
 from __future__ import annotations

@@ -1,14 +1,6 @@
 """``/api/v2/alerts`` (GET), ``/api/v2/alerts/groups``, ``/api/v2/receivers`` and ``/api/v2/status``.
 
-Alerts come from the ``alerts.deduped`` view (what the dedup stage last passed on for each fingerprint);
-resolved ones are not listed, as in Alertmanager. Each alert's receivers are those of the routes it
-matches in the global tree and in its tenants' trees, and its groups are computed the same way the
-route stage computes them, so the API shows what the workers are grouping without asking them.
-An alert is ``suppressed`` when a silence or an inhibit rule mutes it in at least one of its
-notification scopes (the global route, its tenants); ``silencedBy``/``inhibitedBy`` list why.
-
-Everything is scoped to the caller (:mod:`pipeline.domain.scope`): a tenant principal sees the alerts
-that reach its tenant, with its tenant's receivers, groups and muting only; an admin sees them all.
+See docs/architecture.md, The v2 API, registered on the ingest app.
 """
 
 from __future__ import annotations

@@ -1,14 +1,6 @@
 """``/api/v2/silences`` and ``/api/v2/silence/{id}``: silences are written to the compacted topic.
 
-A write is answered only once Kafka acknowledged it; the ingest's own view is updated at once so
-that the next request already sees it, and every worker's view within its poll interval. Updates
-follow Alertmanager: a change that would rewrite a silence's past (other matchers, an active
-silence's start) expires the old silence and creates a new one with a new id.
-
-A tenant principal sees and changes only its tenant's silences, and each of its silences carries the
-tenant matcher ``__tenant__="T"`` (added when missing; see :mod:`pipeline.domain.scope`): another
-silence is "not found" to it. Limits as Alertmanager's ``--silences.max-silences`` and
-``--silences.max-silence-size-bytes`` (and one per tenant) refuse a new silence with 400.
+See docs/architecture.md, Silences, inhibition and the Alertmanager v2 API.
 """
 
 from __future__ import annotations

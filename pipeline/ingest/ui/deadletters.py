@@ -2,10 +2,7 @@
 replaying a notification given up on (one, or the ticked ones) or every letter a filter selects (a topic,
 a tenant, a receiver).
 
-The same reading, selection and replay as the admin API (:mod:`pipeline.ingest.api.deadletters`, which is
-:mod:`pipeline.kafka.client.deadletters`): a replay re-publishes the notification under a new id, so the normal path
-delivers it again. Reasons are shown redacted. Letters of other stages (alerts, Kubernetes events) are
-listed for inspection; ``alert-pipeline dlq replay`` replays those.
+See docs/architecture.md, Dead letters.
 """
 
 from __future__ import annotations

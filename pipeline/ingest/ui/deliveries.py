@@ -2,10 +2,7 @@
 test" button, and the notification history per receiver and integration (outcome, attempt, redacted
 error, latency, the alerts in it), for the tenants of the page's view.
 
-Status and test are those of ``GET /api/v1/receivers`` and ``POST /api/v1/receivers/test``
-(:mod:`pipeline.ingest.receivers`); outcomes come from the ingest's history store
-(:mod:`pipeline.ingest.history`), read for each tenant the view may see
-(:func:`pipeline.domain.scope.visible_tenants`), as ``GET /api/v1/history`` reads it.
+See docs/architecture.md, Web UI.
 """
 
 from __future__ import annotations

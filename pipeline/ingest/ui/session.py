@@ -1,11 +1,6 @@
 """Browser sessions: a sealed cookie any ingest replica can open, and log-outs every replica honours.
 
-The cookie holds the whole session (id, principal name, CSRF token, time of issue), encrypted and
-authenticated with Fernet (AES-CBC and HMAC-SHA256, from ``cryptography``) under keys from a file or the
-environment, so replicas share no store and the browser can neither read nor change it. Fernet's
-timestamp bounds its life (``ui.session_lifetime``). A log-out writes the session id to the compacted
-topic ``sessions.revoked``, which every replica follows: an ended session's cookie is refused
-everywhere, a copy taken before the log-out included.
+See docs/architecture.md, Web UI.
 """
 
 from __future__ import annotations

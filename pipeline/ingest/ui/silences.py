@@ -1,11 +1,7 @@
 """Silences: list (active, pending, expired), create from an alert or from scratch with a matcher editor
 that previews the alerts the silence will mute, edit, expire, and duplicate.
 
-Every write goes through :func:`pipeline.ingest.api.silences.save_silence` / ``expire_silence``, the API's own
-path: the tenant matcher of a tenant's silences, the limits, Alertmanager's update rules and the
-not-found answer for another tenant's silence all apply unchanged. The preview asks the same question
-as the muter: would this silence, with the matchers it will really have, mute the alert in one of the
-viewer's scopes.
+See docs/architecture.md, Web UI.
 """
 
 from __future__ import annotations
