@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import faust
 from faust.types import TP
 
 from pipeline.domain.config import Config
 from pipeline.domain.metrics import PARTITIONS_ASSIGNED
+from pipeline.domain.muting.muter import Muter
 from pipeline.domain.routing import RoutingTable
 from pipeline.domain.scope import TenantResolvers
 from pipeline.domain.tenancy import TenantResolver
@@ -22,9 +23,6 @@ from pipeline.kafka.deadletters import DeadLetter, queue_letter
 from pipeline.kafka.stage import PartitionedStage
 from pipeline.kafka.topics import Topics
 from pipeline.kafka.writer import BatchWriter, Outbox
-
-if TYPE_CHECKING:
-    from pipeline.domain.muting.muter import Muter
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import aiohttp
 import orjson
 
 from pipeline.domain.config import Config
-from pipeline.domain.integrations import IntegrationConfig
+from pipeline.domain.integration_base import IntegrationConfig
 from pipeline.domain.models import Notification
 from pipeline.domain.redact import redact, redact_secrets
 from senders.firewall import BLOCKED, http_session

@@ -5,7 +5,8 @@ Adding a channel is one entry in that table and its sender module here; a kind w
 
 from __future__ import annotations
 
-from pipeline.domain.integrations import INTEGRATION_FIELDS, IntegrationConfig
+from pipeline.domain.integration_base import IntegrationConfig
+from pipeline.domain.integrations import INTEGRATION_FIELDS
 from senders.base import Sender, SenderContext
 from senders.dingtalk import DingTalkSender
 from senders.discord import DiscordSender

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 
 from pipeline.domain.config import GLOBAL_TENANT, Config
-from pipeline.domain.integrations import RateLimit
+from pipeline.domain.integration_base import RateLimit
 from pipeline.domain.limits import TokenBucket
 from pipeline.domain.metrics import LIMITS_EXCEEDED
 

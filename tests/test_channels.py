@@ -15,7 +15,8 @@ import aiohttp
 import pytest
 from pydantic import ValidationError
 
-from pipeline.domain.integrations import INTEGRATION_FIELDS, IntegrationConfig
+from pipeline.domain.integration_base import IntegrationConfig
+from pipeline.domain.integrations import INTEGRATION_FIELDS
 from pipeline.domain.models import Notification
 from senders.base import DeliveryError, Sender, SenderContext
 from senders.catalog import create_sender

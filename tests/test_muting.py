@@ -195,9 +195,9 @@ def test_api_filters_treat_an_empty_value_as_absent() -> None:
 
 
 def test_muter_hides_muted_alerts_and_releases_muted_resolved_ones() -> None:
-    from pipeline.domain.muting.muter import Muter
+    from pipeline.kafka.muting import muter_on_kafka
 
-    muter = Muter(config_with([RULE]))
+    muter = muter_on_kafka(config_with([RULE]))
     muter.silence_view.apply("s", silence('alertname="Quiet"', id="s").to_record())
     muter.alert_view.apply("src", record("src", severity="critical", cluster="c"))
     alerts = {
@@ -213,9 +213,9 @@ def test_muter_hides_muted_alerts_and_releases_muted_resolved_ones() -> None:
 def test_the_muter_epoch_changes_when_a_decision_may_change() -> None:
     """Dispatch keeps each alert's mute decision while the epoch stays: it must move on every change of a
     silence or source alert, and when a silence starts or ends or a source stops firing."""
-    from pipeline.domain.muting.muter import Muter
+    from pipeline.kafka.muting import muter_on_kafka
 
-    muter = Muter(config_with([RULE]))
+    muter = muter_on_kafka(config_with([RULE]))
     first = muter.epoch(NOW)
     assert muter.epoch(NOW + 1) == first  # nothing changed
     muter.silence_view.apply("s", silence('alertname="Quiet"', id="s").to_record())
@@ -247,9 +247,9 @@ def test_reload_refuses_an_invalid_config_and_keeps_process_settings(tmp_path) -
 
 
 def test_a_worker_muter_keeps_only_inhibition_sources() -> None:
-    from pipeline.domain.muting.muter import Muter
+    from pipeline.kafka.muting import muter_on_kafka
 
-    muter = Muter(config_with([RULE]), sources_only=True)
+    muter = muter_on_kafka(config_with([RULE]), sources_only=True)
     muter.alert_view.apply("src", record("src", severity="critical", cluster="c"))
     muter.alert_view.apply("other", record("other", severity="warning", cluster="c"))
     muter.alert_view.apply("bad", {"no": "labels"})
@@ -262,7 +262,7 @@ def test_muter_applies_notification_manager_cron_silences_per_tenant(tmp_path) -
     that tenant's notifications, a global one every scope."""
     import yaml
 
-    from pipeline.domain.muting.muter import Muter
+    from pipeline.kafka.muting import muter_on_kafka
 
     def nm_silence(name: str, labels: dict, schedule: str, **match: str) -> dict:
         return {"apiVersion": "notification.kubesphere.io/v2beta2", "kind": "Silence",
@@ -277,7 +277,7 @@ def test_muter_applies_notification_manager_cron_silences_per_tenant(tmp_path) -
     config = parse_config({"route": {"receiver": "r"}, "receivers": [{"name": "r"}],
                            "tenants": [{"name": t, "receivers": [{"name": "r"}]} for t in ("bob", "alice")],
                            "notification_manager": {"resources": [str(tmp_path / "nm.yaml")], "tenant_key": "user"}})
-    muter = Muter(config)
+    muter = muter_on_kafka(config)
     backup, deploy = {"alertname": "Backup"}, {"alertname": "Deploy"}
     assert muter.status(backup, ["bob"], NOW) == (["morning"], [])
     assert muter.status(backup, ["alice", "global"], NOW) == ([], [])  # bob's silence; "evening" is closed

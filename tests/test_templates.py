@@ -12,7 +12,7 @@ import yaml
 from prometheus_client import REGISTRY
 
 from pipeline.domain.config import ConfigError, parse_config
-from pipeline.domain.integrations import Language
+from pipeline.domain.integration_base import Language
 from senders.templates import TEMPLATE_DIR, MessageTemplates, languages
 from tests.harness import LoopTicks
 from tests.test_channels import EXTERNAL_URL, alert, integration, notification

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from pipeline.domain.integrations import IntegrationConfig
+from pipeline.domain.integration_base import IntegrationConfig
 from pipeline.domain.models import Alert, Notification, parse_time
 from pipeline.domain.routing import RouteOptions
 from pipeline.domain.timeintervals import TimeIntervals

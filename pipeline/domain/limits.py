@@ -14,7 +14,8 @@ import orjson
 from pydantic import Field, field_validator
 
 from pipeline.domain.durations import Duration
-from pipeline.domain.integrations import INTEGRATION_FIELDS, RateLimit, StrictModel
+from pipeline.domain.integration_base import RateLimit, StrictModel
+from pipeline.domain.integrations import INTEGRATION_FIELDS
 from pipeline.domain.models import Alert
 
 #: How many times the encoded size of an alert the largest record made from it (key and value) may be.

@@ -20,7 +20,7 @@ from typing import Literal
 import bcrypt
 from pydantic import Field, model_validator
 
-from pipeline.domain.integrations import StrictModel
+from pipeline.domain.integration_base import StrictModel
 from pipeline.domain.webconfig import WebConfig, load_web_config
 
 log = logging.getLogger(__name__)

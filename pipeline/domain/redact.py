@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-from pipeline.domain.integrations import IntegrationConfig
+from pipeline.domain.integration_base import IntegrationConfig
 
 _URL = re.compile(r"(?i)\b[a-z][a-z0-9+.-]{0,15}://[^\s'\"<>]*")
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443, "smtp": 25, "smtps": 465}

@@ -14,7 +14,7 @@ from typing import Literal
 import yaml
 from pydantic import Field, ValidationError
 
-from pipeline.domain.integrations import StrictModel
+from pipeline.domain.integration_base import StrictModel
 
 _VERSIONS = {"TLS10": ssl.TLSVersion.TLSv1, "TLS11": ssl.TLSVersion.TLSv1_1, "TLS12": ssl.TLSVersion.TLSv1_2,
              "TLS13": ssl.TLSVersion.TLSv1_3}

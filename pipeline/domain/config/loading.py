@@ -33,9 +33,7 @@ from pipeline.domain.config.settings import (
     WorkerSettings,
 )
 from pipeline.domain.config.ui import UISettings
-from pipeline.domain.integrations import (
-    StrictModel,
-)
+from pipeline.domain.integration_base import StrictModel, resolve_secret
 from pipeline.domain.limits import Limits, TenantLimits, template_problems
 from pipeline.domain.principals import AuthSettings, load_authenticator
 from pipeline.domain.timeintervals import TimeIntervalConfig
@@ -199,8 +197,6 @@ def parse_config(raw: Any, source: str = "config") -> Config:
         raise ConfigError(errors) from None
     config._scheduled_silences = scheduled
     if config.kafka.sasl_password_file or config.kafka.sasl_password:
-        from pipeline.domain.integrations import resolve_secret
-
         try:
             config.kafka.sasl_password = resolve_secret(
                 config.kafka.sasl_password, config.kafka.sasl_password_file, "kafka.sasl_password"

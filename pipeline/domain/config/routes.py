@@ -7,11 +7,8 @@ import re
 from pydantic import Field, create_model, field_validator, model_validator
 
 from pipeline.domain.durations import Duration
-from pipeline.domain.integrations import (
-    INTEGRATION_FIELDS,
-    IntegrationConfig,
-    StrictModel,
-)
+from pipeline.domain.integration_base import IntegrationConfig, StrictModel
+from pipeline.domain.integrations import INTEGRATION_FIELDS
 from pipeline.domain.limits import TenantLimits
 from pipeline.domain.matchers import Matcher, parse_matchers
 

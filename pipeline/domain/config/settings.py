@@ -8,9 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from pipeline.domain.durations import Duration
-from pipeline.domain.integrations import (
-    StrictModel,
-)
+from pipeline.domain.integration_base import StrictModel
 
 #: The pseudo-tenant of the global route (the platform admins). Tenants may not use these names,
 #: which would collide with the topics ``notifications.global``, ``.dlq`` and ``.history``.

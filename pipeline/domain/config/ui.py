@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field, PrivateAttr, model_validator
 
 from pipeline.domain.durations import Duration
-from pipeline.domain.integrations import StrictModel
+from pipeline.domain.integration_base import StrictModel
 
 #: The environment variable that may hold the session keys instead of ``session_key_file``.
 SESSION_KEY_ENV = "ALERT_PIPELINE_UI_SESSION_KEY"

@@ -47,7 +47,7 @@ from croniter import croniter
 from pipeline.domain.config.nm.channels import FIELDS, Credentials, integrations
 from pipeline.domain.config.nm.selectors import NMError, NMReceiver, selector_matchers, selects
 from pipeline.domain.durations import parse_duration
-from pipeline.domain.integrations import is_env_reference
+from pipeline.domain.integration_base import is_env_reference
 from pipeline.domain.matchers import Matcher, matches_all
 
 API_VERSION = "notification.kubesphere.io/v2beta2"
