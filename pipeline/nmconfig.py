@@ -127,7 +127,7 @@ class NMRouter:
             return False
         if receiver.name in (spec.get("name") or []):
             return True
-        if spec.get("regexName") and re.search(spec["regexName"], receiver.name):
+        if spec.get("regexName") and compile_regex(spec["regexName"]).search(receiver.name):
             return True
         if spec.get("selector") and selects(spec["selector"], receiver.labels, self.where):
             return True

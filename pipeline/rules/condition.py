@@ -32,6 +32,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from pipeline.matchers import compile_regex
+
 Predicate = Callable[[Any], bool]
 Getter = Callable[[Any], Any]
 #: For a field path, the only text values with which a condition can hold.
@@ -240,9 +242,10 @@ def _ordering(op: str, literal: Any) -> Test:
     return lambda v: compare(as_text(v), text)
 
 
-def _glob(pattern: str) -> re.Pattern[str]:
+def _glob(pattern: str) -> Any:
+    """A shell glob as an RE2 regex (``*`` and ``?`` also match a newline)."""
     parts = (".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.compile("".join(parts), re.DOTALL)
+    return compile_regex("(?s)" + "".join(parts))
 
 
 def _predicate(getter: Getter, test: Test, negate: bool) -> Predicate:
@@ -532,9 +535,9 @@ class _Parser:
                 pattern_token = self.peek()
                 pattern = self.string(token.text)
                 try:
-                    regex = _glob(pattern) if token.text == "like" else re.compile(pattern)
-                except re.error as exc:
-                    raise self.error(f"invalid regular expression: {exc}", pattern_token) from None
+                    regex = _glob(pattern) if token.text == "like" else compile_regex(pattern)
+                except ValueError as exc:
+                    raise self.error(str(exc), pattern_token) from None
                 if token.text == "like":
                     return _predicate(getter, lambda v: regex.fullmatch(as_text(v)) is not None, negate)
                 return _predicate(getter, lambda v: regex.search(as_text(v)) is not None, negate)
