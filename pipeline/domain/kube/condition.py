@@ -34,6 +34,7 @@ from typing import Any, Protocol
 
 from pipeline.domain.kube.fields import Getter, as_text, compile_path
 from pipeline.domain.kube.predicates import Predicate, both, either, equals, field_test, glob, negated, ordering
+from pipeline.domain.matchers import compile_regex
 
 #: For a field path, the only text values with which a condition can hold.
 Requirements = dict[tuple[str, ...], frozenset[str]]
@@ -349,9 +350,9 @@ class _Parser:
             pattern_token = self.peek()
             pattern = self.string(word)
             try:
-                regex = glob(pattern) if word == "like" else re.compile(pattern)
-            except re.error as exc:
-                raise self.error(f"invalid regular expression: {exc}", pattern_token) from None
+                regex = glob(pattern) if word == "like" else compile_regex(pattern)
+            except ValueError as exc:
+                raise self.error(str(exc), pattern_token) from None
             if word == "like":
                 return field_test(getter, lambda v: regex.fullmatch(as_text(v)) is not None, negate)
             return field_test(getter, lambda v: regex.search(as_text(v)) is not None, negate)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pipeline.domain.kube.fields import Getter, as_number, as_text
+from pipeline.domain.matchers import compile_regex
 
 Predicate = Callable[[Any], bool]
 
@@ -39,9 +40,10 @@ def ordering(op: str, literal: Any) -> Test:
     return lambda v: compare(as_text(v), text)
 
 
-def glob(pattern: str) -> re.Pattern[str]:
+def glob(pattern: str) -> Any:
+    """A shell glob as an RE2 regex (``*`` and ``?`` also match a newline)."""
     parts = (".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.compile("".join(parts), re.DOTALL)
+    return compile_regex("(?s)" + "".join(parts))
 
 
 def field_test(getter: Getter, test: Test, negate: bool) -> Predicate:

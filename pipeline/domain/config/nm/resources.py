@@ -35,7 +35,6 @@ matches like an empty one); NM's ``Match`` (``regexValue``, searched) -> ``k=~".
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -48,7 +47,7 @@ from pipeline.domain.config.nm.channels import FIELDS, Credentials, integrations
 from pipeline.domain.config.nm.selectors import NMError, NMReceiver, selector_matchers, selects
 from pipeline.domain.durations import parse_duration
 from pipeline.domain.integration_base import is_env_reference
-from pipeline.domain.matchers import Matcher, matches_all
+from pipeline.domain.matchers import Matcher, compile_regex, matches_all
 
 API_VERSION = "notification.kubesphere.io/v2beta2"
 KINDS = ("Receiver", "Config", "Router", "Silence")
@@ -71,7 +70,7 @@ class NMRouter:
             return False
         if receiver.name in (spec.get("name") or []):
             return True
-        if spec.get("regexName") and re.search(spec["regexName"], receiver.name):
+        if spec.get("regexName") and compile_regex(spec["regexName"]).search(receiver.name):
             return True
         if spec.get("selector") and selects(spec["selector"], receiver.labels, self.where):
             return True
