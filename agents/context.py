@@ -20,7 +20,6 @@ from pipeline.domain.routing import RoutingTable
 from pipeline.domain.scope import TenantResolvers
 from pipeline.domain.tenancy import TenantResolver
 from pipeline.kafka.deadletters import DeadLetter, queue_letter
-from pipeline.kafka.stage import PartitionedStage
 from pipeline.kafka.topics import Topics
 from pipeline.kafka.writer import BatchWriter, Outbox
 
@@ -65,15 +64,6 @@ class StageContext:
         self.config = config
         self.routing = RoutingTable(config)
         self.tenants = self.tenancy.of(config)
-
-    def run_stage(self, stage: PartitionedStage[Any], topic: str) -> None:
-        """Run a partitioned stage as the faust agent of its name over ``topic``, told of rebalances."""
-        settings = self.config.worker
-        self.stages.append(stage)
-
-        @self.app.agent(self.topic(topic), name=stage.name)
-        async def run(stream):  # type: ignore[no-untyped-def]
-            await stage.run(stream, settings.batch_size, settings.batch_linger)
 
     async def reject(self, outbox: Outbox, letter: DeadLetter) -> None:
         """A record or item of ``alerts`` or ``alerts.routed`` that cannot be handled, to ``alerts.dlq``."""

@@ -225,7 +225,11 @@ class DedupStage(PartitionedStage[Entries]):
 def register(context: StageContext) -> None:
     settings = context.config.worker
     stage = DedupStage(context)
-    context.run_stage(stage, context.topics.alerts)
+    context.stages.append(stage)
+
+    @context.app.agent(context.topic(context.topics.alerts), name="dedup")
+    async def dedup(stream):  # type: ignore[no-untyped-def]
+        await stage.run(stream, settings.batch_size, settings.batch_linger)
 
     @context.app.timer(interval=60.0, name="dedup-gc")
     async def forget_resolved() -> None:

@@ -342,7 +342,11 @@ class GroupFull(ValueError):
 def register(context: StageContext) -> None:
     settings = context.config.worker
     stage = DispatchStage(context)
-    context.run_stage(stage, context.topics.alerts_routed)
+    context.stages.append(stage)
+
+    @context.app.agent(context.topic(context.topics.alerts_routed), name="dispatch")
+    async def dispatch(stream):  # type: ignore[no-untyped-def]
+        await stage.run(stream, settings.batch_size, settings.batch_linger)
 
     @context.app.timer(interval=settings.tick_interval, name="dispatch-flush")
     async def flush_due_groups() -> None:
