@@ -54,7 +54,7 @@ test-deps:
 
 test: install test-deps deploy-check
 	$(BIN)/ruff check pipeline agents senders tests
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=20
 
 bench: install
 	$(BIN)/python -u -m tests.bench

@@ -56,6 +56,21 @@ def notified(receiver: Any) -> set[str]:
     return {a["labels"]["n"] for a in receiver.alerts("/all")}
 
 
+async def all_notified(pipeline: Any, receiver: Any, accepted: set[str], timeout: float = 120) -> None:
+    """Wait until every accepted alert was notified; on failure say how many are missing and where the
+    worker's counters stand (which stage stopped)."""
+    try:
+        await eventually(lambda: notified(receiver) >= accepted, timeout=timeout)
+    except AssertionError:
+        missing = sorted(accepted - notified(receiver), key=int)
+        counters = {name: pipeline.metric(f"alert_pipeline_{name}") for name in (
+            "alerts_changed_total", "alerts_routed_total", "alerts_grouped_total", "records_dead_lettered_total",
+            "notifications_created_total", "notifications_sent_total", "notifications_failed_total",
+            "consumer_lag", "partitions_assigned")}
+        raise AssertionError(f"{len(missing)} of {len(accepted)} accepted alerts never notified "
+                             f"(first {missing[:10]}); worker {counters}") from None
+
+
 async def test_leader_killed_then_quorum_lost_never_acknowledges_what_is_lost(cluster, tmp_path, start_pipeline,
                                                                               receiver):
     config = base_config(cluster, tmp_path,
@@ -76,7 +91,7 @@ async def test_leader_killed_then_quorum_lost_never_acknowledges_what_is_lost(cl
           f"{time.monotonic() - killed_at:.1f}s; answers so far {dict(feeder.statuses)}")
     stop.set()
     await feeding
-    await eventually(lambda: notified(receiver) >= feeder.accepted, timeout=120)
+    await all_notified(pipeline, receiver, feeder.accepted)
 
     # One broker left of three: min.insync.replicas 2 cannot be met, so nothing may be acknowledged.
     second = next(node.node_id for node in cluster.nodes if node.running)
@@ -96,5 +111,5 @@ async def test_leader_killed_then_quorum_lost_never_acknowledges_what_is_lost(cl
             assert time.monotonic() < deadline, f"no 200 within 60s of the brokers' return: {feeder.statuses}"
             await asyncio.sleep(0.5)
     assert feeder.statuses[200] == before[200] + 1
-    await eventually(lambda: notified(receiver) >= feeder.accepted, timeout=120)
+    await all_notified(pipeline, receiver, feeder.accepted)
     print(f"answers {dict(feeder.statuses)}; {len(feeder.accepted)} alerts accepted, all notified")

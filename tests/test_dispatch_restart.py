@@ -36,6 +36,15 @@ async def test_restart_between_group_wait_and_group_interval(how, broker, tmp_pa
     assert (await post(pipeline.ingest_url, [alert("Sent", "ns1", pod="a"), alert("Pending", "ns1")]))[0] == 200
     await eventually(lambda: arrivals("Sent"), timeout=10)
     first_at = time.time()
+    # The group's row says "notified" only once its notification is on Kafka, so a kill in between re-sends
+    # (at least once). This test is about a kill after the row: wait for it on dispatch.groups.
+    groups_topic = f"{config['kafka']['topic_prefix']}dispatch.groups"
+
+    def sent_row_written() -> bool:
+        rows = [orjson.loads(v) for v in kcat_consume(broker.bootstrap_servers, groups_topic)]
+        return any(r["groupLabels"] == {"alertname": "Sent"} and r["flushed"] for r in rows)
+
+    await eventually(sent_row_written, timeout=5)
     # Between Sent's group_wait and its group_interval, and inside Pending's group_wait.
     assert not arrivals("Pending") and time.time() - start < 8
     if how == "sigterm":
