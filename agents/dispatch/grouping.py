@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from pipeline.domain.integration_base import IntegrationConfig
-from pipeline.domain.models import Alert, Notification, parse_time
+from pipeline.domain.models import Notification, parse_time, webhook_alert
 from pipeline.domain.routing import RouteOptions
 from pipeline.domain.timeintervals import TimeIntervals
 from pipeline.kafka.records import kept
@@ -65,19 +65,20 @@ def _labels_before(a: dict[str, str], b: dict[str, str]) -> int:
     return 0
 
 
-def _compare_alerts(x: Alert, y: Alert) -> int:
+def _compare_labels(x: dict[str, str], y: dict[str, str]) -> int:
     """Alertmanager's ``AlertSlice`` order: alerts with ``job`` first, by job, then by ``instance``, then labels."""
     for name in ("job", "instance"):
-        if name not in x.labels and name not in y.labels:
+        if name not in x and name not in y:
             continue
-        if name not in x.labels or name not in y.labels:
-            return 1 if name not in x.labels else -1
-        if x.labels[name] != y.labels[name]:
-            return -1 if x.labels[name] < y.labels[name] else 1
-    return _labels_before(x.labels, y.labels)
+        if name not in x or name not in y:
+            return 1 if name not in x else -1
+        if x[name] != y[name]:
+            return -1 if x[name] < y[name] else 1
+    return _labels_before(x, y)
 
 
-alert_order = cmp_to_key(_compare_alerts)
+#: A sort key over label sets in Alertmanager's alert order.
+labels_order = cmp_to_key(_compare_labels)
 
 
 @dataclass(slots=True, eq=False)
@@ -113,8 +114,11 @@ class GroupAlert:
     def record(self) -> dict[str, Any]:
         return orjson.loads(self.raw)
 
-    def alert(self) -> Alert:
-        return Alert.from_record(self.record())
+    def webhook(self, record: dict[str, Any], now: float) -> dict[str, Any]:
+        """The alert's entry of a webhook v4 payload (``Alert.to_webhook``) from its decoded record, which
+        was validated when it joined the group: a flush decodes each alert once and builds no ``Alert``."""
+        return webhook_alert(record["labels"], record.get("annotations") or {}, self.starts_at, self.ends_at,
+                             record.get("generatorURL") or "", record["fingerprint"], now)
 
 
 @dataclass(slots=True)
@@ -219,37 +223,41 @@ class Flush:
 
 
 def flush(group: Group, integrations: list[tuple[str, IntegrationConfig]], options: RouteOptions,
-          group_id: str, tick: float, now: float, intervals: TimeIntervals) -> Flush:
+          group_id: str, tick: float, now: float, intervals: TimeIntervals,
+          decoded: dict[str, dict[str, Any]] | None = None) -> Flush:
     """Decide, for each integration of the group's receiver, whether and what to notify.
 
     ``tick`` is the scheduled flush time (Alertmanager's ticker time: time intervals and the repeat
     interval are judged by it), ``now`` the actual time (which alerts have resolved). ``group`` holds
     the alerts to consider: silenced and inhibited ones are left out by the caller, as Alertmanager's
     mute stages do; with none left, nothing is sent or logged. Resolved alerts leave the group after
-    any flush, even a muted one, as in Alertmanager.
+    any flush, even a muted one, as in Alertmanager. ``decoded`` holds records the caller already decoded.
     """
-    alerts = sorted((a.alert() for a in group.alerts.values()), key=alert_order)
-    result = Flush([], {}, {a.fingerprint: group.alerts[a.fingerprint].updated_at
-                            for a in alerts if a.resolved(now)})
+    records = decoded if decoded is not None else {fp: a.record() for fp, a in group.alerts.items()}
+    order = sorted(group.alerts, key=lambda fp: labels_order(records[fp]["labels"]))
+    resolved = {fp for fp in order if group.alerts[fp].ends_at <= now}
+    firing = set(order) - resolved
+    result = Flush([], {}, {fp: group.alerts[fp].updated_at for fp in resolved})
     result.muted = intervals.mutes(options.mute_time_intervals, options.active_time_intervals,
                                    datetime.fromtimestamp(tick, UTC))
     if result.muted:
         return result
-    firing = {a.fingerprint for a in alerts if not a.resolved(now)}
-    resolved = {a.fingerprint for a in alerts if a.resolved(now)}
+    webhooks: dict[str, dict[str, Any]] = {}
     for integration, config in integrations:
-        if not alerts:
+        if not order:
             break  # Alertmanager's pipeline stops when every alert is muted: nothing sent, nothing logged
         reason = needs_update(group.log.get(integration), firing, resolved, config.send_resolved,
                               options.repeat_interval, tick)
         if reason is None:
             continue
         result.log[integration] = LogEntry(firing, resolved, now)
-        sent = [a for a in alerts if config.send_resolved or a.fingerprint in firing]
+        sent = [fp for fp in order if config.send_resolved or fp in firing]
         if not sent:
             continue  # Alertmanager logs the resolve but sends nothing without send_resolved
+        if not webhooks:
+            webhooks = {fp: group.alerts[fp].webhook(records[fp], now) for fp in order}
         known = group.log[integration].firing if integration in group.log else set()
-        new = [a for a in sent if a.fingerprint not in known]
+        new = [fp for fp in sent if fp not in known]
         result.notifications.append(Notification(
             id=f"{group_id}|{integration}|{group.seq}",
             tenant=group.tenant,
@@ -257,10 +265,10 @@ def flush(group: Group, integrations: list[tuple[str, IntegrationConfig]], optio
             integration=integration,
             group_key=group.group_key,
             group_labels=group.group_labels,
-            alerts=[a.to_webhook(now) for a in sent],
+            alerts=[webhooks[fp] for fp in sent],
             reason=reason,
             created_at=now,
-            received_at=min(a.received_at for a in (new or sent)),
+            received_at=min(group.alerts[fp].received_at for fp in (new or sent)),
         ))
     return result
 

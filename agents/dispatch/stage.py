@@ -255,9 +255,12 @@ class DispatchStage(PartitionedStage[Groups]):
                 self._schedule(group, first_tick_from(upcoming, options.group_interval, group.attention_at))
                 continue
             self._schedule(group, upcoming)
-            visible, muted_resolved = self._unmuted(group, epoch, now)
+            decoded: dict[str, dict[str, Any]] = {}
+            visible, muted_resolved = self._unmuted(group, epoch, now, decoded)
+            for fp in visible.keys() - decoded.keys():
+                decoded[fp] = visible[fp].record()
             result = flush(replace(group, alerts=visible), receiver.integrations(), options, group.id, tick, now,
-                           self.context.routing.time_intervals)
+                           self.context.routing.time_intervals, decoded)
             result.resolved_versions.update(muted_resolved)
             if result.muted:
                 log.debug("group %s not notified: %s", group.id, result.muted)
@@ -292,16 +295,19 @@ class DispatchStage(PartitionedStage[Groups]):
             group.judged(epoch, now, repeat_interval)
         self.write_state(states, after=[sent])
 
-    def _unmuted(self, group: Group, epoch: int, now: float) -> tuple[dict[str, GroupAlert], dict[str, str]]:
+    def _unmuted(self, group: Group, epoch: int, now: float,
+                 decoded: dict[str, dict[str, Any]]) -> tuple[dict[str, GroupAlert], dict[str, str]]:
         """Alertmanager's MuteStage: the group's alerts not muted for its tenant, and the ``updatedAt`` of
         the muted ones that are resolved (those leave the group after the flush, as notified ones do).
-        Each alert's decision is kept until the muter's epoch changes."""
+        Each alert's decision is kept until the muter's epoch changes; the records decoded for it are
+        left in ``decoded`` for the flush."""
         muter = self.context.muter
         visible: dict[str, GroupAlert] = {}
         removable: dict[str, str] = {}
         for fp, alert in group.alerts.items():
             if alert.muted_epoch != epoch:
-                alert.muted = muter.mutes(alert.record()["labels"], group.tenant, now)
+                record = decoded[fp] = alert.record()
+                alert.muted = muter.mutes(record["labels"], group.tenant, now)
                 alert.muted_epoch = epoch
             if not alert.muted:
                 visible[fp] = alert

@@ -167,16 +167,23 @@ class Alert:
 
         As in Alertmanager, a firing alert's future ``endsAt`` is not exposed (Go's zero time).
         """
-        resolved = self.resolved(now)
-        return {
-            "status": "resolved" if resolved else "firing",
-            "labels": self.labels,
-            "annotations": self.annotations,
-            "startsAt": format_time(self.starts_at),
-            "endsAt": format_time(self.ends_at) if resolved else ZERO_TIME,
-            "generatorURL": self.generator_url,
-            "fingerprint": self.fingerprint,
-        }
+        return webhook_alert(self.labels, self.annotations, self.starts_at, self.ends_at, self.generator_url,
+                             self.fingerprint, now)
+
+
+def webhook_alert(labels: dict[str, str], annotations: dict[str, str], starts_at: float, ends_at: float,
+                  generator_url: str, fingerprint: str, now: float) -> dict[str, Any]:
+    """An entry of a webhook v4 payload's ``alerts[]``, with its status at ``now``."""
+    resolved = ends_at <= now
+    return {
+        "status": "resolved" if resolved else "firing",
+        "labels": labels,
+        "annotations": annotations,
+        "startsAt": format_time(starts_at),
+        "endsAt": format_time(ends_at) if resolved else ZERO_TIME,
+        "generatorURL": generator_url,
+        "fingerprint": fingerprint,
+    }
 
 
 def _all_strings(mapping: dict[Any, Any]) -> bool:
