@@ -21,6 +21,7 @@ from aiokafka import ConsumerRecord
 from faust.types import TP, EventT
 
 from agents.context import StageContext
+from pipeline.domain.config import Config
 from pipeline.domain.metrics import (
     DELIVERY_LATENCY,
     DELIVERY_QUEUED,
@@ -32,7 +33,7 @@ from pipeline.domain.metrics import (
 from pipeline.domain.models import Notification
 from pipeline.kafka.deadletters import letter_for, queue_letter
 from pipeline.kafka.stage import PartitionedStage, guarded
-from pipeline.kafka.writer import BatchWriter, Outbox, key_partition
+from pipeline.kafka.writer import BatchWriter, Outbox, group_partition
 from senders.base import DeliveryError, Sender, SenderContext
 from senders.catalog import create_sender
 from senders.ratelimit import NotificationRates
@@ -134,15 +135,16 @@ class DeliveryLog(PartitionedStage[dict[str, list[str]]]):
         except (ValueError, KeyError, TypeError):
             log.warning("delivery log: skipping an unreadable record of %s", key)
 
-    def handled(self, key: str, partition: int, notification: Notification) -> bool:
+    def handled(self, key: str, partition: int, delivered: str) -> bool:
+        """Whether the notification of this :func:`delivery_key` was handled already."""
         ids = self.states.get(partition, {}).get(key)
-        return ids is not None and delivery_key(notification) in ids
+        return ids is not None and delivered in ids
 
-    def record(self, outbox: Outbox, key: str, partition: int, notification: Notification) -> None:
+    def record(self, outbox: Outbox, key: str, partition: int, delivered: str) -> None:
         state = self.states.get(partition)
         if state is None:
             return  # lost meanwhile: its new owner re-reads the record
-        ids = state[key] = [*state.get(key, ()), delivery_key(notification)][-self.size:]
+        ids = state[key] = [*state.get(key, ()), delivered][-self.size:]
         outbox.add(self.topic, partition, key.encode(), orjson.dumps({"_p": partition, "ids": ids}))
 
 
@@ -175,8 +177,11 @@ class Coalescer:
 @dataclass(slots=True)
 class Work:
     notification: Notification
+    #: The aggregation group (the record's key).
     key: str
     slot: Slot
+    #: The notification's :func:`delivery_key`, computed once.
+    delivered: str
 
 
 class Delivery:
@@ -189,6 +194,10 @@ class Delivery:
         self.acks = AckTracker(context.config.delivery.max_in_flight)
         self._senders: dict[IntegrationKey, Sender] = {}
         self._queues: dict[IntegrationKey, list[asyncio.Queue[Work]]] = {}
+        #: Notifications queued per integration, kept as they come and go (the gauge's value).
+        self._queued: collections.Counter[IntegrationKey] = collections.Counter()
+        #: The config the cached senders were checked against: until a reload, a cached sender is current.
+        self._senders_config: Config | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._context: SenderContext | None = None
         #: The tenants' notification rate limits (a notification waits for them, or is dead-lettered).
@@ -218,24 +227,29 @@ class Delivery:
 
     def sender(self, key: IntegrationKey) -> Sender | None:
         """The sender of an integration, made again when a config reload changed its settings."""
+        cached = self._senders.get(key)
+        if cached is not None and self._senders_config is self.context.config:
+            return cached
+        self._senders_config = self.context.config
         tenant, receiver_name, integration = key
         receiver = next((r for r in self.context.config.receivers_of(tenant) if r.name == receiver_name), None)
         config = dict(receiver.integrations()).get(integration) if receiver else None
         if config is None:
+            self._senders.pop(key, None)
             return None
-        cached = self._senders.get(key)
         if cached is None or cached.config != config:
             assert self._context is not None
             self._senders[key] = cached = create_sender(config, self._context)
         return cached
 
-    async def _record(self, notification: Notification, attempt: int, outcome: str, error: str = "",
-                      failure: str = "") -> None:
+    async def _record(self, work: Work, attempt: int, outcome: str, error: str = "", failure: str = "") -> None:
+        notification = work.notification
         topic = self.context.topics.notifications_history
         partitions = await self.context.writer.partitions(topic)
         now = time.time()
         names = collections.Counter(alert["labels"].get("alertname", "") for alert in notification.alerts)
-        self.writes.outbox.add(topic, key_partition(notification.id, partitions), notification.id.encode(),
+        # In the group's partition (its ids recur, so the partition is remembered), keyed by the notification.
+        self.writes.outbox.add(topic, group_partition(work.key, partitions), notification.id.encode(),
                                orjson.dumps({
             "id": notification.id, "tenant": notification.tenant, "receiver": notification.receiver,
             "integration": notification.integration, "groupKey": notification.group_key,
@@ -260,12 +274,12 @@ class Delivery:
         notification = work.notification
         NOTIFICATIONS_FAILED.labels(notification.tenant, notification.receiver, notification.integration,
                                     "true", failure).inc()
-        await self._record(notification, attempts, "dead_lettered", reason, failure)
+        await self._record(work, attempts, "dead_lettered", reason, failure)
         await self._dead_letter(work.slot.event, reason, orjson.dumps(notification.to_record()), attempts)
 
     def _settle(self, work: Work) -> None:
         """The notification is handled: remember it, and ack its event once that is written."""
-        self.log.record(self.writes.outbox, work.key, work.slot.event.message.partition, work.notification)
+        self.log.record(self.writes.outbox, work.key, work.slot.event.message.partition, work.delivered)
         self.writes.then(lambda: self.acks.done(work.slot))
 
     async def deliver(self, work: Work) -> None:
@@ -295,7 +309,7 @@ class Delivery:
                     await self._give_up(work, str(exc), attempt, exc.reason)
                     return
                 NOTIFICATIONS_FAILED.labels(*labels, "false", exc.reason).inc()
-                await self._record(notification, attempt, "failed", str(exc), exc.reason)
+                await self._record(work, attempt, "failed", str(exc), exc.reason)
                 await asyncio.sleep(min(exc.retry_after or backoff, policy.max_backoff))
                 backoff = min(backoff * 2, policy.max_backoff)
                 continue
@@ -303,15 +317,15 @@ class Delivery:
             DELIVER_SECONDS.observe(max(0.0, time.time() - (work.slot.event.message.timestamp or time.time())))
             DELIVERY_LATENCY.labels(notification.tenant, notification.integration).observe(
                 max(0.0, time.time() - notification.received_at))
-            await self._record(notification, attempt, "sent")
+            await self._record(work, attempt, "sent")
             return
 
     async def _drain(self, key: IntegrationKey, queue: asyncio.Queue[Work]) -> None:
         """The worker of one lane of a receiver integration: its notifications, one after the other, in order."""
         while True:
             work = await queue.get()
-            self._gauge(key)
-            if self.log.handled(work.key, work.slot.event.message.partition, work.notification):
+            self._gauge(key, -1)
+            if self.log.handled(work.key, work.slot.event.message.partition, work.delivered):
                 # The same notification twice in the queue (a re-read and a re-flush): the first was sent.
                 NOTIFICATIONS_SKIPPED.labels(work.notification.tenant).inc()
                 self.acks.done(work.slot)
@@ -337,8 +351,9 @@ class Delivery:
                               for i, lane in enumerate(lanes)]
         return lanes[zlib.crc32(group.encode()) % len(lanes)]
 
-    def _gauge(self, key: IntegrationKey) -> None:
-        DELIVERY_QUEUED.labels(*key).set(sum(lane.qsize() for lane in self._queues.get(key, ())))
+    def _gauge(self, key: IntegrationKey, change: int) -> None:
+        self._queued[key] += change
+        DELIVERY_QUEUED.labels(*key).set(self._queued[key])
 
     async def accept(self, event: EventT) -> None:
         """Take one event of a notifications topic: queue it for its receiver, or settle it now."""
@@ -360,13 +375,14 @@ class Delivery:
             await self._dead_letter(event, f"not a notification record: {type(exc).__name__}: {exc}", None)
             self.writes.then(lambda: self.acks.done(slot))
             return
-        if self.log.handled(key, partition, notification):
+        delivered = delivery_key(notification)
+        if self.log.handled(key, partition, delivered):
             NOTIFICATIONS_SKIPPED.labels(notification.tenant).inc()
             self.acks.done(slot)
             return
         integration = (notification.tenant, notification.receiver, notification.integration)
         queue = self._queue(integration, key)
-        work = Work(notification, key, slot)
+        work = Work(notification, key, slot, delivered)
         if queue.full():
             await asyncio.sleep(0)  # an idle worker takes its next item only when we yield
         if queue.full():
@@ -375,7 +391,7 @@ class Delivery:
             self._settle(work)
             return
         queue.put_nowait(work)
-        self._gauge(integration)
+        self._gauge(integration, 1)
 
 
 def register(context: StageContext) -> None:

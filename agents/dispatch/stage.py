@@ -28,6 +28,7 @@ two re-sends it (the delivery log makes that harmless) and never loses it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import logging
@@ -53,6 +54,9 @@ from pipeline.kafka.writer import Outbox, group_partition
 log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = STAGE_SECONDS.labels("flush")
+
+#: The shortest sleep of the flush loop: groups due within it are flushed together, in one write.
+FLUSH_COALESCE = 0.005
 
 #: Separates the group id from the fingerprint in the keys of ``dispatch.group-alerts``.
 ROW_SEP = "\x1f"
@@ -80,6 +84,9 @@ class DispatchStage(PartitionedStage[Groups]):
         self._order = itertools.count()
         #: The muter's epoch at the last tick: when it moves, sleeping groups wake.
         self._epoch = -1
+        #: Set when a group is scheduled before the flush loop's wake-up time (see :meth:`flush_loop`).
+        self._wake = asyncio.Event()
+        self._sleep_until = 0.0
 
     # --- state -----------------------------------------------------------------------------------------
 
@@ -117,6 +124,8 @@ class DispatchStage(PartitionedStage[Groups]):
         group.wake_at = when
         if when != math.inf:
             heapq.heappush(self._timers, (when, next(self._order), group))
+            if when < self._sleep_until:
+                self._wake.set()
 
     def _row(self, outbox: Outbox, group: Group) -> None:
         outbox.add(self.context.topics.dispatch_groups, group.partition, group.id.encode(),
@@ -205,11 +214,27 @@ class DispatchStage(PartitionedStage[Groups]):
 
     # --- the timer: due groups flushed --------------------------------------------------------------------
 
-    async def flush_due(self) -> None:
+    async def flush_loop(self, longest: float) -> None:
+        """Flush groups when they come due, as Alertmanager's per-group timers do: sleep until the heap's
+        earliest tick (a group scheduled earlier wakes the loop), at most ``longest`` (how often the muter's
+        epoch is looked at), at least ``FLUSH_COALESCE`` (ticks that close flush together)."""
+        while True:
+            flushing = await self.flush_due()
+            now = time.time()
+            delay = longest
+            if flushing and self._timers:
+                delay = min(longest, max(self._timers[0][0] - now, FLUSH_COALESCE))
+            self._wake.clear()
+            self._sleep_until = now + delay
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def flush_due(self) -> bool:
+        """Flush the due groups; ``False`` while flushing must wait (a rebalance, the muter loading)."""
         async with self.lock:
             muter = self.context.muter
             if self.suspended or not muter.ready:
-                return  # never notify before every silence and source alert is loaded (e.g. after a restart)
+                return False  # never notify before every silence and source alert is loaded (e.g. after a restart)
             now = time.time()
             epoch = muter.epoch(now)
             if epoch != self._epoch:
@@ -224,6 +249,7 @@ class DispatchStage(PartitionedStage[Groups]):
                 due.append((group, when))
             if due:
                 await self._flush(due, epoch, now)
+            return True
 
     def _wake_sleeping(self, now: float) -> None:
         """The muter's epoch moved: every sleeping group is judged again at its next tick."""
@@ -354,6 +380,6 @@ def register(context: StageContext) -> None:
     async def dispatch(stream):  # type: ignore[no-untyped-def]
         await stage.run(stream, settings.batch_size, settings.batch_linger)
 
-    @context.app.timer(interval=settings.tick_interval, name="dispatch-flush")
+    @context.app.task
     async def flush_due_groups() -> None:
-        await guarded("dispatch flush", stage.flush_due())
+        await guarded("dispatch flush", stage.flush_loop(settings.tick_interval))

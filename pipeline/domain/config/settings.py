@@ -99,7 +99,8 @@ class WorkerSettings(StrictModel):
     #: Where faust keeps local state (table metadata, rocksdb files).
     data_dir: str = ".alert-pipeline-data"
     metrics_listen: str = "127.0.0.1:19094"
-    #: How often due groups are flushed; bounds how late a notification can be.
+    #: The longest the flush loop sleeps (it wakes when the next group is due): how often a change of the
+    #: silences or inhibiting alerts is looked at for groups that sleep.
     tick_interval: Duration = Field(default=0.1, gt=0)
     #: How long a resolved alert's dedup state is kept, to absorb late repeats of the resolve.
     dedup_retention: Duration = 3600.0
