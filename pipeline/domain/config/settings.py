@@ -36,7 +36,10 @@ class KafkaSettings(StrictModel):
     #: broker stores about 5x, which measured as half the broker's CPU and a third of the worker's
     #: socket time (docs/architecture.md, "Throughput and where it goes"). ``null`` sends them plain.
     compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = "lz4"
-    linger_ms: int = Field(default=5, ge=0)
+    #: How long a producer holds a batch open for more records. Every writer of ours batches before it
+    #: sends (the ingest's group commit, the worker's outboxes), so a linger only delays each write: 5 ms
+    #: doubled the ingest's time per request (200,000 alerts posted in 8.2 s instead of 4.1 s).
+    linger_ms: int = Field(default=0, ge=0)
     #: Producer batch size per partition; keep it under the broker's message.max.bytes.
     max_batch_bytes: int = Field(default=512 * 1024, ge=16 * 1024)
     #: The largest record (key and value) of any topic: a notification of a huge group is cut to it, its
