@@ -15,6 +15,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from aiokafka import ConsumerRecord
@@ -31,7 +32,7 @@ from pipeline.domain.metrics import (
     STAGE_SECONDS,
 )
 from pipeline.domain.models import Notification
-from pipeline.kafka.deadletters import letter_for, queue_letter
+from pipeline.kafka.deadletters import letter_for, queue_letter, unpack_or_letter
 from pipeline.kafka.stage import PartitionedStage, guarded
 from pipeline.kafka.writer import BatchWriter, Outbox, group_partition
 from senders.base import DeliveryError, Sender, SenderContext
@@ -50,9 +51,10 @@ HISTORY_ALERTNAMES = 20
 
 @dataclass(slots=True, eq=False)
 class Slot:
-    """One read event, until its notification is handled."""
+    """One read event, until every notification it holds is handled (``pending`` of them are not yet)."""
 
     event: EventT
+    pending: int = 1
     done: bool = False
 
 
@@ -66,29 +68,34 @@ class AckTracker:
         self._room = asyncio.Event()
         self._room.set()
 
-    def track(self, event: EventT) -> Slot:
-        slot = Slot(event)
+    def track(self, event: EventT, notifications: int) -> Slot:
+        """Follow an event holding that many notifications (at least one: an empty record counts as one)."""
+        slot = Slot(event, max(1, notifications))
         self._pending.setdefault(event.message.tp, deque()).append(slot)
-        self._count += 1
+        self._count += slot.pending
         if self._count >= self._limit:
             self._room.clear()
         return slot
 
     def done(self, slot: Slot) -> None:
+        """One notification of the slot's event is handled; the event is acked once all of them are."""
+        slot.pending -= 1
+        self._count -= 1
+        if slot.pending > 0:
+            return
         slot.done = True
         queue = self._pending.get(slot.event.message.tp)
         if queue is None:
             return  # of a partition lost meanwhile
         while queue and queue[0].done:
             queue.popleft().event.ack()
-            self._count -= 1
         if self._count < self._limit:
             self._room.set()
 
     def drop(self, partitions: set[int]) -> None:
         """Forget the events of partitions this worker lost (their new owner reads them again)."""
         for tp in [tp for tp in self._pending if tp.partition not in partitions]:
-            self._count -= len(self._pending.pop(tp))
+            self._count -= sum(slot.pending for slot in self._pending.pop(tp))
         if self._count < self._limit:
             self._room.set()
 
@@ -260,9 +267,10 @@ class Delivery:
             "alertnames": dict(names.most_common(HISTORY_ALERTNAMES)),
         }))
 
-    async def _dead_letter(self, event: EventT, reason: str, value: bytes | None, attempts: int = 0) -> None:
+    async def _dead_letter(self, event: EventT, reason: str, value: bytes | None, attempts: int = 0,
+                           where: str = "", key: str | None = None) -> None:
         """Queued with the event's other records: the event is acked only once the letter is on Kafka."""
-        letter = letter_for(event, "deliver", reason, value)
+        letter = letter_for(event, "deliver", reason, value, where, key)
         letter.attempts = attempts
         dlq = self.context.topics.notifications_dlq
         # The topic's metadata first: the outbox is taken only after the last await, or a write that swapped
@@ -275,7 +283,8 @@ class Delivery:
         NOTIFICATIONS_FAILED.labels(notification.tenant, notification.receiver, notification.integration,
                                     "true", failure).inc()
         await self._record(work, attempts, "dead_lettered", reason, failure)
-        await self._dead_letter(work.slot.event, reason, orjson.dumps(notification.to_record()), attempts)
+        await self._dead_letter(work.slot.event, reason, orjson.dumps(notification.to_record()), attempts,
+                                key=work.key)
 
     def _settle(self, work: Work) -> None:
         """The notification is handled: remember it, and ack its event once that is written."""
@@ -356,27 +365,38 @@ class Delivery:
         DELIVERY_QUEUED.labels(*key).set(self._queued[key])
 
     async def accept(self, event: EventT) -> None:
-        """Take one event of a notifications topic: queue it for its receiver, or settle it now."""
+        """Take one event of a notifications topic (a batch record of notifications, or one notification
+        keyed by its group): queue each notification for its receiver, or settle it now."""
         partition = event.message.partition
         # An event read while partitions were being revoked waits for the new assignment: faust does not
         # deliver it again, so it is handled here if the partition was kept.
         await self.log.until_assigned()
         if await self.log.ready(partition) is None:
             return  # lost meanwhile: its new owner reads it again
-        slot = self.acks.track(event)
-        key = event.key
+        items, batched, letter = unpack_or_letter(event, "deliver", "a notification record")
+        slot = self.acks.track(event, len(items))
+        if letter is not None or not items:
+            if letter is not None:
+                await self._dead_letter(event, letter.reason, None)
+            self.writes.then(lambda: self.acks.done(slot))
+            return
+        for index, item in enumerate(items):
+            await self._accept_one(slot, item, batched, index)
+
+    async def _accept_one(self, slot: Slot, item: Any, batched: bool, index: int) -> None:
+        event = slot.event
         try:
-            if event.value is None:
-                raise ValueError("a tombstone (a record without a value)")
-            notification = Notification.from_record(orjson.loads(event.value))
+            notification = Notification.from_record(item)
+            key = notification.group or (None if batched else event.key)
             if not isinstance(key, str) or not key:
-                raise ValueError("no key (the aggregation group)")
+                raise ValueError("no aggregation group (the notification's group, or the record's key)")
         except Exception as exc:  # anything a record can hold must not stop delivery for everyone
-            await self._dead_letter(event, f"not a notification record: {type(exc).__name__}: {exc}", None)
+            await self._dead_letter(event, f"not a notification record: {type(exc).__name__}: {exc}",
+                                    orjson.dumps(item) if batched else None, where=f"item {index}" if batched else "")
             self.writes.then(lambda: self.acks.done(slot))
             return
         delivered = delivery_key(notification)
-        if self.log.handled(key, partition, delivered):
+        if self.log.handled(key, event.message.partition, delivered):
             NOTIFICATIONS_SKIPPED.labels(notification.tenant).inc()
             self.acks.done(slot)
             return

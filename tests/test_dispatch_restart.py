@@ -15,6 +15,7 @@ import time
 import orjson
 import pytest
 
+from pipeline.kafka.records import unpack
 from tests.harness import base_config, eventually, kcat_consume
 from tests.test_end_to_end import alert, post
 
@@ -63,8 +64,9 @@ async def test_restart_between_group_wait_and_group_interval(how, broker, tmp_pa
     await eventually(lambda: any(p["notification_reason"] == "new_alerts" for p in arrivals("Sent")), timeout=40)
     second_at = time.time()
     time.sleep(2)
-    produced = [orjson.loads(v) for v in kcat_consume(
-        broker.bootstrap_servers, f"{config['kafka']['topic_prefix']}notifications.global")]
+    produced = [n for v in kcat_consume(broker.bootstrap_servers,
+                                        f"{config['kafka']['topic_prefix']}notifications.global")
+                for n in unpack(v)[0]]
     by_group = {name: [n for n in produced if n["groupLabels"]["alertname"] == name] for name in ("Sent", "Pending")}
     assert [n["reason"] for n in by_group["Pending"]] == ["first_notification"]
     assert [n["reason"] for n in by_group["Sent"]] == ["first_notification", "new_alerts"]

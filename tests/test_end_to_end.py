@@ -9,6 +9,7 @@ import aiohttp
 import orjson
 
 from pipeline.domain.models import fingerprint
+from pipeline.kafka.records import unpack
 from tests.harness import eventually, kcat_consume, kcat_produce
 
 
@@ -69,6 +70,24 @@ async def test_grouping_repeats_and_resolves(make_config, start_pipeline, receiv
     statuses = {a["labels"]["pod"]: a["status"] for a in last["alerts"]}
     assert statuses == {"a": "resolved", "b": "firing"}
     assert next(a for a in last["alerts"] if a["labels"]["pod"] == "a")["endsAt"] != "0001-01-01T00:00:00Z"
+
+
+async def test_a_sleeping_group_woken_by_two_alerts_is_flushed_once(make_config, start_pipeline, receiver):
+    """Two alerts joining a quiet (sleeping) group in one batch wake it for its next tick once: one
+    notification with both, and no notification id twice on the topic (a second timer entry for the same
+    tick flushed the group twice in one pass)."""
+    config = make_config(receivers=[{"name": "admins", "webhook_configs": [{"url": f"{receiver.url}/admins"}]}])
+    pipeline = await start_pipeline(config)
+    assert (await post(pipeline.ingest_url, [alert("Wake", "ns1", pod="a")]))[0] == 200
+    await eventually(lambda: len(receiver.payloads()) == 1, timeout=30)
+    time.sleep(5)  # two group intervals with nothing new: the group sleeps
+    assert (await post(pipeline.ingest_url, [alert("Wake", "ns1", pod="b"), alert("Wake", "ns1", pod="c")]))[0] == 200
+    await eventually(lambda: len(receiver.payloads()) == 2, timeout=30)
+    time.sleep(3)
+    assert [sorted(a["labels"]["pod"] for a in p["alerts"]) for p in receiver.payloads()] == [["a"], ["a", "b", "c"]]
+    topic = f"{config['kafka']['topic_prefix']}notifications.global"
+    ids = [n["id"] for v in kcat_consume(config["kafka"]["bootstrap_servers"], topic) for n in unpack(v)[0]]
+    assert len(ids) == 2 and len(set(ids)) == 2, ids
 
 
 async def test_send_resolved_false_notifies_firing_only(make_config, start_pipeline, receiver):

@@ -48,6 +48,7 @@ from agents.dispatch.grouping import Flush, Group, GroupAlert, first_tick_from, 
 from pipeline.domain.metrics import ALERTS_GROUPED, GROUPS_ACTIVE, NOTIFICATIONS_CREATED, STAGE_SECONDS
 from pipeline.domain.models import Alert
 from pipeline.kafka.deadletters import letter_for, unpack_or_letter
+from pipeline.kafka.records import pack
 from pipeline.kafka.stage import PartitionedStage, events_by_partition, guarded
 from pipeline.kafka.writer import Outbox, group_partition
 
@@ -120,7 +121,10 @@ class DispatchStage(PartitionedStage[Groups]):
 
     def _schedule(self, group: Group, when: float) -> None:
         """(Re)arm a group's timer (never, for ``inf``); an older entry of the heap becomes stale
-        (``wake_at`` differs)."""
+        (``wake_at`` differs). A timer armed for that moment already stays the only one: two entries of
+        one moment would flush the group twice in one pass (same notification id, twice the work)."""
+        if when == group.wake_at:
+            return
         group.wake_at = when
         if when != math.inf:
             heapq.heappush(self._timers, (when, next(self._order), group))
@@ -262,6 +266,7 @@ class DispatchStage(PartitionedStage[Groups]):
     async def _flush(self, due: list[tuple[Group, float]], epoch: int, now: float) -> None:
         notifications, states = self.writer.outbox(), self.writer.outbox()
         flushes: list[tuple[Group, Flush, float]] = []
+        batches: dict[tuple[str, int], list[bytes]] = {}
         ticks: list[float] = []
         for group, _ in due:
             route = self.context.routing.route(group.tenant, group.route)
@@ -291,14 +296,19 @@ class DispatchStage(PartitionedStage[Groups]):
             if result.muted:
                 log.debug("group %s not notified: %s", group.id, result.muted)
             topic = self.context.topics.notifications(group.tenant)
-            partitions = await self.writer.partitions(topic)
+            partition = group_partition(group.id, await self.writer.partitions(topic))
             for notification in result.notifications:
-                notifications.add(topic, group_partition(group.id, partitions), group.id.encode(),
-                                  notification.encode(self.context.config.kafka.max_record_bytes))
+                notification.group = group.id
+                batches.setdefault((topic, partition), []).append(notification.encode(notifications.limit - 2))
                 NOTIFICATIONS_CREATED.labels(group.tenant, group.receiver, notification.integration).inc()
             flushes.append((group, result, options.repeat_interval))
             if result.notifications:
                 ticks.append(tick)
+        # Batch records (arrays), one per partition or more: the deliver stage reads a flush's notifications
+        # as a few records, not one record each. A group's notifications stay in its partition, in order.
+        for (topic, partition), values in batches.items():
+            for record in pack(values, notifications.limit):
+                notifications.add(topic, partition, None, record)
         sent = self.writer.submit(notifications)
         sent.add_done_callback(lambda _: observe_flushes(ticks))
         # The groups move on in memory at once; their rows are written only once Kafka has every

@@ -221,6 +221,8 @@ class Notification:
     received_at: float
     #: Alerts of the group left out because the record would have exceeded Kafka's size limit.
     truncated: int = 0
+    #: The aggregation group's id (tenant, route and group key): where its delivery is remembered.
+    group: str = ""
 
     @property
     def status(self) -> str:
@@ -239,6 +241,7 @@ class Notification:
             "createdAt": self.created_at,
             "receivedAt": self.received_at,
             "truncatedAlerts": self.truncated,
+            "group": self.group,
         }
 
     def encode(self, limit: int) -> bytes:
@@ -269,6 +272,7 @@ class Notification:
             created_at=record["createdAt"],
             received_at=record.get("receivedAt") or record["createdAt"],
             truncated=record.get("truncatedAlerts", 0),
+            group=record.get("group") or "",
         )
 
     def webhook_payload(self, external_url: str, max_alerts: int = 0) -> dict[str, Any]:
