@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from pipeline.cmd import opscli
+from pipeline.cmd.runtime import tune_gc
 from pipeline.domain.config import Config, ConfigError, load_config
 
 
@@ -50,6 +51,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from pipeline.ingest.server import create_ingest_app
 
     ignore_sighup_until_ready()
+    tune_gc()
     config = _load(args.config, args.bootstrap_servers)
     if args.listen:
         config.ingest.listen = args.listen
@@ -78,6 +80,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from pipeline.cmd.worker import run_worker
 
     ignore_sighup_until_ready()
+    tune_gc()
     config = _load(args.config, args.bootstrap_servers)
     if args.metrics_listen:
         config.worker.metrics_listen = args.metrics_listen
