@@ -31,12 +31,17 @@ log = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class DedupState:
-    """What the table keeps per fingerprint: the merged alert and what was last passed on."""
+    """What the table keeps per fingerprint: the merged alert and what was last passed on; and, in memory
+    only, when the alert's last update came (``sent_at`` until one did)."""
 
     alert: Alert
     sent_ends_at: float
     sent_at: float
     sent_resolved: bool
+    seen_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.seen_at = self.seen_at or self.sent_at
 
     def to_value(self, partition: int) -> dict[str, Any]:
         return {
@@ -48,8 +53,9 @@ class DedupState:
         }
 
     @classmethod
-    def from_value(cls, value: dict[str, Any]) -> DedupState:
-        return cls(Alert.from_record(value["alert"]), value["sentEndsAt"], value["sentAt"], value["sentResolved"])
+    def from_value(cls, value: dict[str, Any], seen_at: float = 0.0) -> DedupState:
+        return cls(Alert.from_record(value["alert"]), value["sentEndsAt"], value["sentAt"], value["sentResolved"],
+                   seen_at)
 
 
 def decide(previous: DedupState | None, incoming: Alert, now: float) -> tuple[DedupState, str | None]:
@@ -67,20 +73,24 @@ def decide(previous: DedupState | None, incoming: Alert, now: float) -> tuple[De
     elif (merged.annotations != old.annotations or merged.starts_at != old.starts_at
           or merged.generator_url != old.generator_url):
         change = "updated"
-    elif merged.ends_at > previous.sent_ends_at and (
-        previous.sent_ends_at - now < (previous.sent_ends_at - previous.sent_at) / 2
+    elif merged.ends_at > previous.sent_ends_at and previous.sent_ends_at - now < max(
+        (previous.sent_ends_at - previous.sent_at) / 2, 2 * (now - previous.seen_at)
     ):
+        # The groups hold the end passed on last: extend it once half of it is used up, or sooner when the
+        # next update may come after it (two of the sender's intervals): a sender whose alerts are valid
+        # for twice its interval would otherwise see them resolved between two updates.
         change = "refresh"
     else:
         change = None
     if change is None:
-        return DedupState(merged, previous.sent_ends_at, previous.sent_at, previous.sent_resolved), None
+        return DedupState(merged, previous.sent_ends_at, previous.sent_at, previous.sent_resolved, now), None
     return DedupState(merged, merged.ends_at, now, merged.resolved(now)), change
 
 
-#: One partition's dedup state: the encoded ``alerts.deduped`` value of each fingerprint and its alert's
-#: ``endsAt`` (for the retention), decoded only when a record of the alert comes in.
-Entries = dict[str, tuple[bytes, float]]
+#: One partition's dedup state: the encoded ``alerts.deduped`` value of each fingerprint, its alert's
+#: ``endsAt`` (for the retention) and when its last update came (0: not since the state was recovered),
+#: decoded only when a record of the alert comes in.
+Entries = dict[str, tuple[bytes, float, float]]
 
 
 class DedupStage(PartitionedStage[Entries]):
@@ -107,7 +117,7 @@ class DedupStage(PartitionedStage[Entries]):
         except (ValueError, KeyError, TypeError):
             log.warning("dedup: skipping an unreadable state record of %s", key)
             return
-        state[key] = (record.value, ends_at)
+        state[key] = (record.value, ends_at, 0.0)
 
     async def handle(self, events: Sequence[EventT]) -> tuple[list[EventT], asyncio.Future[None]]:
         """Decide, route and submit a batch; returns the events handled (those of partitions still owned)
@@ -156,7 +166,7 @@ class DedupStage(PartitionedStage[Entries]):
                         continue
                     if fp not in states:
                         entry = entries.get(fp)
-                        states[fp] = DedupState.from_value(orjson.loads(entry[0])) if entry else None
+                        states[fp] = DedupState.from_value(orjson.loads(entry[0]), entry[2]) if entry else None
                     state, change = decide(states[fp], incoming, now)
                     states[fp] = state
                     kinds[change] += 1
@@ -165,12 +175,7 @@ class DedupStage(PartitionedStage[Entries]):
                     # Later repeats in the batch update the state; each change is routed as it was decided.
                     changed.add(fp)
                     changes.append(state.alert.to_record())
-            for fp in changed:
-                state = states[fp]
-                assert state is not None
-                value = kept(orjson.dumps(state.to_value(partition)))
-                states_out.add(topics.alerts_deduped, partition, fp.encode(), value)
-                written.append((entries, fp, value, state.alert.ends_at))
+            written += self._kept(entries, states, changed, partition, states_out, now)
         for kind, count in kinds.items():
             if kind is None:
                 ALERTS_DEDUPLICATED.inc(count)
@@ -179,11 +184,28 @@ class DedupStage(PartitionedStage[Entries]):
         await self._route(changes, outbox)
         # The next batch decides against the new states at once, while they are being written.
         for entries, fp, value, ends_at in written:
-            entries[fp] = (value, ends_at)
+            entries[fp] = (value, ends_at, now)
         # The routed records (and dead letters) first, acknowledged, then the new states: a crash in between
         # re-reads the batch against the old states and routes it again (a duplicate the groups absorb).
         # The other order could lose a change: recovered as already passed on, never routed.
         return done, self.write_state(states_out, after=[writer.submit(outbox)])
+
+    def _kept(self, entries: Entries, states: dict[str, DedupState | None], changed: set[str], partition: int,
+              outbox: Outbox, now: float) -> list[tuple[Entries, str, bytes, float]]:
+        """The changed states, encoded and queued on ``alerts.deduped`` (applied to ``entries`` by the caller
+        once routed); for the unchanged ones only when their last update came, in memory."""
+        for fp, seen in states.items():
+            if seen is not None and fp not in changed and fp in entries:
+                value, ends_at, _ = entries[fp]
+                entries[fp] = (value, ends_at, now)
+        written = []
+        for fp in changed:
+            state = states[fp]
+            assert state is not None
+            value = kept(orjson.dumps(state.to_value(partition)))
+            outbox.add(self.context.topics.alerts_deduped, partition, fp.encode(), value)
+            written.append((entries, fp, value, state.alert.ends_at))
+        return written
 
     async def _route(self, changes: list[dict[str, Any]], outbox: Outbox) -> None:
         """The routed items of the changes, one batch record per partition of ``alerts.routed``; an alert
@@ -212,7 +234,7 @@ class DedupStage(PartitionedStage[Entries]):
             stale = []
             for partition in self.partitions:
                 entries = self.states[partition]
-                for fp in [fp for fp, (_, ends_at) in entries.items() if ends_at < horizon]:
+                for fp in [fp for fp, (_, ends_at, _) in entries.items() if ends_at < horizon]:
                     outbox.add(self.context.topics.alerts_deduped, partition, fp.encode(), None)
                     stale.append((entries, fp))
             for entries, fp in stale:

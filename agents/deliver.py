@@ -199,12 +199,11 @@ class Delivery:
         self.writes = Coalescer(context.writer)
         self.log = DeliveryLog(context, sources)
         self.acks = AckTracker(context.config.delivery.max_in_flight)
-        self._senders: dict[IntegrationKey, Sender] = {}
+        #: Each integration's sender, with the config it was checked against.
+        self._senders: dict[IntegrationKey, tuple[Config, Sender]] = {}
         self._queues: dict[IntegrationKey, list[asyncio.Queue[Work]]] = {}
         #: Notifications queued per integration, kept as they come and go (the gauge's value).
         self._queued: collections.Counter[IntegrationKey] = collections.Counter()
-        #: The config the cached senders were checked against: until a reload, a cached sender is current.
-        self._senders_config: Config | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._context: SenderContext | None = None
         #: The tenants' notification rate limits (a notification waits for them, or is dead-lettered).
@@ -233,21 +232,23 @@ class Delivery:
             await self._context.http.close()
 
     def sender(self, key: IntegrationKey) -> Sender | None:
-        """The sender of an integration, made again when a config reload changed its settings."""
+        """The sender of an integration, made again when a config reload changed its settings; until a
+        reload, the one checked against the config in force is used as it is."""
         cached = self._senders.get(key)
-        if cached is not None and self._senders_config is self.context.config:
-            return cached
-        self._senders_config = self.context.config
+        if cached is not None and cached[0] is self.context.config:
+            return cached[1]
         tenant, receiver_name, integration = key
         receiver = next((r for r in self.context.config.receivers_of(tenant) if r.name == receiver_name), None)
         config = dict(receiver.integrations()).get(integration) if receiver else None
         if config is None:
             self._senders.pop(key, None)
             return None
-        if cached is None or cached.config != config:
+        sender = cached[1] if cached is not None and cached[1].config == config else None
+        if sender is None:
             assert self._context is not None
-            self._senders[key] = cached = create_sender(config, self._context)
-        return cached
+            sender = create_sender(config, self._context)
+        self._senders[key] = (self.context.config, sender)
+        return sender
 
     async def _record(self, work: Work, attempt: int, outcome: str, error: str = "", failure: str = "") -> None:
         notification = work.notification

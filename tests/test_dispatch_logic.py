@@ -8,12 +8,12 @@ import random
 import orjson
 
 from agents.dispatch.grouping import (
+    AlertOrder,
     Group,
     GroupAlert,
     LogEntry,
     first_tick_from,
     flush,
-    labels_order,
     needs_update,
     next_tick,
 )
@@ -69,7 +69,7 @@ def test_a_group_with_nothing_new_is_quiet_until_an_alert_ends_or_a_repeat_is_du
 
 
 def labels_sorted(alerts: list[dict]) -> list[dict]:
-    return sorted(alerts, key=labels_order)
+    return sorted(alerts, key=AlertOrder)
 
 
 def test_alert_order_is_alertmanagers():

@@ -105,6 +105,23 @@ def test_dedup_decisions():
     assert change == "new"
 
 
+def test_dedup_refreshes_before_the_next_update_may_come_too_late():
+    """Alerts valid for twice the sender's interval (Prometheus with a short resend delay), the first one
+    judged late: the update at the next interval extends the end the groups hold, though less than half
+    of the window is used up, because the update after it would come only once that end has passed."""
+    state, change = decide(None, alert(NOW + 4, updated=NOW), NOW + 0.5)
+    assert change == "new"
+    state, change = decide(state, alert(NOW + 6, updated=NOW + 2), NOW + 2.05)
+    assert change == "refresh" and state.sent_ends_at == NOW + 6
+    # A sender with a long window and a short interval is refreshed at half of the window, as before.
+    state, change = decide(None, alert(NOW + 300, updated=NOW), NOW)
+    for second in range(15, 150, 15):
+        state, change = decide(state, alert(NOW + 300 + second, updated=NOW + second), NOW + second)
+        assert change is None, second
+    _, change = decide(state, alert(NOW + 465, updated=NOW + 165), NOW + 165)
+    assert change == "refresh"
+
+
 def test_dedup_state_roundtrip():
     state, _ = decide(None, alert(NOW + 60), NOW)
     assert DedupState.from_value(state.to_value(3)) == state

@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cmp_to_key
 from typing import Any
 
 import orjson
@@ -51,34 +50,27 @@ def needs_update(entry: LogEntry | None, firing: set[str], resolved: set[str], s
     return None
 
 
-def _labels_before(a: dict[str, str], b: dict[str, str]) -> int:
-    """prometheus/common ``LabelSet.Before`` as a comparison: fewer labels first, then by sorted names/values."""
-    if len(a) != len(b):
-        return -1 if len(a) < len(b) else 1
-    for name in sorted([*a, *b]):
-        if name not in a:
-            return -1
-        if name not in b:
-            return 1
-        if a[name] != b[name]:
-            return -1 if a[name] < b[name] else 1
-    return 0
+class AlertOrder:
+    """The sort key of Alertmanager's alert order (``AlertSlice.Less``) for one label set: alerts with ``job``
+    first, by job, then ``instance`` likewise, then prometheus/common ``LabelSet.Before``: fewer labels first,
+    then the first differing pair of the sorted pairs decides, where the set with the greater name comes
+    first (the other set lacks it). The pairs are sorted once per alert, not at every comparison."""
 
+    __slots__ = ("head", "items")
 
-def _compare_labels(x: dict[str, str], y: dict[str, str]) -> int:
-    """Alertmanager's ``AlertSlice`` order: alerts with ``job`` first, by job, then by ``instance``, then labels."""
-    for name in ("job", "instance"):
-        if name not in x and name not in y:
-            continue
-        if name not in x or name not in y:
-            return 1 if name not in x else -1
-        if x[name] != y[name]:
-            return -1 if x[name] < y[name] else 1
-    return _labels_before(x, y)
+    def __init__(self, labels: dict[str, str]):
+        self.head = (*((0, labels[n]) if n in labels else (1, "") for n in ("job", "instance")), len(labels))
+        self.items = sorted(labels.items())
 
-
-#: A sort key over label sets in Alertmanager's alert order.
-labels_order = cmp_to_key(_compare_labels)
+    def __lt__(self, other: AlertOrder) -> bool:
+        if self.head != other.head:
+            return self.head < other.head
+        for (name, value), (other_name, other_value) in zip(self.items, other.items, strict=True):
+            if name != other_name:
+                return name > other_name
+            if value != other_value:
+                return value < other_value
+        return False
 
 
 @dataclass(slots=True, eq=False)
@@ -234,7 +226,7 @@ def flush(group: Group, integrations: list[tuple[str, IntegrationConfig]], optio
     any flush, even a muted one, as in Alertmanager. ``decoded`` holds records the caller already decoded.
     """
     records = decoded if decoded is not None else {fp: a.record() for fp, a in group.alerts.items()}
-    order = sorted(group.alerts, key=lambda fp: labels_order(records[fp]["labels"]))
+    order = sorted(group.alerts, key=lambda fp: AlertOrder(records[fp]["labels"]))
     resolved = {fp for fp in order if group.alerts[fp].ends_at <= now}
     firing = set(order) - resolved
     result = Flush([], {}, {fp: group.alerts[fp].updated_at for fp in resolved})

@@ -182,6 +182,8 @@ class SilenceIndex:
 
     def muting(self, labels: dict[str, str], tenants: Iterable[str], now: float) -> list[str]:
         """Ids of the active silences that mute these labels in the notifications of any of ``tenants``."""
+        if not self.by_id:
+            return []
         scoped = [{**labels, TENANT_LABEL: tenant} for tenant in tenants]
         return sorted(
             s.id for s in self.by_id.values() if any(s.mutes(lset, now) for lset in scoped)
