@@ -54,6 +54,8 @@ class Slot:
     """One read event, until every notification it holds is handled (``pending`` of them are not yet)."""
 
     event: EventT
+    #: The notifications the event holds, and how many of them are not handled yet.
+    size: int = 1
     pending: int = 1
     done: bool = False
 
@@ -70,9 +72,10 @@ class AckTracker:
 
     def track(self, event: EventT, notifications: int) -> Slot:
         """Follow an event holding that many notifications (at least one: an empty record counts as one)."""
-        slot = Slot(event, max(1, notifications))
+        size = max(1, notifications)
+        slot = Slot(event, size, size)
         self._pending.setdefault(event.message.tp, deque()).append(slot)
-        self._count += slot.pending
+        self._count += size
         if self._count >= self._limit:
             self._room.clear()
         return slot
@@ -80,7 +83,6 @@ class AckTracker:
     def done(self, slot: Slot) -> None:
         """One notification of the slot's event is handled; the event is acked once all of them are."""
         slot.pending -= 1
-        self._count -= 1
         if slot.pending > 0:
             return
         slot.done = True
@@ -88,14 +90,16 @@ class AckTracker:
         if queue is None:
             return  # of a partition lost meanwhile
         while queue and queue[0].done:
-            queue.popleft().event.ack()
+            acked = queue.popleft()
+            acked.event.ack()
+            self._count -= acked.size
         if self._count < self._limit:
             self._room.set()
 
     def drop(self, partitions: set[int]) -> None:
         """Forget the events of partitions this worker lost (their new owner reads them again)."""
         for tp in [tp for tp in self._pending if tp.partition not in partitions]:
-            self._count -= sum(slot.pending for slot in self._pending.pop(tp))
+            self._count -= sum(slot.size for slot in self._pending.pop(tp))
         if self._count < self._limit:
             self._room.set()
 
