@@ -57,7 +57,7 @@ test: install test-deps deploy-check
 	$(BIN)/pytest -q --durations=20
 
 bench: install
-	$(BIN)/python -u -m tests.bench
+	$(BIN)/python -u -m tests.bench $(ARGS)
 
 lint: install
 	$(BIN)/ruff check pipeline agents senders tests
