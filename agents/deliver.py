@@ -32,7 +32,7 @@ from pipeline.domain.metrics import (
     STAGE_SECONDS,
 )
 from pipeline.domain.models import Notification
-from pipeline.kafka.deadletters import letter_for, queue_letter, unpack_or_letter
+from pipeline.kafka.deadletters import DeadLetter, letter_for, queue_letter, unpack_or_letter
 from pipeline.kafka.stage import PartitionedStage, guarded
 from pipeline.kafka.writer import BatchWriter, Outbox, group_partition
 from senders.base import DeliveryError, Sender, SenderContext
@@ -277,6 +277,9 @@ class Delivery:
         """Queued with the event's other records: the event is acked only once the letter is on Kafka."""
         letter = letter_for(event, "deliver", reason, value, where, key)
         letter.attempts = attempts
+        await self._queue_letter(letter)
+
+    async def _queue_letter(self, letter: DeadLetter) -> None:
         dlq = self.context.topics.notifications_dlq
         # The topic's metadata first: the outbox is taken only after the last await, or a write that swapped
         # it meanwhile would be iterating the outbox the letter lands in (and would lose it).
@@ -382,7 +385,7 @@ class Delivery:
         slot = self.acks.track(event, len(items))
         if letter is not None or not items:
             if letter is not None:
-                await self._dead_letter(event, letter.reason, None)
+                await self._queue_letter(letter)
             self.writes.then(lambda: self.acks.done(slot))
             return
         for index, item in enumerate(items):

@@ -223,9 +223,11 @@ def flush(group: Group, integrations: list[tuple[str, IntegrationConfig]], optio
     interval are judged by it), ``now`` the actual time (which alerts have resolved). ``group`` holds
     the alerts to consider: silenced and inhibited ones are left out by the caller, as Alertmanager's
     mute stages do; with none left, nothing is sent or logged. Resolved alerts leave the group after
-    any flush, even a muted one, as in Alertmanager. ``decoded`` holds records the caller already decoded.
+    any flush, even a muted one, as in Alertmanager. ``decoded`` holds records the caller already decoded;
+    the others are decoded here, each once.
     """
-    records = decoded if decoded is not None else {fp: a.record() for fp, a in group.alerts.items()}
+    known = decoded or {}
+    records = {fp: known[fp] if fp in known else a.record() for fp, a in group.alerts.items()}
     order = sorted(group.alerts, key=lambda fp: AlertOrder(records[fp]["labels"]))
     resolved = {fp for fp in order if group.alerts[fp].ends_at <= now}
     firing = set(order) - resolved

@@ -288,8 +288,6 @@ class DispatchStage(PartitionedStage[Groups]):
             self._schedule(group, upcoming)
             decoded: dict[str, dict[str, Any]] = {}
             visible, muted_resolved = self._unmuted(group, epoch, now, decoded)
-            for fp in visible.keys() - decoded.keys():
-                decoded[fp] = visible[fp].record()
             result = flush(replace(group, alerts=visible), receiver.integrations(), options, group.id, tick, now,
                            self.context.routing.time_intervals, decoded)
             result.resolved_versions.update(muted_resolved)
