@@ -376,8 +376,8 @@ class Delivery:
         """Take one event of a notifications topic (a batch record of notifications, or one notification
         keyed by its group): queue each notification for its receiver, or settle it now."""
         partition = event.message.partition
-        # An event read while partitions were being revoked waits for the new assignment: faust does not
-        # deliver it again, so it is handled here if the partition was kept.
+        # An event read while partitions were being revoked waits for the new assignment and is handled
+        # here if the partition was kept (the delivery log drops the copy read again from the commit).
         await self.log.until_assigned()
         if await self.log.ready(partition) is None:
             return  # lost meanwhile: its new owner reads it again

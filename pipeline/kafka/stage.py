@@ -233,8 +233,8 @@ class PartitionedStage(Generic[S]):
     @contextlib.asynccontextmanager
     async def locked(self) -> AsyncIterator[None]:
         """The stage's lock, taken outside a rebalance: a batch read while partitions were being revoked waits
-        for the new assignment, then is processed for the partitions kept (faust does not deliver those
-        events again, so skipping them would lose them) and left to the new owners for the others."""
+        for the new assignment, then is processed for the partitions kept (read again from the commit too:
+        a duplicate the stages absorb) and left to the new owners for the others."""
         while True:
             await self.until_assigned()
             await self.lock.acquire()
