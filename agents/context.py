@@ -7,6 +7,7 @@ docs/architecture.md, Worker.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -55,6 +56,10 @@ class StageContext:
     writer: BatchWriter = field(init=False)
     #: The stateful stages, told of rebalances.
     stages: list[Stage] = field(default_factory=list)
+    #: What the worker's readiness waits for beyond its partitions (the muter's views loaded).
+    readiness: list[Callable[[], bool]] = field(default_factory=list)
+    #: What a config reload hands on beyond the context itself (the muter's rules).
+    reloads: list[Callable[[Config], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.writer = BatchWriter(self.config.kafka)
@@ -64,6 +69,11 @@ class StageContext:
         self.config = config
         self.routing = RoutingTable(config)
         self.tenants = self.tenancy.of(config)
+        for reload in self.reloads:
+            reload(config)
+
+    def ready(self) -> bool:
+        return all(check() for check in self.readiness)
 
     async def reject(self, outbox: Outbox, letter: DeadLetter) -> None:
         """A record or item of ``alerts`` or ``alerts.routed`` that cannot be handled, to ``alerts.dlq``."""

@@ -2,10 +2,12 @@
 
 Kubernetes sources -> dedup + route -> dispatch -> deliver, and the muter that dispatch asks at each flush.
 faust runs the consumer group, rebalances, commits and timers; every write and every state store is ours.
+A worker runs the stages of its role (``worker.role``): all of them, the stream stages, or the delivery.
 """
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 
 import faust
@@ -20,6 +22,14 @@ from pipeline.kafka.client import faust_options
 from pipeline.kafka.faustkafka import App
 from pipeline.kafka.muting import muter_on_kafka
 from pipeline.kafka.topics import topics_for
+
+#: The stage modules of each role, in flow order. Every role joins one consumer group (``worker.app_id``),
+#: subscribed to its stages' topics only: the group gives each partition to one process whatever the mix.
+ROLES: dict[str, tuple[ModuleType, ...]] = {
+    "stream": (events, auditing, dedup, dispatch),
+    "delivery": (deliver,),
+}
+ROLES["all"] = ROLES["stream"] + ROLES["delivery"]
 
 
 def build_worker(config: Config) -> tuple[faust.App, StageContext]:
@@ -48,15 +58,19 @@ def build_worker(config: Config) -> tuple[faust.App, StageContext]:
         await context.tenancy.close()
 
     app.on_before_shutdown.connect(stop_stages)
-    for stage in (events, auditing, dedup, dispatch, deliver):
+    stages = ROLES[config.worker.role]
+    for stage in stages:
         stage.register(context)
-    follow_muting(context)
+    if dispatch in stages:
+        follow_muting(context)
     return app, context
 
 
 def follow_muting(context: StageContext) -> None:
     """Give the worker its muter (``context.muter``), following both views while the worker runs."""
     muter = context.muter = muter_on_kafka(context.config, sources_only=True)
+    context.readiness.append(lambda: muter.ready)
+    context.reloads.append(muter.reload)
 
     @context.app.task
     async def follow_silences_and_alerts() -> None:

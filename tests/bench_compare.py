@@ -238,14 +238,13 @@ def node_pid(broker: LocalKafka) -> int:
     return process.pid
 
 
-async def pipeline(size: Size, port: int, broker: LocalKafka, tmp: Path, workers: int = 1,
+async def pipeline(size: Size, port: int, broker: LocalKafka, tmp: Path, roles: tuple[str, ...] = ("all",),
                    steady: float = 0.0) -> Result:
-    path = f"/ap-{size.alerts}-{workers}"
+    """Our ingest and one worker process per role (``all``, ``stream``, ``delivery``), in one group."""
+    path = f"/ap-{size.alerts}-{'-'.join(roles)}"
     config = pipeline_config(broker, tmp, f"http://127.0.0.1:{port}{path}")
-    processes = [PipelineProcesses(config, tmp)]
-    for _ in range(1, workers):
-        extra = {**config, "worker": {**config["worker"], "metrics_listen": f"127.0.0.1:{free_port()}"}}
-        processes.append(PipelineProcesses(extra, tmp))
+    processes = [PipelineProcesses({**config, "worker": {**config["worker"], "role": role, **(
+        {"metrics_listen": f"127.0.0.1:{free_port()}"} if index else {})}}, tmp) for index, role in enumerate(roles)]
     try:
         await processes[0].start()
         for other in processes[1:]:
@@ -258,17 +257,18 @@ async def pipeline(size: Size, port: int, broker: LocalKafka, tmp: Path, workers
         assert ingest is not None
         broker_before = cpu_seconds(node_pid(broker))
         worker_before = [cpu_seconds(pid) for pid in worker_pids]
-        name = "alert-pipeline" + (f" ({workers} workers)" if workers > 1 else "")
+        name = "alert-pipeline" + (f" (workers: {', '.join(roles)})" if len(roles) > 1 else "")
         result = await run_load(name, processes[0].ingest_url, path, port, size, [ingest.pid, *worker_pids], 600)
         result.broker_cpu = cpu_seconds(node_pid(broker)) - broker_before
         result.broker_rss = memory(node_pid(broker))[1]
         result.extra += hop_lines(processes)
-        if workers > 1:
-            alerts_topic = f"{config['kafka']['topic_prefix']}alerts"
-            split = [int(p.metric("alert_pipeline_partitions_assigned", topic=alerts_topic)) for p in processes]
+        if len(roles) > 1:
+            prefix = config["kafka"]["topic_prefix"]
+            split = [[int(p.metric("alert_pipeline_partitions_assigned", topic=prefix + topic)) for p in processes]
+                     for topic in ("alerts", "notifications.global")]
             cpu = [cpu_seconds(pid) - before for pid, before in zip(worker_pids, worker_before, strict=True)]
-            result.extra.append(f"    partitions of alerts per worker: {split}; worker CPU: "
-                                + ", ".join(f"{c:.1f} s" for c in cpu))
+            result.extra.append(f"    partitions per worker: alerts {split[0]}, notifications {split[1]}; "
+                                "worker CPU: " + ", ".join(f"{c:.1f} s" for c in cpu))
         if steady:
             result.extra += await steady_state(processes[0], size, steady, ingest.pid, worker_pids)
         return result
@@ -380,10 +380,10 @@ async def compare(quick: bool = False) -> None:
                 ours = await pipeline(size, port, broker, tmp, steady=0.0 if quick or size is SMALL else 60.0)
                 print(ours.line(), *ours.extra, sep="\n", flush=True)
                 print(ratios(am, ours), flush=True)
-                if not quick:
-                    two = await pipeline(size, port, broker, tmp, workers=2)
-                    print(two.line(), *two.extra, sep="\n", flush=True)
-                    print(ratios(am, two), f"(load average {os.getloadavg()[0]:.1f})", flush=True)
+                for roles in [("stream", "delivery")] + ([] if quick else [("all", "all")]):
+                    more = await pipeline(size, port, broker, tmp, roles=roles)
+                    print(more.line(), *more.extra, sep="\n", flush=True)
+                    print(ratios(am, more), f"(load average {os.getloadavg()[0]:.1f})", flush=True)
         finally:
             broker.stop()
             receiver.terminate()

@@ -1,6 +1,7 @@
 """Scale-out on Apache Kafka: three workers in one consumer group share 6 partitions, each tenant gets exactly
 its alerts, and workers killed with SIGKILL mid-stream (one, later a second) lose nothing; their groups,
-timers and notification logs move with their partitions. Also scale-up from one worker to three.
+timers and notification logs move with their partitions. Also scale-up from one worker to three, and the
+stream stages and the delivery in worker processes of their own (``worker.role``).
 
 Duplicates are allowed (at-least-once), within a bound: a notification in flight at a kill may be
 delivered twice, so at most one extra notification per group per kill. A group that had been notified
@@ -48,9 +49,9 @@ class Workers:
         self.members = [first]
         self.tmp_path = tmp_path
 
-    def add(self) -> PipelineProcesses:
+    def add(self, role: str = "all") -> PipelineProcesses:
         config = copy.deepcopy(self.members[0].config)
-        config["worker"].update(metrics_listen=f"127.0.0.1:{free_port()}",
+        config["worker"].update(metrics_listen=f"127.0.0.1:{free_port()}", role=role,
                                 data_dir=str(self.tmp_path / f"worker-{len(self.members)}"))
         member = PipelineProcesses(config, self.tmp_path)
         member.start_worker(log_level="INFO")
@@ -60,8 +61,8 @@ class Workers:
     def alive(self) -> list[PipelineProcesses]:
         return [m for m in self.members if m.worker is not None and m.worker.poll() is None]
 
-    def shares(self) -> list[float]:
-        topic = self.members[0].config["kafka"]["topic_prefix"] + "alerts"
+    def shares(self, topic: str = "alerts") -> list[float]:
+        topic = self.members[0].config["kafka"]["topic_prefix"] + topic
         return [m.metric("alert_pipeline_partitions_assigned", topic=topic) for m in self.alive()]
 
     def stop(self) -> None:
@@ -209,3 +210,30 @@ async def test_scale_up_from_one_worker_to_three_loses_nothing(broker, tmp_path,
     finally:
         workers.stop()
 
+
+
+async def test_stream_and_delivery_workers_split_the_stages(broker, tmp_path, receiver, start_pipeline):
+    """A ``stream`` worker groups and flushes but sends nothing; a ``delivery`` worker joining the group takes
+    every notification partition (and no alert partition) and delivers what was flushed meanwhile."""
+    config = scaleout_config(broker, tmp_path, receiver)
+    config["worker"]["role"] = "stream"
+    first = await start_pipeline(config)
+    workers = Workers(first, tmp_path)
+    try:
+        stream = Stream(first.ingest_url, seed=23)
+        async with aiohttp.ClientSession() as http:
+            await stream.post(http, 300)
+        await eventually(lambda: first.metric("alert_pipeline_alerts_changed_total") >= 300, timeout=60)
+        await asyncio.sleep(3)  # past group_wait: the groups flushed, their notifications wait on Kafka
+        assert receiver.requests == []
+        assert workers.shares("notifications.global") == [0]
+
+        delivery = workers.add(role="delivery")
+        await delivery.wait_worker_ready(timeout=90)
+        await wait_all_delivered(receiver, stream, first.config, timeout=90)
+        check_exact(receiver, stream)
+        assert workers.shares("alerts") == [PARTITIONS, 0]
+        assert workers.shares("notifications.global") == [0, PARTITIONS]
+        assert delivery.metric("alert_pipeline_alerts_changed_total") == 0
+    finally:
+        workers.stop()

@@ -86,6 +86,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         config.worker.metrics_listen = args.metrics_listen
     if args.data_dir:
         config.worker.data_dir = args.data_dir
+    if args.role:
+        config.worker.role = args.role
     run_worker(config, lambda: load_config(args.config), loglevel=args.log_level, logfile=args.log_file)
     return 0
 
@@ -157,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "worker":
             sub.add_argument("--metrics-listen", help="metrics address, host:port")
             sub.add_argument("--data-dir", help="local state directory")
+            sub.add_argument("--role", choices=["all", "stream", "delivery"],
+                             help="the stages to run (default from config: worker.role)")
             sub.add_argument("--log-file")
         if name == "run":
             sub.add_argument("--demo", action="store_true", help="feed demo alerts and show notifications")

@@ -35,7 +35,7 @@ def worker_ready(app: faust.App, context: StageContext) -> bool:
     ``alert_pipeline_worker_ready`` gauge); a stage whose readiness changes re-points it here."""
     recovered = app.tables.recovery.completed.is_set()
     assigned = not app.rebalancing and bool(app.consumer.assignment())
-    return recovered and assigned and context.muter.ready
+    return recovered and assigned and context.ready()
 
 
 def run_worker(config: Config, load: Callable[[], Config], loglevel: str = "INFO", logfile: str | None = None) -> None:
@@ -59,11 +59,7 @@ def run_worker(config: Config, load: Callable[[], Config], loglevel: str = "INFO
             return web.Response(text="OK")
         return web.Response(status=503, text="waiting for partitions, table recovery or the silences")
 
-    def apply(new: Config) -> None:
-        context.reload(new)
-        context.muter.reload(new)
-
-    reloader = Reloader(load, lambda: context.config, apply)
+    reloader = Reloader(load, lambda: context.config, context.reload)
     host, port = _split_listen(config.worker.metrics_listen)
 
     @app.task

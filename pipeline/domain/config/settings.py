@@ -96,7 +96,12 @@ class IngestSettings(StrictModel):
 
 
 class WorkerSettings(StrictModel):
+    #: The consumer group of every worker process, whatever its role.
     app_id: str = "alert-pipeline"
+    #: Which stages this process runs: ``all``; ``stream`` (the kube sources, dedup and routing,
+    #: dispatch); or ``delivery`` (the senders). Stream and delivery processes scale and take CPU apart;
+    #: any mix of roles in one group is safe, as each partition has one owner.
+    role: Literal["all", "stream", "delivery"] = "all"
     #: faust table store: ``memory://`` (recovered from changelogs at start) or ``rocksdb://``.
     store: str = "memory://"
     #: Where faust keeps local state (table metadata, rocksdb files).
