@@ -55,23 +55,31 @@ def test_the_chart_config_loads_and_the_pods_use_it(values, tmp_path):
     secret = resources.get(("Secret", "ap-alert-pipeline"))
     if secret is not None:  # the chart's own Secret holds every file the config reads
         assert referenced and referenced <= set(secret["stringData"])
-    ingest, worker = resources[("Deployment", "ap-alert-pipeline-ingest")], resources[("Deployment",
-                                                                                       "ap-alert-pipeline-worker")]
-    for deployment in (ingest, worker):
+    # The multi-tenant values run the delivery in pods of its own (worker.delivery.replicas 2).
+    roles = {"worker": "stream", "delivery": "delivery"} if values else {"worker": "all"}
+    ingest = resources[("Deployment", "ap-alert-pipeline-ingest")]
+    workers = {c: resources[("Deployment", f"ap-alert-pipeline-{c}")] for c in roles}
+    assert {name for kind, name in resources if kind == "Deployment"} == {
+        "ap-alert-pipeline-ingest", *(f"ap-alert-pipeline-{c}" for c in roles)}
+    for deployment in (ingest, *workers.values()):
         [container] = deployment["spec"]["template"]["spec"]["containers"]
         assert container["readinessProbe"]["httpGet"]["path"] == "/-/ready"
         assert container["resources"]["requests"] and container["args"][-1] == "/etc/alert-pipeline/config/config.yml"
         port = {p["name"]: p["containerPort"] for p in container["ports"]}
         assert port == ({"http": int(config.ingest.listen.rsplit(":")[1])} if deployment is ingest
                         else {"metrics": int(config.worker.metrics_listen.rsplit(":")[1])})
+    for component, role in roles.items():
+        [container] = workers[component]["spec"]["template"]["spec"]["containers"]
+        assert container["args"][:3] == ["worker", "--role", role]
     per = 6 if values else 4
-    assert worker["spec"]["replicas"] == -(-config.kafka.partitions // per) <= config.kafka.partitions
-    # The ingest reads queue sizes from every worker through the headless Service.
+    assert workers["worker"]["spec"]["replicas"] == -(-config.kafka.partitions // per) <= config.kafka.partitions
+    # The ingest reads queue sizes from the pods that deliver, through their headless Service.
+    senders = "delivery" if values else "worker"
     [url] = config.ingest.worker_metrics
-    service = resources[("Service", "ap-alert-pipeline-worker")]
-    assert url == f"http://ap-alert-pipeline-worker.default.svc:{config.worker.metrics_listen.rsplit(':')[1]}/metrics"
+    service = resources[("Service", f"ap-alert-pipeline-{senders}")]
+    assert url == f"http://ap-alert-pipeline-{senders}.default.svc:{config.worker.metrics_listen.rsplit(':')[1]}/metrics"
     assert service["spec"]["clusterIP"] == "None" and service["spec"]["publishNotReadyAddresses"] is True
-    assert {("PodDisruptionBudget", f"ap-alert-pipeline-{c}") for c in ("ingest", "worker")} <= set(resources)
+    assert {("PodDisruptionBudget", f"ap-alert-pipeline-{c}") for c in ("ingest", *roles)} <= set(resources)
 
 
 def test_strimzi_topics_are_the_topics_the_processes_use(tmp_path):
@@ -96,6 +104,9 @@ def test_more_workers_than_partitions_are_refused():
     done = subprocess.run([str(HELM), "template", "ap", str(CHART), "--kube-version", "1.32.3",
                            "--set", "worker.replicas=13"], capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and "worker.replicas (13) exceeds kafka.partitions (12)" in done.stderr
+    done = subprocess.run([str(HELM), "template", "ap", str(CHART), "--kube-version", "1.32.3",
+                           "--set", "worker.delivery.replicas=13"], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "worker.delivery.replicas (13) exceeds kafka.partitions (12)" in done.stderr
 
 
 def test_the_image_the_chart_names_builds_and_runs():

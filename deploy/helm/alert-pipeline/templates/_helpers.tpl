@@ -36,6 +36,23 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- $replicas -}}
 {{- end -}}
 
+{{/* The worker Deployments: (component, role, replicas, resources, pdb); delivery apart when it has replicas. */}}
+{{- define "alert-pipeline.workerKinds" -}}
+{{- $delivery := .Values.worker.delivery -}}
+{{- if gt (int $delivery.replicas) (int .Values.kafka.partitions) -}}
+{{- fail (printf "worker.delivery.replicas (%d) exceeds kafka.partitions (%d)" (int $delivery.replicas) (int .Values.kafka.partitions)) -}}
+{{- end -}}
+{{- $worker := dict "component" "worker" "role" "all" "replicas" (include "alert-pipeline.workerReplicas" . | int)
+      "resources" .Values.worker.resources "pdb" .Values.worker.pdb -}}
+{{- $kinds := list $worker -}}
+{{- if gt (int $delivery.replicas) 0 -}}
+{{- $_ := set $worker "role" "stream" -}}
+{{- $kinds = append $kinds (dict "component" "delivery" "role" "delivery" "replicas" (int $delivery.replicas)
+      "resources" $delivery.resources "pdb" $delivery.pdb) -}}
+{{- end -}}
+{{- toJson $kinds -}}
+{{- end -}}
+
 {{/* The pipeline's config file: values.config plus the process settings this chart decides. */}}
 {{- define "alert-pipeline.config" -}}
 {{- $fullname := include "alert-pipeline.fullname" . -}}
@@ -50,8 +67,9 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- if .Values.kafka.tls.caSecret.name }}
 {{- $_ := set $kafka "ssl_cafile" "/etc/alert-pipeline/kafka-ca/ca.crt" -}}
 {{- end }}
+{{- $senders := ternary "delivery" "worker" (gt (int .Values.worker.delivery.replicas) 0) -}}
 {{- $ingest := dict "listen" (printf "0.0.0.0:%d" (int .Values.ingest.port))
-      "worker_metrics" (list (printf "http://%s-worker.%s.svc:%d/metrics" $fullname .Release.Namespace (int .Values.worker.port))) -}}
+      "worker_metrics" (list (printf "http://%s-%s.%s.svc:%d/metrics" $fullname $senders .Release.Namespace (int .Values.worker.port))) -}}
 {{- $worker := dict "app_id" .Values.worker.appId "metrics_listen" (printf "0.0.0.0:%d" (int .Values.worker.port))
       "data_dir" "/var/lib/alert-pipeline" -}}
 {{- $config := mustMergeOverwrite (deepCopy .Values.config) (dict "kafka" $kafka "ingest" $ingest "worker" $worker) -}}
