@@ -22,7 +22,7 @@ from agents.route import route_changes
 from pipeline.domain.metrics import ALERTS_CHANGED, ALERTS_DEDUPLICATED
 from pipeline.domain.models import Alert, fingerprint, parse_time
 from pipeline.kafka.deadletters import DeadLetter, letter_for, unpack_or_letter
-from pipeline.kafka.records import by_partition, kept, pack
+from pipeline.kafka.records import add_packed, by_partition, item_limit, kept
 from pipeline.kafka.stage import PartitionedStage, events_by_partition, guarded
 from pipeline.kafka.writer import Outbox, group_partition, key_partition
 
@@ -215,15 +215,14 @@ class DedupStage(PartitionedStage[Entries]):
         items: list[tuple[str, bytes]] = []
         for alert, routed in await route_changes(self.context, changes):
             largest = max((len(item) for _, item in routed), default=0)
-            if largest + 2 > outbox.limit:
+            if largest > item_limit(outbox.limit):
                 await self.context.reject(outbox, DeadLetter.of(
                     self.context.topics.alerts, f"routed record of {largest} bytes exceeds kafka.max_record_bytes "
                     f"({outbox.limit})", orjson.dumps(alert), key=alert["fingerprint"], stage=self.name))
                 continue
             items += routed
         for partition, values in by_partition(items, partitions, group_partition).items():
-            for record in pack(values, outbox.limit):
-                outbox.add(topic, partition, None, record)
+            add_packed(outbox, topic, partition, values)
 
     async def forget_resolved(self, retention: float) -> None:
         """Drop the state of alerts that ended longer ago than the retention (tombstones on ``alerts.deduped``):

@@ -48,7 +48,7 @@ from agents.dispatch.grouping import Flush, Group, GroupAlert, first_tick_from, 
 from pipeline.domain.metrics import ALERTS_GROUPED, GROUPS_ACTIVE, NOTIFICATIONS_CREATED, STAGE_SECONDS
 from pipeline.domain.models import Alert
 from pipeline.kafka.deadletters import letter_for, unpack_or_letter
-from pipeline.kafka.records import pack
+from pipeline.kafka.records import add_packed, item_limit
 from pipeline.kafka.stage import PartitionedStage, events_by_partition, guarded
 from pipeline.kafka.writer import Outbox, group_partition
 
@@ -297,7 +297,7 @@ class DispatchStage(PartitionedStage[Groups]):
             partition = group_partition(group.id, await self.writer.partitions(topic))
             for notification in result.notifications:
                 notification.group = group.id
-                batches.setdefault((topic, partition), []).append(notification.encode(notifications.limit - 2))
+                batches.setdefault((topic, partition), []).append(notification.encode(item_limit(notifications.limit)))
                 NOTIFICATIONS_CREATED.labels(group.tenant, group.receiver, notification.integration).inc()
             flushes.append((group, result, options.repeat_interval))
             if result.notifications:
@@ -305,8 +305,7 @@ class DispatchStage(PartitionedStage[Groups]):
         # Batch records (arrays), one per partition or more: the deliver stage reads a flush's notifications
         # as a few records, not one record each. A group's notifications stay in its partition, in order.
         for (topic, partition), values in batches.items():
-            for record in pack(values, notifications.limit):
-                notifications.add(topic, partition, None, record)
+            add_packed(notifications, topic, partition, values)
         sent = self.writer.submit(notifications)
         sent.add_done_callback(lambda _: observe_flushes(ticks))
         # The groups move on in memory at once; their rows are written only once Kafka has every

@@ -19,7 +19,7 @@ from pipeline.domain.kube.payloads import Rejected, Source, parse_payload
 from pipeline.domain.metrics import KUBE_ALERTS_MADE, KUBE_RECORDS_EVALUATED
 from pipeline.domain.models import Alert
 from pipeline.kafka.deadletters import queue_letter, rejected_letter
-from pipeline.kafka.records import by_partition, pack
+from pipeline.kafka.records import add_packed, by_partition, item_limit
 from pipeline.kafka.stage import run_batches
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def register_source(context: StageContext, source: Source, evaluate: Evaluate) -
                 for alert in made:
                     KUBE_ALERTS_MADE.labels(source.name, alert.labels["alertname"]).inc()
                     encoded = orjson.dumps(alert.to_record())
-                    if len(encoded) + 2 > outbox.limit:
+                    if len(encoded) > item_limit(outbox.limit):
                         reason = f"its alert of {len(encoded)} bytes exceeds kafka.max_record_bytes ({outbox.limit})"
                         rejected.append(Rejected("item", reason, orjson.dumps(item).decode()))
                         continue
@@ -68,8 +68,7 @@ def register_source(context: StageContext, source: Source, evaluate: Evaluate) -
                     key=event.key))
         partitions = await writer.partitions(topics.alerts)
         for partition, items in by_partition(alerts, partitions).items():
-            for record in pack(items, outbox.limit):
-                outbox.add(topics.alerts, partition, None, record)
+            add_packed(outbox, topics.alerts, partition, items)
         return events, writer.submit(outbox)
 
     @app.agent(context.topic(raw_topic), name=source.name)

@@ -19,7 +19,7 @@ from pipeline.ingest.alertmanager import ParsedBatch, TooManyAlerts, parse_alert
 from pipeline.ingest.app import CONFIG, TENANCY, WRITER, error, read_json, unavailable, write_batches
 from pipeline.ingest.security import principal
 from pipeline.kafka.producer import BrokerUnavailable
-from pipeline.kafka.records import by_partition, pack
+from pipeline.kafka.records import by_partition, item_limit, pack
 from pipeline.kafka.topics import topics_for
 
 INGEST_SECONDS = STAGE_SECONDS.labels("ingest")
@@ -33,7 +33,7 @@ async def alert_records(request: web.Request, topic: str, alerts: list[Alert],
     items = []
     for alert in alerts:
         item = orjson.dumps(alert.to_record())
-        if len(item) + 2 > limit:
+        if len(item) > item_limit(limit):
             errors.append(f"alert {alert.fingerprint} ({alert.labels.get('alertname', '')}): {len(item)} bytes "
                           f"exceeds kafka.max_record_bytes ({limit})")
             continue

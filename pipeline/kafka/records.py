@@ -10,19 +10,24 @@ from typing import Any
 
 import orjson
 
-from pipeline.kafka.writer import RecordTooLarge, key_partition
+from pipeline.kafka.writer import Outbox, RecordTooLarge, key_partition
+
+
+def item_limit(limit: int) -> int:
+    """The largest encoded item a batch record of ``limit`` bytes holds (alone, inside its brackets)."""
+    return limit - 2
 
 
 def pack(items: Iterable[bytes], limit: int) -> list[bytes]:
     """Encoded items as JSON-array records of at most ``limit`` bytes each.
 
     Raises :class:`RecordTooLarge` for an item that alone does not fit (the caller refuses or dead-letters
-    it before packing)."""
+    it before packing, by :func:`item_limit`)."""
     records: list[bytes] = []
     chunk: list[bytes] = []
     size = 2
     for item in items:
-        if len(item) + 2 > limit:
+        if len(item) > item_limit(limit):
             raise RecordTooLarge(f"an item of {len(item)} bytes exceeds kafka.max_record_bytes ({limit})")
         if chunk and size + len(item) + 1 > limit:
             records.append(b"[" + b",".join(chunk) + b"]")
@@ -32,6 +37,12 @@ def pack(items: Iterable[bytes], limit: int) -> list[bytes]:
     if chunk:
         records.append(b"[" + b",".join(chunk) + b"]")
     return records
+
+
+def add_packed(outbox: Outbox, topic: str, partition: int, items: Iterable[bytes]) -> None:
+    """Queue the items on one partition as batch records (:func:`pack`) within the outbox's limit."""
+    for record in pack(items, outbox.limit):
+        outbox.add(topic, partition, None, record)
 
 
 def by_partition(items: Iterable[tuple[str, bytes]], partitions: int,
