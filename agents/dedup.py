@@ -22,7 +22,7 @@ from agents.route import route_changes
 from pipeline.domain.metrics import ALERTS_CHANGED, ALERTS_DEDUPLICATED
 from pipeline.domain.models import Alert, fingerprint, parse_time
 from pipeline.kafka.deadletters import DeadLetter, letter_for, unpack_or_letter
-from pipeline.kafka.records import add_packed, by_partition, item_limit, kept
+from pipeline.kafka.records import accepted_header, accepted_time, add_packed, by_partition, item_limit, kept
 from pipeline.kafka.stage import PartitionedStage, events_by_partition, guarded
 from pipeline.kafka.writer import Outbox, group_partition, key_partition
 
@@ -162,7 +162,8 @@ class DedupStage(PartitionedStage[Entries]):
                     home = partition if fp in entries else key_partition(fp, partitions)
                     if home != partition:
                         # Published with another partitioner: its state lives in the partition of its key.
-                        outbox.add(topics.alerts, home, None, b"[" + orjson.dumps(item) + b"]")
+                        outbox.add(topics.alerts, home, None, b"[" + orjson.dumps(item) + b"]",
+                                   [accepted_header(accepted_time(event.message))])
                         continue
                     if fp not in states:
                         entry = entries.get(fp)
@@ -181,7 +182,9 @@ class DedupStage(PartitionedStage[Entries]):
                 ALERTS_DEDUPLICATED.inc(count)
             else:
                 ALERTS_CHANGED.labels(kind).inc(count)
-        await self._route(changes, outbox)
+        # The ingest's acceptance time this batch reached rides along: the dispatch stage's clock.
+        accepted = max((accepted_time(e.message) for e in done), default=0.0) or now
+        await self._route(changes, outbox, accepted)
         # The next batch decides against the new states at once, while they are being written.
         for entries, fp, value, ends_at in written:
             entries[fp] = (value, ends_at, now)
@@ -207,9 +210,10 @@ class DedupStage(PartitionedStage[Entries]):
             written.append((entries, fp, value, state.alert.ends_at))
         return written
 
-    async def _route(self, changes: list[dict[str, Any]], outbox: Outbox) -> None:
-        """The routed items of the changes, one batch record per partition of ``alerts.routed``; an alert
-        whose routed item is too large for a record is dead-lettered (its labels are copied per route)."""
+    async def _route(self, changes: list[dict[str, Any]], outbox: Outbox, accepted: float) -> None:
+        """The routed items of the changes, one batch record per partition of ``alerts.routed``, marked with
+        when the ingest accepted the batch's newest record; an alert whose routed item is too large for a
+        record is dead-lettered (its labels are copied per route)."""
         topic = self.context.topics.alerts_routed
         partitions = await self.writer.partitions(topic)
         items: list[tuple[str, bytes]] = []
@@ -221,8 +225,9 @@ class DedupStage(PartitionedStage[Entries]):
                     f"({outbox.limit})", orjson.dumps(alert), key=alert["fingerprint"], stage=self.name))
                 continue
             items += routed
+        headers = [accepted_header(accepted)]
         for partition, values in by_partition(items, partitions, group_partition).items():
-            add_packed(outbox, topic, partition, values)
+            add_packed(outbox, topic, partition, values, headers)
 
     async def forget_resolved(self, retention: float) -> None:
         """Drop the state of alerts that ended longer ago than the retention (tombstones on ``alerts.deduped``):

@@ -9,6 +9,9 @@ past Kafka's size limit. The grouping logic itself is ``agents/dispatch/grouping
 
 - a new group waits ``group_wait`` from the moment the ingest accepted its first alert (or flushes
   at once if that alert started longer ago than ``group_wait``, until the group's first flush);
+- the ticks come by the stage's clock (``agents/dispatch/clock.py``), which runs behind wall time while
+  the stream lags the ingest, so a tick sees every alert the ingest accepted before it, as
+  Alertmanager's would;
 - after each flush the next one is ``group_interval`` after the previous *scheduled* one, so the
   ticks do not drift with the timer's granularity;
 - a flush inside a ``mute_time_intervals`` period or outside the ``active_time_intervals`` notifies
@@ -44,6 +47,7 @@ from aiokafka import ConsumerRecord
 from faust.types import EventT
 
 from agents.context import StageContext
+from agents.dispatch.clock import StreamClock
 from agents.dispatch.grouping import Flush, Group, GroupAlert, first_tick_from, flush, next_tick
 from pipeline.domain.metrics import ALERTS_GROUPED, GROUPS_ACTIVE, NOTIFICATIONS_CREATED, STAGE_SECONDS
 from pipeline.domain.models import Alert
@@ -88,6 +92,9 @@ class DispatchStage(PartitionedStage[Groups]):
         #: Set when a group is scheduled before the flush loop's wake-up time (see :meth:`flush_loop`).
         self._wake = asyncio.Event()
         self._sleep_until = 0.0
+        #: The stream's stages in this process, this one last (those registered before it come before it).
+        self.clock = StreamClock([*context.stages, self], lambda: context.app.consumer,
+                                 context.config.worker.max_catch_up_wait)
 
     # --- state -----------------------------------------------------------------------------------------
 
@@ -148,6 +155,7 @@ class DispatchStage(PartitionedStage[Groups]):
 
     async def _handle(self, events: Sequence[EventT]) -> tuple[list[EventT], asyncio.Future[None]]:
         now, limit = time.time(), self.context.config.worker.max_group_alerts
+        clock = self.clock.time(now)
         outbox = self.writer.outbox()
         done: list[EventT] = []
         grouped: Counter[str] = Counter()
@@ -163,7 +171,7 @@ class DispatchStage(PartitionedStage[Groups]):
                     await self.context.reject(outbox, letter)
                 for index, item in enumerate(items):
                     try:
-                        group, new = self._insert(state, item, event.key, partition, limit, now)
+                        group, new = self._insert(state, item, event.key, partition, limit, now, clock)
                     except GroupFull as exc:
                         await self.context.reject(outbox, letter_for(
                             event, self.name, str(exc), orjson.dumps(item) if batched else None,
@@ -188,9 +196,9 @@ class DispatchStage(PartitionedStage[Groups]):
         return done, self.write_state(outbox)
 
     def _insert(self, state: Groups, item: Any, key: str | None, partition: int, limit: int,
-                now: float) -> tuple[Group | None, bool]:
-        """Put one routed alert into its group; returns the group (``None``: nothing to do) and whether
-        its own row must be written."""
+                now: float, clock: float) -> tuple[Group | None, bool]:
+        """Put one routed alert into its group (``clock``: the stage's clock, for the ticks); returns the
+        group (``None``: nothing to do) and whether its own row must be written."""
         group_id = item.get("group") or key
         if not isinstance(group_id, str) or not group_id:
             raise ValueError("no group id (an item's group, or the record's key)")
@@ -213,7 +221,7 @@ class DispatchStage(PartitionedStage[Groups]):
             new = True
             self._schedule(group, group.next_flush)
         elif group.wake_at > group.next_flush:  # asleep (see _flush): wake it at its next tick
-            self._schedule(group, first_tick_from(group.next_flush, route.options.group_interval, now))
+            self._schedule(group, first_tick_from(group.next_flush, route.options.group_interval, clock))
         return group, new
 
     # --- the timer: due groups flushed --------------------------------------------------------------------
@@ -224,12 +232,12 @@ class DispatchStage(PartitionedStage[Groups]):
         epoch is looked at), at least ``FLUSH_COALESCE`` (ticks that close flush together)."""
         while True:
             flushing = await self.flush_due()
-            now = time.time()
+            clock = self.clock.time(time.time())
             delay = longest
             if flushing and self._timers:
-                delay = min(longest, max(self._timers[0][0] - now, FLUSH_COALESCE))
+                delay = min(longest, max(self._timers[0][0] - clock, FLUSH_COALESCE))
             self._wake.clear()
-            self._sleep_until = now + delay
+            self._sleep_until = clock + delay
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
 
@@ -240,30 +248,33 @@ class DispatchStage(PartitionedStage[Groups]):
             if self.suspended or not muter.ready:
                 return False  # never notify before every silence and source alert is loaded (e.g. after a restart)
             now = time.time()
+            clock = self.clock.time(now)
             epoch = muter.epoch(now)
             if epoch != self._epoch:
                 self._epoch = epoch
-                self._wake_sleeping(now)
+                self._wake_sleeping(clock)
             due: list[tuple[Group, float]] = []
-            while self._timers and self._timers[0][0] <= now:
+            while self._timers and self._timers[0][0] <= clock:
                 when, _, group = heapq.heappop(self._timers)
                 state = self.states.get(group.partition)
                 if group.wake_at != when or state is None or state.groups.get(group.id) is not group:
                     continue  # re-armed, deleted, or of a partition this worker lost
                 due.append((group, when))
             if due:
-                await self._flush(due, epoch, now)
+                await self._flush(due, epoch, now, clock)
             return True
 
-    def _wake_sleeping(self, now: float) -> None:
-        """The muter's epoch moved: every sleeping group is judged again at its next tick."""
+    def _wake_sleeping(self, clock: float) -> None:
+        """The muter's epoch moved: every sleeping group is judged again at its next tick after ``clock``."""
         for state in self.states.values():
             for group in state.groups.values():
                 route = self.context.routing.route(group.tenant, group.route)
                 if group.wake_at > group.next_flush and route is not None:
-                    self._schedule(group, first_tick_from(group.next_flush, route.options.group_interval, now))
+                    self._schedule(group, first_tick_from(group.next_flush, route.options.group_interval, clock))
 
-    async def _flush(self, due: list[tuple[Group, float]], epoch: int, now: float) -> None:
+    async def _flush(self, due: list[tuple[Group, float]], epoch: int, now: float, clock: float) -> None:
+        """Judge and flush the due groups: their ticks by the stage's ``clock``, what has resolved and the
+        notification log by wall time ``now``."""
         notifications, states = self.writer.outbox(), self.writer.outbox()
         flushes: list[tuple[Group, Flush, float]] = []
         batches: dict[tuple[str, int], list[bytes]] = {}
@@ -277,7 +288,7 @@ class DispatchStage(PartitionedStage[Groups]):
                 self._forget(states, group, set(group.alerts))
                 continue
             options = route.options
-            tick, upcoming = next_tick(group.next_flush, options.group_interval, now)
+            tick, upcoming = next_tick(group.next_flush, options.group_interval, clock)
             group.next_flush = upcoming
             timed = bool(options.mute_time_intervals or options.active_time_intervals)
             if not timed and group.quiet(epoch, now):

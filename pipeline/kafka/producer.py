@@ -14,7 +14,7 @@ from aiokafka.errors import KafkaError
 from pipeline.domain.config import KafkaSettings
 from pipeline.domain.metrics import KAFKA_WRITE_SECONDS
 from pipeline.kafka.client import started_producer
-from pipeline.kafka.writer import resolve, send_batches
+from pipeline.kafka.writer import NO_HEADERS, Record, resolve, send_batches
 
 log = logging.getLogger(__name__)
 
@@ -136,10 +136,10 @@ class KafkaWriter:
         try:
             while self._pending and self._producer is not None:
                 writes, self._pending = self._pending, []
-                merged: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
+                merged: dict[tuple[str, int], list[Record]] = {}
                 for write in writes:
                     for partition, values in write.records.items():
-                        merged.setdefault((write.topic, partition), []).extend((None, v) for v in values)
+                        merged.setdefault((write.topic, partition), []).extend((None, v, NO_HEADERS) for v in values)
                 try:
                     await send_batches(self._producer, merged.items())
                 except Exception as exc:  # the broker's error (or a record no batch holds): those requests fail

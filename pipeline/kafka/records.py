@@ -10,7 +10,35 @@ from typing import Any
 
 import orjson
 
-from pipeline.kafka.writer import Outbox, RecordTooLarge, key_partition
+from pipeline.kafka.writer import NO_HEADERS, Headers, Outbox, RecordTooLarge, key_partition
+
+#: A header of the records of ``alerts.routed``: when the ingest accepted the newest record their batch
+#: was decided from (milliseconds since the epoch). The dispatch stage's clock reads it
+#: (``agents/dispatch/clock.py``); the record's own timestamp stays its write, for the hop latencies.
+#: A record the dedup stage moves to another partition of ``alerts`` keeps its acceptance time in it.
+ACCEPTED_AT = "accepted-at"
+
+
+def accepted_header(seconds: float) -> tuple[str, bytes]:
+    """The :data:`ACCEPTED_AT` header for an acceptance time."""
+    return ACCEPTED_AT, b"%d" % round(seconds * 1000)
+
+
+def accepted_at(headers: Headers | None) -> float | None:
+    """The acceptance time an :data:`ACCEPTED_AT` header carries (``None``: none, or not a number)."""
+    for name, value in headers or ():
+        if name == ACCEPTED_AT:
+            try:
+                return int(value) / 1000
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+def accepted_time(message: Any) -> float:
+    """When the ingest accepted a consumed record (a faust message): its :data:`ACCEPTED_AT` header, or
+    its timestamp (the ingest's write)."""
+    return accepted_at(message.headers) or message.timestamp or 0.0
 
 
 def item_limit(limit: int) -> int:
@@ -39,10 +67,11 @@ def pack(items: Iterable[bytes], limit: int) -> list[bytes]:
     return records
 
 
-def add_packed(outbox: Outbox, topic: str, partition: int, items: Iterable[bytes]) -> None:
+def add_packed(outbox: Outbox, topic: str, partition: int, items: Iterable[bytes],
+               headers: Headers = NO_HEADERS) -> None:
     """Queue the items on one partition as batch records (:func:`pack`) within the outbox's limit."""
     for record in pack(items, outbox.limit):
-        outbox.add(topic, partition, None, record)
+        outbox.add(topic, partition, None, record, headers)
 
 
 def by_partition(items: Iterable[tuple[str, bytes]], partitions: int,

@@ -17,11 +17,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from faust.exceptions import ConsumerNotStarted
 from faust.types import EventT
 
 from pipeline.domain.config import KafkaSettings
 from pipeline.domain.metrics import STAGE_SECONDS
 from pipeline.kafka.client import client_options
+from pipeline.kafka.records import accepted_time
 from pipeline.kafka.writer import BatchWriter, Outbox
 
 log = logging.getLogger(__name__)
@@ -100,6 +102,10 @@ class PartitionedStage(Generic[S]):
         #: Every write in flight.
         self._writes: set[asyncio.Future[None]] = set()
         self._state_tail: asyncio.Future[None] | None = None
+        #: The offset of the last event handled, per source partition (see :meth:`unread`).
+        self.handled_offsets: dict[TopicPartition, int] = {}
+        #: When the ingest accepted the newest event handled (``records.accepted_time``).
+        self.reached = 0.0
 
     def new_state(self, partition: int) -> S:
         raise NotImplementedError
@@ -195,6 +201,10 @@ class PartitionedStage(Generic[S]):
         async def handle(events: Sequence[EventT]) -> tuple[Sequence[EventT], asyncio.Future[None]]:
             done, written = await self.handle(events)
             self.track(written)
+            for event in done:
+                message = event.message
+                self.handled_offsets[TopicPartition(message.topic, message.partition)] = message.offset
+                self.reached = max(self.reached, accepted_time(message))
             return done, written
 
         await run_batches(stream, batch_size, linger, self.name, handle)
@@ -207,8 +217,22 @@ class PartitionedStage(Generic[S]):
             self._resumed.clear()
             await self.settle()
 
+    def unread(self, consumer: Any) -> bool:
+        """Whether the consumer's last fetch of a partition this stage has handled events of saw records past
+        the last one handled: more of its input is on the way (the faust consumer's fetch position runs
+        ahead of what the stages took from its buffers)."""
+        for tp, offset in self.handled_offsets.items():
+            try:
+                highwater = consumer.highwater(tp)
+            except (AssertionError, ConsumerNotStarted):  # no longer assigned (aiokafka asserts), or stopping
+                continue
+            if highwater is not None and highwater > offset + 1:
+                return True
+        return False
+
     async def on_assigned(self, partitions: set[int]) -> None:
         """Forget the partitions lost, keep the others, start recovering the new ones."""
+        self.handled_offsets = {tp: offset for tp, offset in self.handled_offsets.items() if tp.partition in partitions}
         for partition in [p for p in self._ready if p not in partitions]:
             task = self._recovery.pop(partition, None)
             if task is not None:

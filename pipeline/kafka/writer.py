@@ -54,7 +54,14 @@ def key_partition(key: bytes | str, partitions: int) -> int:
 #: Python (about 5 us for a group id); one-off keys (notification ids) use :func:`key_partition`.
 group_partition = lru_cache(maxsize=1 << 16)(key_partition)
 
-Record = tuple[bytes | None, bytes | None]
+#: Kafka record headers, as aiokafka's batches take them: a list of ``(name, value)`` pairs.
+Headers = list[tuple[str, bytes]]
+
+#: The headers of a record without any (shared: never changed).
+NO_HEADERS: Headers = []
+
+#: One record to write: key, value and headers.
+Record = tuple[bytes | None, bytes | None, Headers]
 
 
 @dataclass
@@ -64,12 +71,13 @@ class Outbox:
     limit: int
     records: dict[tuple[str, int], list[Record]] = field(default_factory=dict)
 
-    def add(self, topic: str, partition: int, key: bytes | None, value: bytes | None) -> None:
+    def add(self, topic: str, partition: int, key: bytes | None, value: bytes | None,
+            headers: Headers = NO_HEADERS) -> None:
         """Queue one record; raises :class:`RecordTooLarge` (and queues nothing) when it is over the limit."""
         size = len(value or b"") + len(key or b"")
         if size > self.limit:
             raise RecordTooLarge(f"record of {size} bytes exceeds kafka.max_record_bytes ({self.limit})")
-        self.records.setdefault((topic, partition), []).append((key, value))
+        self.records.setdefault((topic, partition), []).append((key, value, headers))
 
     def __len__(self) -> int:
         return sum(map(len, self.records.values()))
@@ -242,11 +250,11 @@ async def send_batches(producer: AIOKafkaProducer, items: Iterable[tuple[tuple[s
     pending = []
     for (topic, partition), records in items:
         batch = producer.create_batch()
-        for key, value in records:
-            if batch.append(key=key, value=value, timestamp=None) is None:
+        for key, value, headers in records:
+            if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
                 pending.append(await producer.send_batch(batch, topic, partition=partition))
                 batch = producer.create_batch()
-                if batch.append(key=key, value=value, timestamp=None) is None:
+                if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
                     raise RecordTooLarge(f"a record of {len(value or b'')} bytes does not fit a batch")
         pending.append(await producer.send_batch(batch, topic, partition=partition))
     await asyncio.gather(*pending)

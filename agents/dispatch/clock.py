@@ -1,0 +1,46 @@
+"""The dispatch stage's clock: how far the stream has got in the ingest's time.
+
+Alertmanager's group timers run on the time alerts reach it, and that is the moment our ingest accepts
+them (a group's first wait already starts there). The stages behind the ingest can lag it during a
+burst; a group whose tick came by wall time would then be flushed before the stream had read the alerts
+the ingest accepted for it in the same interval, and every late alert would cost a notification of its
+own. So while a stage of the stream (dedup, dispatch) has input waiting, the clock stands at the
+acceptance time of the newest record that stage handled: a tick comes once the stream has read what
+the ingest accepted up to it. With nothing waiting it is wall time, and it is never more than
+``max_wait`` behind (a clock skew between the ingest and the worker cannot stop the flushes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+
+class Progress(Protocol):
+    """A stage of the stream, as the clock sees it (``PartitionedStage``)."""
+
+    #: When the ingest accepted the newest record the stage handled.
+    reached: float
+
+    def unread(self, consumer: Any) -> bool:
+        """Whether more of the stage's input waits (by the consumer's last fetch)."""
+        ...
+
+
+class StreamClock:
+    """The ingest's time the stream has reached; see the module docstring."""
+
+    def __init__(self, stages: Sequence[Progress], consumer: Callable[[], Any], max_wait: float):
+        self.stages = stages
+        self.consumer = consumer
+        self.max_wait = max_wait
+
+    def time(self, now: float) -> float:
+        """The clock at wall time ``now``."""
+        if not self.max_wait:
+            return now
+        consumer = self.consumer()
+        behind = [stage.reached for stage in self.stages if stage.unread(consumer)]
+        if not behind:
+            return now
+        return min(now, max(min(behind), now - self.max_wait))
