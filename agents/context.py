@@ -31,10 +31,8 @@ class Stage(Protocol):
     """What the app tells a stateful stage (:class:`pipeline.kafka.stage.PartitionedStage`) of rebalances."""
 
     sources: frozenset[str]
-    #: When the ingest accepted the newest record the stage handled (the dispatch clock reads it).
-    reached: float
 
-    def unread(self, consumer: Any) -> bool: ...
+    def waiting(self, consumer: Any) -> float | None: ...
 
     async def on_revoked(self) -> None: ...
 

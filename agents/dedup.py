@@ -22,7 +22,15 @@ from agents.route import route_changes
 from pipeline.domain.metrics import ALERTS_CHANGED, ALERTS_DEDUPLICATED
 from pipeline.domain.models import Alert, fingerprint, parse_time
 from pipeline.kafka.deadletters import DeadLetter, letter_for, unpack_or_letter
-from pipeline.kafka.records import accepted_header, accepted_time, add_packed, by_partition, item_limit, kept
+from pipeline.kafka.records import (
+    accepted_header,
+    accepted_time,
+    add_packed,
+    batch_reached,
+    by_partition,
+    item_limit,
+    kept,
+)
 from pipeline.kafka.stage import PartitionedStage, events_by_partition, guarded
 from pipeline.kafka.writer import Outbox, group_partition, key_partition
 
@@ -182,8 +190,8 @@ class DedupStage(PartitionedStage[Entries]):
                 ALERTS_DEDUPLICATED.inc(count)
             else:
                 ALERTS_CHANGED.labels(kind).inc(count)
-        # The ingest's acceptance time this batch reached rides along: the dispatch stage's clock.
-        accepted = max((accepted_time(e.message) for e in done), default=0.0) or now
+        # The ingest's time this batch reached rides along: the dispatch stage's clock.
+        accepted = batch_reached(e.message for e in done) or now
         await self._route(changes, outbox, accepted)
         # The next batch decides against the new states at once, while they are being written.
         for entries, fp, value, ends_at in written:

@@ -18,25 +18,25 @@ from tests.harness import eventually
 
 class FakeStage:
     def __init__(self, reached: float, unread: bool):
-        self.reached, self.waiting = reached, unread
+        self.reached, self.unread = reached, unread
 
-    def unread(self, consumer: object) -> bool:
+    def waiting(self, consumer: object) -> float | None:
         assert consumer == "consumer"
-        return self.waiting
+        return self.reached if self.unread else None
 
 
 def test_clock_stands_where_the_stream_is_while_input_waits():
     dedup, dispatch = FakeStage(0.0, False), FakeStage(0.0, False)
     clock = StreamClock([dedup, dispatch], lambda: "consumer", max_wait=30.0)
     assert clock.time(1000.0) == 1000.0  # nothing waits: wall time
-    dedup.reached, dedup.waiting = 990.0, True
+    dedup.reached, dedup.unread = 990.0, True
     assert clock.time(1000.0) == 990.0  # dedup 10 s behind: the newest it handled
     assert clock.time(1002.0) == 990.0  # and there it stands until it handles more
-    dispatch.reached, dispatch.waiting = 985.0, True
+    dispatch.reached, dispatch.unread = 985.0, True
     assert clock.time(1002.0) == 985.0  # the slowest stage with input waiting
-    dedup.waiting = dispatch.waiting = False
+    dedup.unread = dispatch.unread = False
     assert clock.time(1002.0) == 1002.0  # caught up
-    dedup.reached, dedup.waiting = 2000.0, True
+    dedup.reached, dedup.unread = 2000.0, True
     assert clock.time(1003.0) == 1003.0  # the ingest's clock ahead: never ahead of wall time
     dedup.reached = 0.0
     assert clock.time(1003.0) == 973.0  # skewed or hostile: at most max_wait behind

@@ -5,9 +5,10 @@ them (a group's first wait already starts there). The stages behind the ingest c
 burst; a group whose tick came by wall time would then be flushed before the stream had read the alerts
 the ingest accepted for it in the same interval, and every late alert would cost a notification of its
 own. So while a stage of the stream (dedup, dispatch) has input waiting, the clock stands at the
-acceptance time of the newest record that stage handled: a tick comes once the stream has read what
-the ingest accepted up to it. With nothing waiting it is wall time, and it is never more than
-``max_wait`` behind (a clock skew between the ingest and the worker cannot stop the flushes).
+acceptance time of the newest record handled in the slowest of its partitions with input waiting: a tick
+comes once the stream has read what the ingest accepted up to it. With nothing waiting it is wall time,
+and it is never more than ``max_wait`` behind (a clock skew between the ingest and the worker cannot stop
+the flushes).
 """
 
 from __future__ import annotations
@@ -19,11 +20,8 @@ from typing import Any, Protocol
 class Progress(Protocol):
     """A stage of the stream, as the clock sees it (``PartitionedStage``)."""
 
-    #: When the ingest accepted the newest record the stage handled.
-    reached: float
-
-    def unread(self, consumer: Any) -> bool:
-        """Whether more of the stage's input waits (by the consumer's last fetch)."""
+    def waiting(self, consumer: Any) -> float | None:
+        """The acceptance time the stage reached where its input waits (``None``: nothing waits)."""
         ...
 
 
@@ -40,7 +38,7 @@ class StreamClock:
         if not self.max_wait:
             return now
         consumer = self.consumer()
-        behind = [stage.reached for stage in self.stages if stage.unread(consumer)]
+        behind = [at for at in (stage.waiting(consumer) for stage in self.stages) if at is not None]
         if not behind:
             return now
         return min(now, max(min(behind), now - self.max_wait))

@@ -41,6 +41,15 @@ def accepted_time(message: Any) -> float:
     return accepted_at(message.headers) or message.timestamp or 0.0
 
 
+def batch_reached(messages: Iterable[Any]) -> float:
+    """How far a batch of consumed records got in the ingest's time: the newest acceptance time of its
+    slowest partition (0 for none)."""
+    reached: dict[int, float] = {}
+    for message in messages:
+        reached[message.partition] = max(reached.get(message.partition, 0.0), accepted_time(message))
+    return min(reached.values(), default=0.0)
+
+
 def item_limit(limit: int) -> int:
     """The largest encoded item a batch record of ``limit`` bytes holds (alone, inside its brackets)."""
     return limit - 2

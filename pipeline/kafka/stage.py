@@ -102,10 +102,9 @@ class PartitionedStage(Generic[S]):
         #: Every write in flight.
         self._writes: set[asyncio.Future[None]] = set()
         self._state_tail: asyncio.Future[None] | None = None
-        #: The offset of the last event handled, per source partition (see :meth:`unread`).
-        self.handled_offsets: dict[TopicPartition, int] = {}
-        #: When the ingest accepted the newest event handled (``records.accepted_time``).
-        self.reached = 0.0
+        #: Per source partition: the offset of the last event handled, and when the ingest accepted the
+        #: newest event handled (``records.accepted_time``); see :meth:`waiting`.
+        self._handled: dict[TopicPartition, tuple[int, float]] = {}
 
     def new_state(self, partition: int) -> S:
         raise NotImplementedError
@@ -203,8 +202,9 @@ class PartitionedStage(Generic[S]):
             self.track(written)
             for event in done:
                 message = event.message
-                self.handled_offsets[TopicPartition(message.topic, message.partition)] = message.offset
-                self.reached = max(self.reached, accepted_time(message))
+                tp = TopicPartition(message.topic, message.partition)
+                _, reached = self._handled.get(tp, (0, 0.0))
+                self._handled[tp] = message.offset, max(reached, accepted_time(message))
             return done, written
 
         await run_batches(stream, batch_size, linger, self.name, handle)
@@ -217,22 +217,24 @@ class PartitionedStage(Generic[S]):
             self._resumed.clear()
             await self.settle()
 
-    def unread(self, consumer: Any) -> bool:
-        """Whether the consumer's last fetch of a partition this stage has handled events of saw records past
-        the last one handled: more of its input is on the way (the faust consumer's fetch position runs
-        ahead of what the stages took from its buffers)."""
-        for tp, offset in self.handled_offsets.items():
+    def waiting(self, consumer: Any) -> float | None:
+        """How far the stage got where its input waits: of the partitions whose last fetch by ``consumer``
+        saw records past the last one handled, the earliest acceptance time handled (``None``: no input
+        waits). The faust consumer's fetch position runs ahead of what the stages took from its buffers,
+        so the offsets handled are the stage's own."""
+        reached = None
+        for tp, (offset, accepted) in self._handled.items():
             try:
                 highwater = consumer.highwater(tp)
             except (AssertionError, ConsumerNotStarted):  # no longer assigned (aiokafka asserts), or stopping
                 continue
-            if highwater is not None and highwater > offset + 1:
-                return True
-        return False
+            if highwater is not None and highwater > offset + 1 and (reached is None or accepted < reached):
+                reached = accepted
+        return reached
 
     async def on_assigned(self, partitions: set[int]) -> None:
         """Forget the partitions lost, keep the others, start recovering the new ones."""
-        self.handled_offsets = {tp: offset for tp, offset in self.handled_offsets.items() if tp.partition in partitions}
+        self._handled = {tp: handled for tp, handled in self._handled.items() if tp.partition in partitions}
         for partition in [p for p in self._ready if p not in partitions]:
             task = self._recovery.pop(partition, None)
             if task is not None:
