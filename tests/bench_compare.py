@@ -14,7 +14,9 @@ arrived. Latency is from an alert's first POST to its first notification. CPU an
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -59,12 +61,38 @@ def workload(size: Size) -> list[dict[str, Any]]:
 
 # --- the receiver, a process of its own -----------------------------------------------------------------
 
+def raise_fd_limit() -> int:
+    """Let this process and its children (the receiver, Alertmanager) open as many sockets as the kernel
+    allows: Alertmanager opens a connection per group it notifies at once (25,000 at 100k alerts), and a
+    receiver out of descriptors fails its webhooks, which it then retries (a run measured with that was
+    Alertmanager's worst by far). Returns the limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    ceiling = int(Path("/proc/sys/fs/nr_open").read_text())
+    for limit in ((ceiling, ceiling), (hard, hard)):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, limit)
+            return limit[0]
+        except (ValueError, OSError):  # raising the hard limit needs root
+            continue
+    return soft
+
+
 def serve_receiver(port: int) -> None:
     """``python -m tests.bench_compare receiver PORT``: notes the first arrival of each pod per path."""
     from aiohttp import web
 
     first: dict[str, dict[str, float]] = {}
     requests: dict[str, int] = {}
+    #: Connections the receiver could not accept for want of file descriptors (a run with any is not valid).
+    refused = [0]
+
+    def count_refusals(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if getattr(context.get("exception"), "errno", None) == errno.EMFILE:
+            refused[0] += 1
+        loop.default_exception_handler(context)
+
+    async def install(_: web.Application) -> None:
+        asyncio.get_running_loop().set_exception_handler(count_refusals)
 
     async def hook(request: web.Request) -> web.Response:
         body = orjson.loads(await request.read())
@@ -78,10 +106,12 @@ def serve_receiver(port: int) -> None:
     async def stats(request: web.Request) -> web.Response:
         path = request.query["path"]
         if "full" in request.query:
-            return web.Response(body=orjson.dumps({"first": first.get(path, {}), "requests": requests.get(path, 0)}))
+            return web.Response(body=orjson.dumps({"first": first.get(path, {}), "requests": requests.get(path, 0),
+                                                   "refused": refused[0]}))
         return web.Response(body=orjson.dumps({"count": len(first.get(path, {})), "requests": requests.get(path, 0)}))
 
     app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.on_startup.append(install)
     app.router.add_get("/stats", stats)
     app.router.add_post("/{tail:.*}", hook)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
@@ -182,6 +212,8 @@ async def run_load(system: str, url: str, path: str, port: int, size: Size, pids
     before_cpu = [cpu_seconds(pid) for pid in pids]
     before_rss = sum(memory(pid)[0] for pid in pids)
     first_post: dict[str, float] = {}
+    async with aiohttp.ClientSession() as http:
+        refused = (await receiver_stats(http, port, path, full=True))["refused"]
     started = time.time()
     await post_all(url, alerts, size.repeats, first_post)
     result.posting = time.time() - started
@@ -202,6 +234,9 @@ async def run_load(system: str, url: str, path: str, port: int, size: Size, pids
     result.delivered, result.requests = len(first), stats["requests"]
     result.latencies = [at - first_post[pod] for pod, at in first.items() if pod in first_post]
     result.last_first = (max(first.values()) - started) if first else float("nan")
+    if stats["refused"] > refused:
+        result.extra.append(f"    NOT VALID: the receiver ran out of file descriptors {stats['refused'] - refused:,} "
+                            "times (webhooks failed and were retried)")
     return result
 
 
@@ -359,6 +394,7 @@ def ratios(am: Result, ours: Result) -> str:
 async def compare(quick: bool = False) -> None:
     sizes = [SMALL] if quick else [SMALL, LARGE]
     port = free_port()
+    descriptors = raise_fd_limit()
     receiver = subprocess.Popen([sys.executable, "-m", "tests.bench_compare", "receiver", str(port)],
                                 cwd=Path(__file__).resolve().parent.parent)
     with tempfile.TemporaryDirectory() as tmp_dir:
@@ -369,14 +405,15 @@ async def compare(quick: bool = False) -> None:
                 await eventually(lambda: receiver.poll() is None, timeout=5)
                 await asyncio.sleep(1)
                 await receiver_stats(http, port, "/")
-            print("\nside by side (issue 10's workload; latency from an alert's first POST to its first notification)")
+            print("\nside by side (issue 10's workload; latency from an alert's first POST to its first notification; "
+                  f"{descriptors:,} file descriptors per process)")
             for line in await broker_ceiling(broker):
                 print(line, flush=True)
             for size in sizes:
                 print(f"\n{size.alerts:,} alerts, NS={size.namespaces:,} ({size.groups:,} groups), "
                       f"R={size.repeats}; load average {os.getloadavg()[0]:.1f}", flush=True)
                 am = await alertmanager(size, port, tmp)
-                print(am.line(), flush=True)
+                print(am.line(), *am.extra, sep="\n", flush=True)
                 ours = await pipeline(size, port, broker, tmp, steady=0.0 if quick or size is SMALL else 60.0)
                 print(ours.line(), *ours.extra, sep="\n", flush=True)
                 print(ratios(am, ours), flush=True)
