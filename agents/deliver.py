@@ -242,7 +242,7 @@ class Delivery:
         if cached is not None and cached[0] is self.context.config:
             return cached[1]
         tenant, receiver_name, integration = key
-        receiver = next((r for r in self.context.config.receivers_of(tenant) if r.name == receiver_name), None)
+        receiver = self.context.config.receiver(tenant, receiver_name)
         config = dict(receiver.integrations()).get(integration) if receiver else None
         if config is None:
             self._senders.pop(key, None)

@@ -44,6 +44,19 @@ def test_config_errors_name_the_bad_key():
         cfg(tenants=[{"name": "dlq", "receivers": [{"name": "x"}]}])
 
 
+def test_receivers_are_found_by_tenant_and_name_only():
+    config = cfg(tenants=[
+        {"name": "a", "namespaces": ["a"], "receivers": [{"name": "hook", "webhook_configs": [{"url": "http://a"}]}]},
+        {"name": "b", "namespaces": ["b"], "receivers": [{"name": "hook", "webhook_configs": [{"url": "http://b"}]}]},
+    ])
+    assert config.receiver("global", "r") is config.receivers[0]
+    assert config.receiver("a", "hook").webhook_configs[0].url.get_secret_value() == "http://a"
+    assert config.receiver("b", "hook").webhook_configs[0].url.get_secret_value() == "http://b"
+    assert config.receiver("a", "r") is None  # the global receivers are not a tenant's
+    assert config.receiver("c", "hook") is None
+    assert config.receiver("a", ["hook"]) is None  # a hostile record's field: found nothing, raised nothing
+
+
 def test_secret_from_environment_is_not_printed(monkeypatch):
     monkeypatch.setenv("HOOK_URL", "http://secret-token@hooks")
     config = parse_config({"route": {"receiver": "r"},

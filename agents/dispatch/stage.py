@@ -281,8 +281,7 @@ class DispatchStage(PartitionedStage[Groups]):
         ticks: list[float] = []
         for group, _ in due:
             route = self.context.routing.route(group.tenant, group.route)
-            receiver = next((r for r in self.context.config.receivers_of(group.tenant)
-                             if r.name == group.receiver), None)
+            receiver = self.context.config.receiver(group.tenant, group.receiver)
             if route is None or receiver is None:
                 log.warning("deleting group %s: its route or receiver is not in the config any more", group.id)
                 self._forget(states, group, set(group.alerts))

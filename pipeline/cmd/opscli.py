@@ -32,7 +32,7 @@ def _alerts(path: str | None, config: Config) -> list[Alert] | None:
 def _receiver(args: argparse.Namespace, config: Config) -> ReceiverConfig:
     if args.receiver_file:
         return ReceiverConfig.model_validate(yaml.safe_load(Path(args.receiver_file).read_text()))
-    found = next((r for r in config.receivers_of(args.tenant) if r.name == args.receiver), None)
+    found = config.receiver(args.tenant, args.receiver)
     if found is None:
         raise LookupError(f"tenant {args.tenant!r} has no receiver {args.receiver!r}")
     return found

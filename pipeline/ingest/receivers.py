@@ -136,7 +136,7 @@ def requested_receiver(body: dict[str, Any], config: Config, tenant: str) -> Rec
     only). Raises ValueError (400) or LookupError (404)."""
     spec = body.get("receiver")
     if isinstance(spec, str):
-        found = next((r for r in config.receivers_of(tenant) if r.name == spec), None)
+        found = config.receiver(tenant, spec)
         if found is None:
             raise LookupError(f"tenant {tenant!r} has no receiver {spec!r}")
         return found

@@ -49,7 +49,9 @@ async def test_templates(request: web.Request) -> web.Response:
         if "receiver" in body:
             if "templates" in body or "channels" in body:
                 raise ValueError("give either a configured receiver or templates (and channels), not both")
-            receiver = next((r for r in config.receivers_of(tenant) if r.name == body["receiver"]), None)
+            if not isinstance(body["receiver"], str):
+                return error(400, "receiver must be the name of a configured receiver")
+            receiver = config.receiver(tenant, body["receiver"])
             if receiver is None:
                 return error(404, f"tenant {tenant!r} has no receiver {body['receiver']!r}")
             renderings = await preview_receiver(tenant, receiver, languages, alerts, external_url)

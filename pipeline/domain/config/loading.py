@@ -66,6 +66,7 @@ class Config(StrictModel):
     _event_rules: Any = PrivateAttr(default=None)
     _audit_rules: Any = PrivateAttr(default=None)
     _tenant_limits: dict[str, TenantLimits] = PrivateAttr(default_factory=dict)
+    _receiver_index: dict[tuple[str, str], ReceiverConfig] | None = PrivateAttr(default=None)
     # The principals with their credentials (pipeline.domain.principals.Authenticator), read with the
     # config from the web config and token files: a reload re-reads them.
     _authenticator: Any = PrivateAttr(default=None)
@@ -144,6 +145,20 @@ class Config(StrictModel):
             return self.receivers
         config = self.tenant(tenant)
         return config.receivers if config else []
+
+    def receiver(self, tenant: str, name: str) -> ReceiverConfig | None:
+        """A receiver of a tenant (or of the global route) by name. Every flush and every delivery looks one
+        up, so the index is made once per config instead of a scan of the tenants and their receivers."""
+        if self._receiver_index is None:
+            index: dict[tuple[str, str], ReceiverConfig] = {}
+            for owner in self.tenant_names():
+                for receiver in self.receivers_of(owner):
+                    index.setdefault((owner, receiver.name), receiver)
+            self._receiver_index = index
+        try:
+            return self._receiver_index.get((tenant, name))
+        except TypeError:  # not a name at all (a field of a hostile record): no such receiver
+            return None
 
     def tenant_names(self) -> list[str]:
         """Every notification target: the global route first, then each tenant."""
