@@ -156,6 +156,10 @@ class DispatchStage(PartitionedStage[Groups]):
     async def _handle(self, events: Sequence[EventT]) -> tuple[list[EventT], asyncio.Future[None]]:
         now, limit = time.time(), self.context.config.worker.max_group_alerts
         clock = self.clock.time(now)
+        if self._timers and self._timers[0][0] <= clock:
+            # The stream's clock passed ticks since the flush loop looked (it stands still while the stream
+            # lags, then moves with the batches): those flushes come before this batch's alerts join.
+            await self._flush_due(now, clock)
         outbox = self.writer.outbox()
         done: list[EventT] = []
         grouped: Counter[str] = Counter()
@@ -244,25 +248,28 @@ class DispatchStage(PartitionedStage[Groups]):
     async def flush_due(self) -> bool:
         """Flush the due groups; ``False`` while flushing must wait (a rebalance, the muter loading)."""
         async with self.lock:
-            muter = self.context.muter
-            if self.suspended or not muter.ready:
-                return False  # never notify before every silence and source alert is loaded (e.g. after a restart)
             now = time.time()
-            clock = self.clock.time(now)
-            epoch = muter.epoch(now)
-            if epoch != self._epoch:
-                self._epoch = epoch
-                self._wake_sleeping(clock)
-            due: list[tuple[Group, float]] = []
-            while self._timers and self._timers[0][0] <= clock:
-                when, _, group = heapq.heappop(self._timers)
-                state = self.states.get(group.partition)
-                if group.wake_at != when or state is None or state.groups.get(group.id) is not group:
-                    continue  # re-armed, deleted, or of a partition this worker lost
-                due.append((group, when))
-            if due:
-                await self._flush(due, epoch, now, clock)
-            return True
+            return await self._flush_due(now, self.clock.time(now))
+
+    async def _flush_due(self, now: float, clock: float) -> bool:
+        """:meth:`flush_due` with the lock held, at wall time ``now`` and the stream's ``clock``."""
+        muter = self.context.muter
+        if self.suspended or not muter.ready:
+            return False  # never notify before every silence and source alert is loaded (e.g. after a restart)
+        epoch = muter.epoch(now)
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._wake_sleeping(clock)
+        due: list[tuple[Group, float]] = []
+        while self._timers and self._timers[0][0] <= clock:
+            when, _, group = heapq.heappop(self._timers)
+            state = self.states.get(group.partition)
+            if group.wake_at != when or state is None or state.groups.get(group.id) is not group:
+                continue  # re-armed, deleted, or of a partition this worker lost
+            due.append((group, when))
+        if due:
+            await self._flush(due, epoch, now, clock)
+        return True
 
     def _wake_sleeping(self, clock: float) -> None:
         """The muter's epoch moved: every sleeping group is judged again at its next tick after ``clock``."""
