@@ -10,6 +10,7 @@ import subprocess
 import orjson
 
 from pipeline.domain.models import fingerprint
+from pipeline.kafka.writer import key_partition
 from tests.harness import _get, eventually, kcat_consume, kcat_produce
 from tests.test_delivery import cli
 from tests.test_end_to_end import alert, post
@@ -138,3 +139,29 @@ async def test_kill_9_among_poison_loses_no_good_alert_and_the_restart_does_not_
     assert len(accepted) == 200 and alive(pipeline)
     dead = [orjson.loads(v) for v in kcat_consume(bootstrap, f"{prefix}alerts.dlq")]
     assert len({(d["topic"], d["partition"], d["offset"], d["where"]) for d in dead}) >= 20 * 4
+
+
+async def test_a_record_claiming_a_stored_fingerprint_for_other_labels_is_refused(make_config, start_pipeline,
+                                                                                  receiver):
+    """Dedup checks a fingerprint only for labels it has not stored under it (repeats are most of the
+    traffic): a record that reuses a stored fingerprint with other labels is still dead-lettered."""
+    config = make_config(receivers=[{"name": "admins", "webhook_configs": [{"url": f"{receiver.url}/admins"}]}])
+    pipeline = await start_pipeline(config)
+    prefix, bootstrap = config["kafka"]["topic_prefix"], config["kafka"]["bootstrap_servers"]
+    assert (await post(pipeline.ingest_url, [alert("Stored", "ns1")]))[0] == 200
+    await eventually(lambda: receiver.alerts("/admins"), timeout=30)
+    stored = fingerprint({"alertname": "Stored", "namespace": "ns1"})
+    forged = {"labels": {"alertname": "Forged", "namespace": "ns1"}, "startsAt": "2030-01-01T00:00:00Z",
+              "endsAt": "2099-01-01T00:00:00Z", "fingerprint": stored}
+    home = key_partition(stored, config["kafka"]["partitions"])  # where the stored state is
+    subprocess.run(["kcat", "-P", "-b", bootstrap, "-t", f"{prefix}alerts", "-p", str(home)],
+                   input=orjson.dumps([forged]) + b"\n", check=True, timeout=30, capture_output=True)
+    assert (await post(pipeline.ingest_url, [alert("After", "ns1")]))[0] == 200
+    await eventually(lambda: "After" in {a["labels"]["alertname"] for a in receiver.alerts("/admins")}, timeout=30)
+
+    def letters() -> list[dict]:
+        return [orjson.loads(v) for v in kcat_consume(bootstrap, f"{prefix}alerts.dlq")]
+
+    dead = await eventually(letters, timeout=30)
+    assert [d["reason"] for d in dead] == ["not an alert record: fingerprint: does not match the labels"]
+    assert "Forged" not in {a["labels"]["alertname"] for a in receiver.alerts("/admins")}
