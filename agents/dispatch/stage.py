@@ -92,8 +92,9 @@ class DispatchStage(PartitionedStage[Groups]):
         #: Set when a group is scheduled before the flush loop's wake-up time (see :meth:`flush_loop`).
         self._wake = asyncio.Event()
         self._sleep_until = 0.0
-        #: The stream's stages in this process, this one last (those registered before it come before it).
-        self.clock = StreamClock([*context.stages, self], lambda: context.app.consumer,
+        #: The stream's stages in this process: the partitioned ones registered before it (dedup), and itself.
+        upstream = [stage for stage in context.stages if isinstance(stage, PartitionedStage)]
+        self.clock = StreamClock([*upstream, self], lambda: context.app.consumer,
                                  context.config.worker.max_catch_up_wait)
 
     # --- state -----------------------------------------------------------------------------------------
