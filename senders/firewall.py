@@ -60,8 +60,12 @@ def http_session(settings: FirewallSettings, concurrency: int = 8) -> aiohttp.Cl
 
     Its pool keeps connections alive across notifications. It is sized from ``delivery.concurrency``
     (requests in flight per integration): one host (a chat API that many integrations share) holds at
-    most four integrations' worth, so it cannot take every connection; the pool holds eight (at least 100)."""
+    most four integrations' worth, so it cannot take every connection; the pool holds eight (at least 100).
+
+    It keeps no cookies: every tenant's integrations share the session, and aiohttp's default jar would send
+    a cookie one receiver set (a session of tenant A at a shared relay or chat API) with every later request
+    to that host, whoever's notification it carries. Alertmanager's HTTP client keeps none either."""
     firewall = Firewall(settings)
     connector = aiohttp.TCPConnector(limit=max(100, 8 * concurrency), limit_per_host=4 * concurrency,
                                      socket_factory=firewall.open_socket if firewall.active else None)
-    return aiohttp.ClientSession(connector=connector)
+    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())

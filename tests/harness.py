@@ -104,6 +104,8 @@ class Receiver:
         self.port = free_port()
         self.requests: list[tuple[str, dict[str, str], bytes]] = []
         self.status_by_path: dict[str, int] = {}
+        #: Cookies the answer to a path sets (``Set-Cookie``), as a session-minded receiver would.
+        self.cookies_by_path: dict[str, dict[str, str]] = {}
         self._runner: web.AppRunner | None = None
 
     @property
@@ -115,7 +117,10 @@ class Receiver:
         body = await request.read()
         if status < 300:
             self.requests.append((request.path, dict(request.headers), body))
-        return web.Response(status=status, text="ok" if status < 300 else "unavailable")
+        response = web.Response(status=status, text="ok" if status < 300 else "unavailable")
+        for name, value in self.cookies_by_path.get(request.path, {}).items():
+            response.set_cookie(name, value)
+        return response
 
     async def start(self) -> Receiver:
         app = web.Application()

@@ -62,3 +62,32 @@ async def test_each_tenant_gets_only_its_namespaces(make_config, start_pipeline,
         assert expected[name], f"the random draw gave {name} no alert; the test would prove nothing"
     # Cluster-level and unowned alerts went to the global route only.
     assert any(a["labels"].get("namespace") in (None, "unowned") for a in alerts)
+
+
+async def test_a_cookie_one_tenants_receiver_sets_never_rides_on_another_tenants_notification(
+        make_config, start_pipeline, receiver):
+    """Every tenant's integrations share the senders' HTTP session: a session cookie that tenant alpha's
+    receiver sets (at a relay or chat API both tenants use) must not go out with beta's notifications.
+    The receivers are addressed as ``localhost``: cookies are kept for host names, not IP addresses."""
+    shared_host = f"http://localhost:{receiver.port}"
+    receiver.cookies_by_path["/alpha"] = {"session": "alpha-secret"}
+    config = make_config(
+        receivers=[{"name": "admins", "webhook_configs": [{"url": f"{shared_host}/global"}]}],
+        tenants=[{"name": name, "namespaces": [name],
+                  "receivers": [{"name": "hook", "webhook_configs": [{"url": f"{shared_host}/{name}"}]}]}
+                 for name in ("alpha", "beta")],
+    )
+    pipeline = await start_pipeline(config)
+
+    status, _ = await post(pipeline.ingest_url, [{"labels": {"alertname": "First", "namespace": "alpha"}}])
+    assert status == 200
+    await eventually(lambda: receiver.alerts("/alpha"), timeout=30)
+    status, _ = await post(pipeline.ingest_url, [{"labels": {"alertname": "Second", "namespace": "beta"}},
+                                                 {"labels": {"alertname": "Third", "namespace": "alpha"}}])
+    assert status == 200
+    await eventually(lambda: {a["labels"]["alertname"] for a in receiver.alerts("/beta")} == {"Second"}
+                     and len(receiver.alerts("/alpha")) == 2, timeout=30)
+
+    assert any(path == "/alpha" for path, _, _ in receiver.requests), "alpha's receiver set its cookie"
+    sent_cookies = [(path, headers["Cookie"]) for path, headers, _ in receiver.requests if "Cookie" in headers]
+    assert sent_cookies == [], sent_cookies
