@@ -72,7 +72,7 @@ class SenderContext:
     def for_config(cls, config: Config) -> SenderContext:
         """The HTTP session behind the receivers' firewall, and the config's redirect and template limits."""
         delivery = config.delivery
-        return cls(http_session(delivery.firewall, delivery.concurrency), config.global_.external_url,
+        return cls(http_session(delivery.firewall), config.global_.external_url,
                    delivery.max_redirects, delivery.template_timeout, delivery.template_max_bytes)
 
 

@@ -55,17 +55,19 @@ class Firewall:
         return socket.socket(family, kind, proto)
 
 
-def http_session(settings: FirewallSettings, concurrency: int = 8) -> aiohttp.ClientSession:
+def http_session(settings: FirewallSettings) -> aiohttp.ClientSession:
     """The senders' HTTP session, with the firewall on every connection when it is active.
 
-    Its pool keeps connections alive across notifications. It is sized from ``delivery.concurrency``
-    (requests in flight per integration): one host (a chat API that many integrations share) holds at
-    most four integrations' worth, so it cannot take every connection; the pool holds eight (at least 100).
+    Its pool keeps connections alive across notifications, without a limit, total or per host: every tenant's
+    integrations share the session, and a limit would let one tenant's receivers that never answer hold every
+    connection (of the pool, or to a chat API all tenants use) while the others' notifications wait for one.
+    What bounds the connections is the lanes: each holds one request at a time (``delivery.concurrency`` per
+    integration), as Alertmanager's per-integration requests are bounded by its groups, not by a pool.
 
-    It keeps no cookies: every tenant's integrations share the session, and aiohttp's default jar would send
-    a cookie one receiver set (a session of tenant A at a shared relay or chat API) with every later request
-    to that host, whoever's notification it carries. Alertmanager's HTTP client keeps none either."""
+    It keeps no cookies: aiohttp's default jar would send a cookie one receiver set (a session of tenant A at
+    a shared relay or chat API) with every later request to that host, whoever's notification it carries.
+    Alertmanager's HTTP client keeps none either."""
     firewall = Firewall(settings)
-    connector = aiohttp.TCPConnector(limit=max(100, 8 * concurrency), limit_per_host=4 * concurrency,
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0,
                                      socket_factory=firewall.open_socket if firewall.active else None)
     return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())

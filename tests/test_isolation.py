@@ -5,8 +5,9 @@ from __future__ import annotations
 import random
 import time
 
-from tests.harness import eventually
-from tests.test_end_to_end import post
+from tests.harness import Receiver, eventually
+from tests.test_delivery import GatedReceiver
+from tests.test_end_to_end import alert, post
 
 TENANTS = {
     "alpha": ["alpha-*"],
@@ -91,3 +92,36 @@ async def test_a_cookie_one_tenants_receiver_sets_never_rides_on_another_tenants
     assert any(path == "/alpha" for path, _, _ in receiver.requests), "alpha's receiver set its cookie"
     sent_cookies = [(path, headers["Cookie"]) for path, headers, _ in receiver.requests if "Cookie" in headers]
     assert sent_cookies == [], sent_cookies
+
+
+async def test_one_tenants_hanging_receivers_do_not_hold_another_tenants_connections(make_config, start_pipeline):
+    """The senders' HTTP session is shared by every tenant: a pool limit (total, or per host) would let one
+    tenant's receivers that never answer hold every connection, and the others' notifications would wait
+    for one. Here tenant noisy has 100 integrations (4 per host, on 25 hosts) that hold each request
+    unanswered; quiet's notifications, to a host of its own and to one of noisy's hosts, still go out."""
+    hosts = [await GatedReceiver().start() for _ in range(25)]
+    fast = await Receiver().start()
+    try:
+        for host in hosts:
+            host.held.update(f"/noisy-{i}" for i in range(4))
+        noisy = [{"url": f"{host.url}/noisy-{i}", "timeout": "60s"} for host in hosts for i in range(4)]
+        quiet = [{"url": f"{fast.url}/quiet"}, {"url": f"{hosts[0].url}/quiet"}]
+        config = make_config(
+            receivers=[{"name": "admins", "webhook_configs": [{"url": f"{fast.url}/global"}]}],
+            tenants=[{"name": name, "namespaces": [name], "receivers": [{"name": "hook", "webhook_configs": hooks}]}
+                     for name, hooks in (("noisy", noisy), ("quiet", quiet))],
+            delivery={"concurrency": 1, "max_attempts": 3, "initial_backoff": "100ms", "max_backoff": "1s"},
+        )
+        pipeline = await start_pipeline(config)
+        assert (await post(pipeline.ingest_url, [alert("Flood", "noisy")]))[0] == 200
+        await eventually(lambda: sum(host.waiting for host in hosts) == len(noisy), timeout=30)
+
+        assert (await post(pipeline.ingest_url, [alert("Calm", "quiet")]))[0] == 200
+        await eventually(lambda: len(fast.payloads("/quiet")) == 1 and len(hosts[0].payloads("/quiet")) == 1,
+                         timeout=10)
+        assert sum(host.waiting for host in hosts) == len(noisy), "noisy's requests were still held meanwhile"
+    finally:
+        for host in hosts:
+            host.gate.set()
+            await host.stop()
+        await fast.stop()
