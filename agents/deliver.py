@@ -61,29 +61,23 @@ class Slot:
 
 
 class AckTracker:
-    """Acks events to faust in offset order per partition, however out of order they finish; and stops reading
-    a partition that holds ``limit`` notifications read but not committable yet (``pause``, until they are
-    handled: ``resume``). A partition is one tenant's: a receiver that does not answer holds up its own
-    tenant's partitions, never the reading of the others'."""
+    """Acks events to faust in offset order per partition, however out of order they finish."""
 
-    def __init__(self, limit: int, pause: Callable[[TP], None], resume: Callable[[TP], None]):
+    def __init__(self, limit: int):
         self._pending: dict[TP, deque[Slot]] = {}
-        self._counts: collections.Counter[TP] = collections.Counter()
-        self._paused: set[TP] = set()
+        self._count = 0
         self._limit = limit
-        self._pause = pause
-        self._resume = resume
+        self._room = asyncio.Event()
+        self._room.set()
 
     def track(self, event: EventT, notifications: int) -> Slot:
         """Follow an event holding that many notifications (at least one: an empty record counts as one)."""
         size = max(1, notifications)
         slot = Slot(event, size, size)
-        tp = event.message.tp
-        self._pending.setdefault(tp, deque()).append(slot)
-        self._counts[tp] += size
-        if self._counts[tp] >= self._limit and tp not in self._paused:
-            self._paused.add(tp)
-            self._pause(tp)
+        self._pending.setdefault(event.message.tp, deque()).append(slot)
+        self._count += size
+        if self._count >= self._limit:
+            self._room.clear()
         return slot
 
     def done(self, slot: Slot) -> None:
@@ -92,27 +86,26 @@ class AckTracker:
         if slot.pending > 0:
             return
         slot.done = True
-        tp = slot.event.message.tp
-        queue = self._pending.get(tp)
+        queue = self._pending.get(slot.event.message.tp)
         if queue is None:
             return  # of a partition lost meanwhile
         while queue and queue[0].done:
             acked = queue.popleft()
             acked.event.ack()
-            self._counts[tp] -= acked.size
-        if tp in self._paused and self._counts[tp] < self._limit:
-            self._paused.discard(tp)
-            self._resume(tp)
+            self._count -= acked.size
+        if self._count < self._limit:
+            self._room.set()
 
     def drop(self, partitions: set[int]) -> None:
-        """Forget the events of partitions this worker lost (their new owner reads them again; the consumer
-        forgets that they were paused)."""
+        """Forget the events of partitions this worker lost (their new owner reads them again)."""
         for tp in [tp for tp in self._pending if tp.partition not in partitions]:
-            del self._pending[tp]
-            self._counts.pop(tp, None)
-            self._paused.discard(tp)
-        for tp in self._paused:
-            self._pause(tp)  # kept, and still full: paused again, whatever the rebalance did with it
+            self._count -= sum(slot.size for slot in self._pending.pop(tp))
+        if self._count < self._limit:
+            self._room.set()
+
+    async def wait_for_room(self) -> None:
+        """Backpressure: the stream reads on only while fewer than ``limit`` events are unfinished."""
+        await self._room.wait()
 
 
 def delivery_key(notification: Notification) -> str:
@@ -209,11 +202,7 @@ class Delivery:
         self.context = context
         self.writes = Coalescer(context.writer)
         self.log = DeliveryLog(context, sources)
-        # faust's consumer takes its own TP type (an event's tp is aiokafka's); it is made when the worker starts.
-        app = context.app
-        self.acks = AckTracker(context.config.delivery.max_in_flight,
-                               lambda tp: app.consumer.pause_partitions([TP(tp.topic, tp.partition)]),
-                               lambda tp: app.consumer.resume_partitions([TP(tp.topic, tp.partition)]))
+        self.acks = AckTracker(context.config.delivery.max_in_flight)
         #: Each integration's sender, with the config it was checked against.
         self._senders: dict[IntegrationKey, tuple[Config, Sender]] = {}
         self._queues: dict[IntegrationKey, list[asyncio.Queue[Work]]] = {}
@@ -448,6 +437,7 @@ def register(context: StageContext) -> None:
             try:
                 async for event in stream.noack().events():
                     await delivery.accept(event)
+                    await delivery.acks.wait_for_room()
             finally:
                 await delivery.stop()
 

@@ -261,8 +261,8 @@ def pipeline_config(broker: LocalKafka, tmp: Path, hook: str) -> dict[str, Any]:
     config["kafka"]["partitions"] = 4
     config["worker"]["tick_interval"] = "100ms"
     # The bench's one integration gets every group's notifications within a second or two: its queue holds
-    # all that the worker may read ahead (delivery.max_in_flight, default 2,500 per partition: 10,000 over
-    # the 4), so none is dead-lettered for backlog, and the backlog beyond stays in Kafka, not in memory.
+    # all that the worker may read ahead (delivery.max_in_flight, default 10,000), so none is dead-lettered
+    # for backlog, and the backlog beyond stays in Kafka, not in memory.
     config["delivery"] = {"queue_size": 20_000, "concurrency": 32}
     return config
 

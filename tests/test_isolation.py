@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 
@@ -126,35 +125,3 @@ async def test_one_tenants_hanging_receivers_do_not_hold_another_tenants_connect
             host.gate.set()
             await host.stop()
         await fast.stop()
-
-
-async def test_one_tenants_held_notifications_do_not_stop_another_tenants_being_read(make_config, start_pipeline):
-    """``delivery.max_in_flight`` bounds the notifications a worker has read but may not commit yet. Those of
-    tenant noisy, held at a receiver that does not answer, must stop only noisy's partitions being read: were
-    the bound the worker's, quiet's notifications would wait unread until noisy's receiver answered."""
-    receiver = await GatedReceiver().start()
-    receiver.held.add("/noisy")
-    try:
-        config = make_config(
-            receivers=[{"name": "admins", "webhook_configs": [{"url": f"{receiver.url}/global"}]}],
-            tenants=[{"name": name, "namespaces": [name], "receivers": [{"name": "hook", "webhook_configs": [
-                {"url": f"{receiver.url}/{name}", "timeout": "60s"}]}]} for name in ("noisy", "quiet")],
-            delivery={"concurrency": 1, "max_in_flight": 3, "max_attempts": 3, "initial_backoff": "100ms",
-                      "max_backoff": "1s"},
-        )
-        pipeline = await start_pipeline(config)
-        # Six groups: one notification held, five queued behind it, all six unfinished.
-        assert (await post(pipeline.ingest_url, [alert(f"Flood{i}", "noisy") for i in range(6)]))[0] == 200
-        await eventually(lambda: receiver.waiting == 1, timeout=30)
-        await asyncio.sleep(1)  # the other five read and queued
-
-        assert (await post(pipeline.ingest_url, [alert("Calm", "quiet")]))[0] == 200
-        await eventually(lambda: len(receiver.payloads("/quiet")) == 1, timeout=15)
-        assert receiver.waiting == 1 and receiver.payloads("/noisy") == [], "noisy's receiver still held"
-
-        receiver.gate.set()
-        await eventually(lambda: len(receiver.payloads("/noisy")) == 6 and len(receiver.payloads("/global")) == 7,
-                         timeout=30)
-    finally:
-        receiver.gate.set()
-        await receiver.stop()

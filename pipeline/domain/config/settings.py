@@ -170,9 +170,8 @@ class DeliverySettings(StrictModel):
     #: Requests in flight at once per receiver integration. A group's notifications share one lane, so
     #: they arrive in order; different groups are sent side by side, as Alertmanager's groups are.
     concurrency: int = Field(default=8, ge=1)
-    #: Notifications read but not yet committable, per partition of a tenant's notifications topic; beyond
-    #: it that partition is not read until they are handled, while the other tenants' partitions read on.
-    max_in_flight: int = Field(default=2500, ge=1)
+    #: Notifications read but not yet committable in one worker; beyond it the worker stops reading.
+    max_in_flight: int = Field(default=10000, ge=1)
     #: Handled notification ids remembered per aggregation group by the delivery log.
     log_size: int = Field(default=256, ge=1)
     #: Outcomes the ingest keeps in memory per (tenant, receiver) for ``GET /api/v1/history``.
