@@ -150,9 +150,12 @@ class Config(StrictModel):
         """A receiver of a tenant (or of the global route) by name. Every flush and every delivery looks one
         up, so the index is made once per config instead of a scan of the tenants and their receivers."""
         if self._receiver_index is None:
+            # One pass over the owners (tenant names are unique and the global route's is reserved, both checked
+            # at load); the first receiver of a name wins, as a scan of receivers_of finds it.
+            owners = [(GLOBAL_TENANT, self.receivers), *((t.name, t.receivers) for t in self.tenants)]
             index: dict[tuple[str, str], ReceiverConfig] = {}
-            for owner in self.tenant_names():
-                for receiver in self.receivers_of(owner):
+            for owner, receivers in owners:
+                for receiver in receivers:
                     index.setdefault((owner, receiver.name), receiver)
             self._receiver_index = index
         try:
