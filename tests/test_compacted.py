@@ -57,3 +57,39 @@ async def test_state_topics_are_compacted_and_views_follow_them(make_config):
     finally:
         await view.stop()
         await writer.stop()
+
+
+async def test_a_worker_reads_the_alert_state_only_while_an_inhibit_rule_takes_sources(make_config):
+    """Without an inhibit rule a worker's alert view would read and decode every alert change only to drop
+    it: it reads nothing and counts as loaded; a reload that adds a rule reads the sources, one that removes
+    the last rule stops reading."""
+    from pipeline.kafka.muting import muter_on_kafka
+
+    rule = {"source_matchers": ["severity=critical"], "target_matchers": ["severity=warning"], "equal": ["cluster"]}
+    raw = make_config(receivers=[{"name": "admins"}])
+    plain, ruled = parse_config(raw), parse_config({**raw, "inhibit_rules": [rule]})
+    await ensure_topics(plain)
+    writer = KafkaWriter(plain.kafka, 5.0)
+    await writer.start()
+    source = {"labels": {"alertname": "Down", "severity": "critical", "cluster": "c"},
+              "endsAt": "2999-01-01T00:00:00Z"}
+    await writer.write(topics_for(plain).alerts_deduped, [(b"src", orjson.dumps({"alert": source}))])
+    muter = muter_on_kafka(plain, sources_only=True)
+    await muter.start()
+    try:
+        await eventually(lambda: muter.ready, timeout=20)
+        assert not muter.alert_view.reading and muter.alert_view.items == {}
+        target = {"alertname": "Slow", "severity": "warning", "cluster": "c"}
+        assert muter.status(target, ["global"], 0.0) == ([], [])
+
+        muter.reload(ruled)
+        assert muter.alert_view.reading
+        await eventually(lambda: muter.ready, timeout=20)
+        assert set(muter.alert_view.items) == {"src"}
+        assert muter.status(target, ["global"], 0.0) == ([], ["src"])
+
+        muter.reload(plain)
+        assert muter.ready and not muter.alert_view.reading and muter.alert_view.items == {}
+    finally:
+        await muter.stop()
+        await writer.stop()

@@ -49,6 +49,7 @@ class CompactedView:
         self._poll_ms = poll_ms
         self._listeners: list[ChangeListener] = []
         self._task: asyncio.Task[None] | None = None
+        self._idle = False
 
     def listen(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
@@ -75,13 +76,29 @@ class CompactedView:
 
     @property
     def started(self) -> bool:
+        return self._task is not None or self._idle
+
+    @property
+    def reading(self) -> bool:
+        """Whether the topic is being followed (not :meth:`idle`)."""
         return self._task is not None
+
+    def idle(self) -> None:
+        """Read nothing and hold nothing, counting as caught up: for a reader whose ``keep`` would drop
+        every record anyway. :meth:`restart` reads again."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self._idle = True
+        self.items.clear()
+        self.caught_up.set()
 
     def restart(self) -> None:
         """Forget everything and read the topic again from the beginning (e.g. once ``keep`` changed);
         ``caught_up`` is clear until the re-read is done. Listeners are not told of the forgetting."""
         if self._task is not None:
             self._task.cancel()
+        self._idle = False
         self.items.clear()
         self.caught_up.clear()
         self._task = asyncio.create_task(self._run(), name=f"view:{self.topic}")

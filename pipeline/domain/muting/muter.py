@@ -34,6 +34,8 @@ class View(Protocol):
 
     def restart(self) -> None: ...
 
+    def idle(self) -> None: ...
+
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
@@ -69,10 +71,18 @@ class Muter:
         self.scheduled = config.scheduled_silences
         self.inhibitor = Inhibitor(compile_rules(config), self.tenants.for_labels)
         self._version += 1
-        if self.sources_only and self.alert_view.started:
+        if not self.sources_only:
+            self.inhibitor.load(self.alert_view.items)
+        elif self.alert_view.started:
+            self._follow_sources()
+
+    def _follow_sources(self) -> None:
+        """A worker's alert view reads ``alerts.deduped`` again for the rules in force, or, with no rule,
+        not at all: it would read and decode every change of every alert only to drop it."""
+        if self.inhibitor.rules:
             self.alert_view.restart()
         else:
-            self.inhibitor.load(self.alert_view.items)
+            self.alert_view.idle()
 
     def is_source(self, record: Any) -> bool:
         labels = record.get("labels") if isinstance(record, dict) else None
@@ -80,7 +90,10 @@ class Muter:
 
     async def start(self) -> None:
         await self.silence_view.start()
-        await self.alert_view.start()
+        if self.sources_only and not self.inhibitor.rules:
+            self.alert_view.idle()
+        else:
+            await self.alert_view.start()
 
     async def stop(self) -> None:
         await self.silence_view.stop()
