@@ -226,11 +226,8 @@ class PipelineProcesses:
         await eventually(lambda: _get(f"{self.ingest_url}/-/ready", context=self.ssl_context)[0] == 200, timeout, 0.2)
 
     async def wait_worker_ready(self, timeout: float = 60.0) -> None:
-        def ready() -> bool:
-            status, text = _get(self.worker_metrics_url, self.headers, self.ssl_context)
-            return status == 200 and "alert_pipeline_worker_ready 1.0" in text
-
-        await eventually(ready, timeout, 0.25)
+        ready_url = self.worker_metrics_url.rsplit("/", 1)[0] + "/-/ready"  # the probe, not the gauge's timer
+        await eventually(lambda: _get(ready_url, self.headers, self.ssl_context)[0] == 200, timeout, 0.1)
 
     async def start(self, worker: bool = True) -> PipelineProcesses:
         self.start_ingest()
@@ -254,6 +251,11 @@ class PipelineProcesses:
         if process is None or process.poll() is not None:
             return
         process.send_signal(sig)
+        PipelineProcesses._reap(process, timeout)
+
+    @staticmethod
+    def _reap(process: subprocess.Popen[bytes], timeout: float = 20) -> None:
+        """Wait for a signalled process; kill it past the timeout."""
         try:
             process.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -268,8 +270,12 @@ class PipelineProcesses:
         self._end(self.worker)
 
     def stop(self) -> None:
-        self._end(self.worker)
-        self._end(self.ingest)
+        """Both at once: each takes a second or so to shut down."""
+        running = [p for p in (self.worker, self.ingest) if p is not None and p.poll() is None]
+        for process in running:
+            process.send_signal(signal.SIGTERM)
+        for process in running:
+            self._reap(process)
 
     def logs(self) -> str:
         return "\n".join(

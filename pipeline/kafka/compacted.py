@@ -146,6 +146,17 @@ class CompactedView:
         seen: set[str] = set()
         reloading = bool(self.items)
         while True:
+            if not self.caught_up.is_set() or reloading:
+                # Before each read, the first one too: a topic with nothing to read (empty, or read
+                # up to its end) is loaded at once, not after an empty read's wait.
+                positions = [await consumer.position(tp) for tp in tps]
+                if all(pos >= ends[tp] for pos, tp in zip(positions, tps, strict=True)):
+                    if reloading:
+                        for key in [k for k in self.items if k not in seen]:
+                            self.apply(key, None)
+                        reloading = False
+                    self.caught_up.set()
+                    log.info("view of %s loaded: %d keys", self.topic, len(self.items))
             batches = await consumer.getmany(timeout_ms=self._poll_ms * 5)
             for records in batches.values():
                 for record in records:
@@ -160,12 +171,3 @@ class CompactedView:
                     self.apply(key, value)
                     if reloading:
                         seen.add(key)
-            if not self.caught_up.is_set() or reloading:
-                positions = [await consumer.position(tp) for tp in tps]
-                if all(pos >= ends[tp] for pos, tp in zip(positions, tps, strict=True)):
-                    if reloading:
-                        for key in [k for k in self.items if k not in seen]:
-                            self.apply(key, None)
-                        reloading = False
-                    self.caught_up.set()
-                    log.info("view of %s loaded: %d keys", self.topic, len(self.items))
