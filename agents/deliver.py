@@ -58,15 +58,27 @@ class Slot:
     size: int = 1
     pending: int = 1
     done: bool = False
+    #: Its partition was lost: the tracker forgot it (the new owner reads the event again).
+    lost: bool = False
 
 
 class AckTracker:
-    """Acks events to faust in offset order per partition, however out of order they finish."""
+    """Acks events to faust in offset order per partition, however out of order they finish.
 
-    def __init__(self, limit: int):
+    Two bounds stop the reading (backpressure): notifications read and not handled yet (``limit``: what
+    is queued, in memory), and events handled but not ackable yet because an earlier event of their
+    partition is not (``held_limit``; only their offsets are kept, their record bytes are let go). Were
+    the handled ones counted with the unhandled, one tenant's receiver holding a request would stop every
+    tenant's reading once its partition's later notifications, sent or dead-lettered meanwhile, reached
+    ``limit``.
+    """
+
+    def __init__(self, limit: int, held_limit: int):
         self._pending: dict[TP, deque[Slot]] = {}
-        self._count = 0
+        self._unhandled = 0
+        self._held = 0
         self._limit = limit
+        self._held_limit = held_limit
         self._room = asyncio.Event()
         self._room.set()
 
@@ -75,37 +87,52 @@ class AckTracker:
         size = max(1, notifications)
         slot = Slot(event, size, size)
         self._pending.setdefault(event.message.tp, deque()).append(slot)
-        self._count += size
-        if self._count >= self._limit:
-            self._room.clear()
+        self._unhandled += size
+        self._check_room()
         return slot
 
     def done(self, slot: Slot) -> None:
-        """One notification of the slot's event is handled; the event is acked once all of them are."""
-        slot.pending -= 1
-        if slot.pending > 0:
-            return
-        slot.done = True
+        """One notification of the slot's event is handled; the event is acked once all of them are,
+        and every event before it in its partition too."""
         queue = self._pending.get(slot.event.message.tp)
-        if queue is None:
-            return  # of a partition lost meanwhile
-        while queue and queue[0].done:
-            acked = queue.popleft()
-            acked.event.ack()
-            self._count -= acked.size
-        if self._count < self._limit:
-            self._room.set()
+        if slot.lost or queue is None:
+            return  # of a partition lost meanwhile (``drop`` took its counts)
+        slot.pending -= 1
+        self._unhandled -= 1
+        if slot.pending == 0:
+            slot.done = True
+            self._held += 1
+            release(slot.event)
+            while queue and queue[0].done:
+                queue.popleft().event.ack()
+                self._held -= 1
+        self._check_room()
 
     def drop(self, partitions: set[int]) -> None:
         """Forget the events of partitions this worker lost (their new owner reads them again)."""
         for tp in [tp for tp in self._pending if tp.partition not in partitions]:
-            self._count -= sum(slot.size for slot in self._pending.pop(tp))
-        if self._count < self._limit:
+            for slot in self._pending.pop(tp):
+                slot.lost = True
+                self._unhandled -= slot.pending
+                self._held -= slot.done
+        self._check_room()
+
+    def _check_room(self) -> None:
+        if self._unhandled < self._limit and self._held < self._held_limit:
             self._room.set()
+        else:
+            self._room.clear()
 
     async def wait_for_room(self) -> None:
-        """Backpressure: the stream reads on only while fewer than ``limit`` events are unfinished."""
+        """Backpressure: the stream reads on only while both bounds leave room."""
         await self._room.wait()
+
+
+def release(event: EventT) -> None:
+    """Let go of a handled event's record bytes: acking it needs only its partition and offset, and it may
+    wait long behind an earlier event of its partition that a receiver still holds."""
+    event.value = None
+    event.message.value = None
 
 
 def delivery_key(notification: Notification) -> str:
@@ -218,7 +245,7 @@ class Delivery:
         self.context = context
         self.writes = Coalescer(context.writer)
         self.log = DeliveryLog(context, sources)
-        self.acks = AckTracker(context.config.delivery.max_in_flight)
+        self.acks = AckTracker(context.config.delivery.max_in_flight, context.config.delivery.max_held)
         #: Each integration's sender, with the config it was checked against.
         self._senders: dict[IntegrationKey, tuple[Config, Sender]] = {}
         self._queues: dict[IntegrationKey, list[asyncio.Queue[Work]]] = {}

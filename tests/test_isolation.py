@@ -125,3 +125,38 @@ async def test_one_tenants_hanging_receivers_do_not_hold_another_tenants_connect
             host.gate.set()
             await host.stop()
         await fast.stop()
+
+
+async def test_one_tenants_held_receiver_does_not_stop_another_tenants_notifications_being_read(
+        make_config, start_pipeline):
+    """Offsets commit in order, so notifications of tenant noisy handled after one its receiver holds (sent,
+    or dead-lettered for a full queue) wait unacked behind it. They must not count against the bound on
+    what a worker reads ahead (``delivery.max_in_flight``, for notifications not yet handled): were they
+    counted, tenant quiet's notification would wait unread until noisy's receiver answered."""
+    receiver = await GatedReceiver().start()
+    receiver.held.add("/noisy")
+    try:
+        config = make_config(
+            receivers=[{"name": "admins"}],
+            tenants=[{"name": name, "namespaces": [name], "receivers": [{"name": "hook", "webhook_configs": [
+                {"url": f"{receiver.url}/{name}", "timeout": "60s"}]}]} for name in ("noisy", "quiet")],
+            delivery={"concurrency": 1, "queue_size": 2, "max_in_flight": 5, "max_attempts": 3,
+                      "initial_backoff": "100ms", "max_backoff": "1s"},
+        )
+        pipeline = await start_pipeline(config)
+        # Eight groups: one notification held, two queued behind it, five dead-lettered (queue full); all
+        # eight unacked until the held one is answered.
+        assert (await post(pipeline.ingest_url, [alert(f"Flood{i}", "noisy") for i in range(8)]))[0] == 200
+        await eventually(lambda: receiver.waiting == 1, timeout=30)
+        await eventually(lambda: pipeline.metric("alert_pipeline_notifications_failed_total", tenant="noisy",
+                                                 reason="backlog", final="true") == 5, timeout=30)
+
+        assert (await post(pipeline.ingest_url, [alert("Calm", "quiet")]))[0] == 200
+        await eventually(lambda: len(receiver.payloads("/quiet")) == 1, timeout=15)
+        assert receiver.waiting == 1 and receiver.payloads("/noisy") == [], "noisy's receiver still held"
+
+        receiver.gate.set()
+        await eventually(lambda: len(receiver.payloads("/noisy")) == 3, timeout=30)
+    finally:
+        receiver.gate.set()
+        await receiver.stop()

@@ -170,8 +170,13 @@ class DeliverySettings(StrictModel):
     #: Requests in flight at once per receiver integration. A group's notifications share one lane, so
     #: they arrive in order; different groups are sent side by side, as Alertmanager's groups are.
     concurrency: int = Field(default=8, ge=1)
-    #: Notifications read but not yet committable in one worker; beyond it the worker stops reading.
+    #: Notifications read but not handled yet (queued or being sent) in one worker; beyond it the worker
+    #: stops reading. It bounds the memory of what is queued.
     max_in_flight: int = Field(default=10000, ge=1)
+    #: Records handled but not committable yet in one worker, because an earlier record of their partition
+    #: is not handled yet (offsets commit in order; a receiver holding a request holds its partition's
+    #: commit); beyond it the worker stops reading. Only their offsets are kept, so this can be large.
+    max_held: int = Field(default=100000, ge=1)
     #: Handled notification ids remembered per aggregation group by the delivery log.
     log_size: int = Field(default=256, ge=1)
     #: Outcomes the ingest keeps in memory per (tenant, receiver) for ``GET /api/v1/history``.
