@@ -71,10 +71,10 @@ class Muter:
         self.scheduled = config.scheduled_silences
         self.inhibitor = Inhibitor(compile_rules(config), self.tenants.for_labels)
         self._version += 1
-        if not self.sources_only:
-            self.inhibitor.load(self.alert_view.items)
-        elif self.alert_view.started:
+        if self.sources_only and self.alert_view.started:
             self._follow_sources()
+        else:
+            self.inhibitor.load(self.alert_view.items)
 
     def _follow_sources(self) -> None:
         """A worker's alert view reads ``alerts.deduped`` again for the rules in force, or, with no rule,
