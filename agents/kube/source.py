@@ -21,6 +21,7 @@ from pipeline.domain.models import Alert
 from pipeline.kafka.deadletters import queue_letter, rejected_letter
 from pipeline.kafka.records import add_packed, by_partition, item_limit
 from pipeline.kafka.stage import run_batches
+from pipeline.kafka.writer import alert_partition
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ def register_source(context: StageContext, source: Source, evaluate: Evaluate) -
                     item, raw_topic, raw_topic, source.name, partition=message.partition, offset=message.offset,
                     key=event.key))
         partitions = await writer.partitions(topics.alerts)
-        for partition, items in by_partition(alerts, partitions).items():
+        for partition, items in by_partition(alerts, partitions, alert_partition).items():
             add_packed(outbox, topics.alerts, partition, items)
         return events, writer.submit(outbox)
 

@@ -21,6 +21,7 @@ from pipeline.ingest.security import principal
 from pipeline.kafka.producer import BrokerUnavailable
 from pipeline.kafka.records import by_partition, item_limit, pack
 from pipeline.kafka.topics import topics_for
+from pipeline.kafka.writer import alert_partition
 
 INGEST_SECONDS = STAGE_SECONDS.labels("ingest")
 
@@ -44,7 +45,7 @@ async def alert_records(request: web.Request, topic: str, alerts: list[Alert],
         partitions = await request.app[WRITER].partitions(topic)
     except BrokerUnavailable as exc:
         raise unavailable(exc) from None
-    grouped = by_partition(items, partitions)
+    grouped = by_partition(items, partitions, alert_partition)
     return {partition: pack(values, limit) for partition, values in grouped.items()}, len(items)
 
 
