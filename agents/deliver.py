@@ -145,12 +145,24 @@ def delivery_key(notification: Notification) -> str:
     return f"{notification.id}#{hashlib.blake2b(orjson.dumps(content), digest_size=8).hexdigest()}"
 
 
-class DeliveryLog(PartitionedStage[dict[str, list[str]]]):
+@dataclass(slots=True)
+class GroupLog:
+    """What the delivery log remembers of one aggregation group."""
+
+    #: The newest handled delivery keys (:func:`delivery_key`), oldest first.
+    ids: list[str]
+    #: When the last of them was handled (or, for a record written before this was kept, recovered).
+    at: float
+
+
+class DeliveryLog(PartitionedStage[dict[str, GroupLog]]):
     """Which notifications were handled (sent or dead-lettered), per aggregation group, per partition of
     the notification topics; its changelog is ``delivery.log`` (``pipeline/kafka/stage.py``).
 
-    A value is the newest ``size`` delivery keys of the group: a re-read after a crash only concerns
-    records newer than the last commit, so a short memory is enough.
+    A group keeps its newest ``size`` delivery keys: a re-read after a crash only concerns records newer
+    than the last commit, so a short memory is enough. A group with nothing handled for
+    ``delivery.log_retention`` is forgotten (:meth:`forget`), or every group ever notified would stay, in
+    memory and on the topic.
     """
 
     name = "delivery-log"
@@ -160,30 +172,45 @@ class DeliveryLog(PartitionedStage[dict[str, list[str]]]):
         self.topic = context.topics.delivery_log
         self.size = context.config.delivery.log_size
 
-    def new_state(self, partition: int) -> dict[str, list[str]]:
+    def new_state(self, partition: int) -> dict[str, GroupLog]:
         return {}
 
-    def recover(self, state: dict[str, list[str]], record: ConsumerRecord) -> None:
+    def recover(self, state: dict[str, GroupLog], record: ConsumerRecord) -> None:
         key = record.key.decode(errors="replace") if record.key is not None else ""
         if record.value is None:
             state.pop(key, None)
             return
         try:
-            state[key] = list(orjson.loads(record.value)["ids"])
-        except (ValueError, KeyError, TypeError):
+            value = orjson.loads(record.value)
+            state[key] = GroupLog(list(value["ids"]), float(value.get("at") or time.time()))
+        except (ValueError, KeyError, TypeError, AttributeError):
             log.warning("delivery log: skipping an unreadable record of %s", key)
 
     def handled(self, key: str, partition: int, delivered: str) -> bool:
         """Whether the notification of this :func:`delivery_key` was handled already."""
-        ids = self.states.get(partition, {}).get(key)
-        return ids is not None and delivered in ids
+        group = self.states.get(partition, {}).get(key)
+        return group is not None and delivered in group.ids
 
     def record(self, outbox: Outbox, key: str, partition: int, delivered: str) -> None:
         state = self.states.get(partition)
         if state is None:
             return  # lost meanwhile: its new owner re-reads the record
-        ids = state[key] = [*state.get(key, ()), delivered][-self.size:]
-        outbox.add(self.topic, partition, key.encode(), orjson.dumps({"_p": partition, "ids": ids}))
+        known = state.get(key)
+        group = state[key] = GroupLog([*(known.ids if known else ()), delivered][-self.size:], time.time())
+        outbox.add(self.topic, partition, key.encode(),
+                   orjson.dumps({"_p": partition, "ids": group.ids, "at": group.at}))
+
+    def forget(self, outbox: Outbox, horizon: float) -> int:
+        """Forget the groups whose last notification was handled before ``horizon`` (a tombstone each on the
+        changelog); returns how many."""
+        forgotten = 0
+        for partition in self.partitions:
+            state = self.states[partition]
+            for key in [key for key, group in state.items() if group.at < horizon]:
+                del state[key]
+                outbox.add(self.topic, partition, key.encode(), None)
+                forgotten += 1
+        return forgotten
 
 
 class Coalescer:
@@ -276,6 +303,14 @@ class Delivery:
                 await task
         if self._context is not None:
             await self._context.http.close()
+
+    def forget_stale(self, retention: float) -> None:
+        """The delivery log forgets the groups with nothing handled for ``retention``; the tombstones go out
+        with the delivery's other writes, after the records they delete."""
+        forgotten = self.log.forget(self.writes.outbox, time.time() - retention)
+        if forgotten:
+            self.writes.then(lambda: None)
+            log.info("delivery log: forgot %d groups with nothing handled for %.0fs", forgotten, retention)
 
     def sender(self, key: IntegrationKey) -> Sender | None:
         """The sender of an integration, made again when a config reload changed its settings; until a
@@ -487,3 +522,9 @@ def register(context: StageContext) -> None:
                 await delivery.stop()
 
         await guarded("stage deliver", loop())
+
+    retention = context.config.delivery.log_retention
+
+    @app.timer(interval=min(60.0, retention / 2), name="delivery-log-gc")
+    async def forget_stale() -> None:
+        delivery.forget_stale(context.config.delivery.log_retention)

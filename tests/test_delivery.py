@@ -324,3 +324,35 @@ async def test_full_receiver_backlog_is_dead_lettered_not_stalling_others(make_c
         assert receiver.group_keys("/slow") == receiver.group_keys("/fast")
     finally:
         await receiver.stop()
+
+
+async def test_the_delivery_log_forgets_a_group_with_nothing_handled_for_its_retention(
+        make_config, start_pipeline, receiver):
+    """A group's handled notification ids are kept to recognise a re-read; without a retention every group
+    ever notified would stay, in the delivery worker's memory and on ``delivery.log``. After
+    ``delivery.log_retention`` with nothing handled the group's record gets a tombstone."""
+    from pipeline.domain.config import parse_config
+    from pipeline.kafka.topicreader import read_topic as read_records
+    from pipeline.kafka.topics import topics_for
+
+    config = make_config(receivers=[{"name": "admins", "webhook_configs": [{"url": f"{receiver.url}/hook"}]}],
+                         delivery={"log_retention": "3s", "max_attempts": 3, "initial_backoff": "100ms",
+                                   "max_backoff": "1s"})
+    parsed = parse_config(config)
+    topic = topics_for(parsed).delivery_log
+    pipeline = await start_pipeline(config)
+    assert (await post(pipeline.ingest_url, [alert("Once", "ns")]))[0] == 200
+    await eventually(lambda: len(receiver.payloads("/hook")) == 1, timeout=30)
+
+    async def records_until(done: Callable[[list[tuple[str, bytes | None]]], bool]) -> list[tuple[str, bytes | None]]:
+        deadline = time.monotonic() + 30
+        while True:
+            found = [(r.key.decode(), r.value) for r in await read_records(parsed.kafka, topic)]
+            if done(found):
+                return found
+            assert time.monotonic() < deadline, f"delivery.log still holds {found}"
+            await asyncio.sleep(0.5)
+
+    (group, value), = await records_until(bool)
+    assert value is not None and orjson.loads(value)["at"] > 0
+    await records_until(lambda found: (group, None) in found)

@@ -179,6 +179,10 @@ class DeliverySettings(StrictModel):
     max_held: int = Field(default=100000, ge=1)
     #: Handled notification ids remembered per aggregation group by the delivery log.
     log_size: int = Field(default=256, ge=1)
+    #: How long a group's handled notifications are remembered after its last one; then they are forgotten,
+    #: on the changelog too (else every group ever notified would stay). A worker that re-reads records
+    #: older than this (down that long with uncommitted offsets) could send them again.
+    log_retention: Duration = Field(default=86400.0, gt=0)
     #: Outcomes the ingest keeps in memory per (tenant, receiver) for ``GET /api/v1/history``.
     history_size: int = Field(default=1000, ge=1)
     #: Redirects a receiver may answer with, followed up to this many (0: a 3xx is a failure). Each hop
