@@ -19,27 +19,46 @@ from tests.harness import eventually
 class FakeStage:
     def __init__(self, reached: float, unread: bool):
         self.reached, self.unread = reached, unread
+        self.newest: float | None = reached
 
     def waiting(self, consumer: object) -> float | None:
         assert consumer == "consumer"
         return self.reached if self.unread else None
+
+    def frontier(self) -> float | None:
+        return self.newest
 
 
 def test_clock_stands_where_the_stream_is_while_input_waits():
     dedup, dispatch = FakeStage(0.0, False), FakeStage(0.0, False)
     clock = StreamClock([dedup, dispatch], lambda: "consumer", max_wait=30.0)
     assert clock.time(1000.0) == 1000.0  # nothing waits: wall time
-    dedup.reached, dedup.unread = 990.0, True
+    dedup.reached = dedup.newest = 990.0
+    dedup.unread = True
     assert clock.time(1000.0) == 990.0  # dedup 10 s behind: the newest it handled
     assert clock.time(1002.0) == 990.0  # and there it stands until it handles more
-    dispatch.reached, dispatch.unread = 985.0, True
+    dispatch.reached = dispatch.newest = 985.0
+    dispatch.unread = True
     assert clock.time(1002.0) == 985.0  # the slowest stage with input waiting
     dedup.unread = dispatch.unread = False
     assert clock.time(1002.0) == 1002.0  # caught up
-    dedup.reached, dedup.unread = 2000.0, True
+    dedup.reached, dedup.newest, dedup.unread = 2000.0, 2000.0, True
     assert clock.time(1003.0) == 1003.0  # the ingest's clock ahead: never ahead of wall time
-    dedup.reached = 0.0
-    assert clock.time(1003.0) == 973.0  # skewed or hostile: at most max_wait behind
+
+
+def test_clock_follows_a_backlog_however_far_behind_but_not_a_skewed_partition():
+    """A backlog longer than max_wait keeps its ingest's time (its groups are flushed as the alerts were
+    accepted, not once per tick with what was read so far); a partition far behind the stream's leading
+    one (an ingest whose clock runs behind) holds the ticks back by at most max_wait."""
+    dedup, dispatch = FakeStage(900.0, True), FakeStage(905.0, True)
+    clock = StreamClock([dedup, dispatch], lambda: "consumer", max_wait=30.0)
+    assert clock.time(1000.0) == 900.0  # 100 s behind wall time: still the stream's own time
+    dedup.reached = 0.0  # skewed or hostile, while dispatch got to 905
+    assert clock.time(1000.0) == 875.0  # at most max_wait behind the leading partition
+    dispatch.newest = 5000.0  # an ingest's clock ahead: the bound counts it as wall time
+    assert clock.time(1000.0) == 970.0
+    dedup.newest = dispatch.newest = None
+    assert clock.time(1000.0) == 970.0  # nothing handled yet: measured from wall time
     assert StreamClock([dedup], lambda: "consumer", max_wait=0).time(1003.0) == 1003.0  # off
 
 

@@ -232,6 +232,11 @@ class PartitionedStage(Generic[S]):
                 reached = accepted
         return reached
 
+    def frontier(self) -> float | None:
+        """The newest acceptance time handled in any partition (``None``: nothing handled yet): how far the
+        stream's leading partition got, which the clock's skew bound is measured from."""
+        return max((accepted for _, accepted in self._handled.values()), default=None)
+
     async def on_assigned(self, partitions: set[int]) -> None:
         """Forget the partitions lost, keep the others, start recovering the new ones."""
         self._handled = {tp: handled for tp, handled in self._handled.items() if tp.partition in partitions}

@@ -112,8 +112,9 @@ class WorkerSettings(StrictModel):
     #: The longest the flush loop sleeps (it wakes when the next group is due): how often a change of the
     #: silences or inhibiting alerts is looked at for groups that sleep.
     tick_interval: Duration = Field(default=0.1, gt=0)
-    #: The longest a group's tick waits for the stream to read what the ingest accepted before it
-    #: (``agents/dispatch/clock.py``), which keeps a burst's alerts of one interval in one notification;
+    #: How far the stream's clock may stand behind its leading partition (``agents/dispatch/clock.py``):
+    #: a group's tick waits for the stream to read what the ingest accepted before it, however far behind,
+    #: but a partition this much behind the others (an ingest's clock skewed back) holds no tick longer;
     #: 0 flushes by wall time alone.
     max_catch_up_wait: Duration = Field(default=30.0, ge=0)
     #: How long a resolved alert's dedup state is kept, to absorb late repeats of the resolve.
