@@ -276,6 +276,8 @@ class Delivery:
         #: Each integration's sender, with the config it was checked against.
         self._senders: dict[IntegrationKey, tuple[Config, Sender]] = {}
         self._queues: dict[IntegrationKey, list[asyncio.Queue[Work]]] = {}
+        #: Notifications waiting in each integration's lanes, together: ``queue_size`` bounds the integration.
+        self._queued: collections.Counter[IntegrationKey] = collections.Counter()
         self._metrics: dict[IntegrationKey, IntegrationMetrics] = {}
         self._workers: list[asyncio.Task[None]] = []
         self._context: SenderContext | None = None
@@ -419,6 +421,7 @@ class Delivery:
         """The worker of one lane of a receiver integration: its notifications, one after the other, in order."""
         while True:
             work = await queue.get()
+            self._queued[key] -= 1
             self.metrics(key).queued.dec()
             if self.log.handled(work.key, work.slot.event.message.partition, work.delivered):
                 # The same notification twice in the queue (a re-read and a re-flush): the first was sent.
@@ -436,12 +439,12 @@ class Delivery:
 
     def _queue(self, key: IntegrationKey, group: str) -> asyncio.Queue[Work]:
         """The lane of a group's notifications to an integration: ``delivery.concurrency`` lanes send at once,
-        each in order, and a group always uses the same lane (its notifications arrive in order)."""
+        each in order, and a group always uses the same lane (its notifications arrive in order). The lanes
+        are not bounded one by one: a lane behind a slow request, or that more of a burst's groups hash to,
+        would overflow while the integration is far below its ``queue_size`` (see :meth:`_accept_one`)."""
         lanes = self._queues.get(key)
         if lanes is None:
-            policy = self.context.config.delivery
-            size = max(1, -(-policy.queue_size // policy.concurrency))
-            lanes = self._queues[key] = [asyncio.Queue(size) for _ in range(policy.concurrency)]
+            lanes = self._queues[key] = [asyncio.Queue() for _ in range(self.context.config.delivery.concurrency)]
             self._workers += [asyncio.create_task(self._drain(key, lane), name=f"deliver-{'/'.join(key)}-{i}")
                               for i, lane in enumerate(lanes)]
         return lanes[zlib.crc32(group.encode()) % len(lanes)]
@@ -491,14 +494,15 @@ class Delivery:
         integration = (notification.tenant, notification.receiver, notification.integration)
         queue = self._queue(integration, key)
         work = Work(notification, key, slot, delivered)
-        if queue.full():
+        limit = self.context.config.delivery.queue_size
+        if self._queued[integration] >= limit:
             await asyncio.sleep(0)  # an idle worker takes its next item only when we yield
-        if queue.full():
-            await self._give_up(work, f"receiver backlog full ({self.context.config.delivery.queue_size} "
-                                      "notifications queued)", 0, "backlog")
+        if self._queued[integration] >= limit:
+            await self._give_up(work, f"receiver backlog full ({limit} notifications queued)", 0, "backlog")
             self._settle(work)
             return
         queue.put_nowait(work)
+        self._queued[integration] += 1
         self.metrics(integration).queued.inc()
 
 

@@ -326,6 +326,60 @@ async def test_full_receiver_backlog_is_dead_lettered_not_stalling_others(make_c
         await receiver.stop()
 
 
+def same_lane(config: dict[str, Any], count: int, lanes: int) -> list[dict[str, Any]]:
+    """``count`` alerts of groups of their own that all take one lane of a ``lanes``-lane integration (the
+    lane is the crc32 of the group id, as ``Delivery._queue`` picks it)."""
+    import zlib
+
+    from agents.route import group_id
+    from pipeline.domain.config import parse_config
+    from pipeline.domain.routing import RoutingTable
+
+    routing = RoutingTable(parse_config(config))
+    chosen = []
+    for candidate in groups(400):
+        route = routing.match("global", candidate["labels"])[0]
+        key = group_id("global", route.id, route.group_key(route.group_labels(candidate["labels"])))
+        if zlib.crc32(key.encode()) % lanes == 0:
+            chosen.append(candidate)
+    assert len(chosen) >= count
+    return chosen[:count]
+
+
+async def test_an_integrations_queue_bound_counts_its_lanes_together(make_config, start_pipeline):
+    """``queue_size`` bounds an integration's notifications waiting in all its lanes together. Bounded one
+    lane at a time (``queue_size / concurrency`` each), a lane behind one slow request, or that more of a
+    burst's groups hash to, dead-lettered notifications of a healthy receiver far below its bound (a
+    100,000-alert run lost 222 first notifications so, their alerts first seen at their resolve)."""
+    receiver = await GatedReceiver().start()
+    receiver.held.add("/slow")
+    try:
+        config = make_config(receivers=two_integrations(receiver, slow_timeout="300s"),
+                             delivery={"max_attempts": 3, "initial_backoff": "100ms", "max_backoff": "1s",
+                                       "queue_size": 4, "concurrency": 2})
+        pipeline = await start_pipeline(config)
+        # Six groups of one lane: the first is held at the slow integration, four wait behind it (the
+        # integration's queue_size, though the lane is one of two), the sixth finds the queue full.
+        for sent, one in enumerate(same_lane(config, 6, 2), start=1):
+            assert (await post(pipeline.ingest_url, [one]))[0] == 200
+            await eventually(lambda sent=sent: len(receiver.payloads("/fast")) == sent)
+        await eventually(lambda: receiver.waiting == 1)
+
+        async def backlog_letters() -> list[dict[str, Any]]:
+            code, out, err = await cli(pipeline, "dlq", "list", "--json", "--receiver", "admins")
+            assert code == 0, err
+            return [orjson.loads(line) for line in out.splitlines()]
+
+        letters = await until(backlog_letters, lambda found: len(found) >= 1)
+        assert [letter["reason"] for letter in letters] == ["receiver backlog full (4 notifications queued)"]
+        receiver.gate.set()
+        await eventually(lambda: len(receiver.payloads("/slow")) == 5)
+        await asyncio.sleep(1)
+        assert len(await backlog_letters()) == 1
+    finally:
+        await receiver.stop()
+
+
 async def test_the_delivery_log_forgets_a_group_with_nothing_handled_for_its_retention(
         make_config, start_pipeline, receiver):
     """A group's handled notification ids are kept to recognise a re-read; without a retention every group
