@@ -285,29 +285,38 @@ async def test_dead_letters_list_replay_and_history(make_config, start_pipeline,
     assert status == 400 and "tenant" in body["error"]
 
 
+def held_slow_config(make_config: Callable[..., dict[str, Any]], receiver: GatedReceiver,
+                     **delivery: Any) -> dict[str, Any]:
+    """Two integrations of one receiver, the slow one's request held longer than any test (a loaded machine
+    takes minutes over one), quick retries."""
+    return make_config(receivers=two_integrations(receiver, slow_timeout="300s"),
+                       delivery={"max_attempts": 3, "initial_backoff": "100ms", "max_backoff": "1s", **delivery})
+
+
+async def post_one_by_one(pipeline: PipelineProcesses, receiver: GatedReceiver, alerts: list[dict[str, Any]]) -> None:
+    """Each alert once the fast integration got the one before: the notifications reach delivery in order."""
+    for sent, one in enumerate(alerts, start=1):
+        assert (await post(pipeline.ingest_url, [one]))[0] == 200
+        await eventually(lambda sent=sent: len(receiver.payloads("/fast")) == sent)
+
+
+async def backlog_letters(pipeline: PipelineProcesses) -> list[dict[str, Any]]:
+    code, out, err = await cli(pipeline, "dlq", "list", "--json", "--receiver", "admins")
+    assert code == 0, err
+    return [orjson.loads(line) for line in out.splitlines()]
+
+
 async def test_full_receiver_backlog_is_dead_lettered_not_stalling_others(make_config, start_pipeline):
     receiver = await GatedReceiver().start()
     receiver.held.add("/slow")
     try:
-        # The held request must outlast the whole test (a loaded machine takes minutes over it).
-        config = make_config(receivers=two_integrations(receiver, slow_timeout="300s"),
-                             delivery={"max_attempts": 3, "initial_backoff": "100ms", "max_backoff": "1s",
-                                       "queue_size": 2, "concurrency": 1})
-        pipeline = await start_pipeline(config)
+        pipeline = await start_pipeline(held_slow_config(make_config, receiver, queue_size=2, concurrency=1))
         # One group at a time, so that the fast integration never has more than one notification
         # outstanding (queue_size bounds its backlog too): one request held at the slow one, two queued
         # behind it, three dead-lettered, and the fast one keeps getting each notification meanwhile.
-        for sent, one in enumerate(groups(6), start=1):
-            assert (await post(pipeline.ingest_url, [one]))[0] == 200
-            await eventually(lambda sent=sent: len(receiver.payloads("/fast")) == sent)
+        await post_one_by_one(pipeline, receiver, groups(6))
         await fast_delivered_while_slow_held(receiver)
-
-        async def backlog_letters() -> list[dict[str, Any]]:
-            code, out, err = await cli(pipeline, "dlq", "list", "--json", "--receiver", "admins")
-            assert code == 0, err
-            return [orjson.loads(line) for line in out.splitlines()]
-
-        letters = await until(backlog_letters, lambda found: len(found) >= 3)
+        letters = await until(lambda: backlog_letters(pipeline), lambda found: len(found) >= 3)
         assert len(letters) == 3
         assert all(letter["reason"] == "receiver backlog full (2 notifications queued)" for letter in letters)
         assert {letter["notification"]["integration"] for letter in letters} == {"webhook/1"}
@@ -319,7 +328,7 @@ async def test_full_receiver_backlog_is_dead_lettered_not_stalling_others(make_c
         try:
             await eventually(lambda: len(receiver.payloads("/slow")) == 6, timeout=60)
         except AssertionError:
-            print("dead letters now:", *(await backlog_letters()), sep="\n")
+            print("dead letters now:", *(await backlog_letters(pipeline)), sep="\n")
             raise
         assert receiver.group_keys("/slow") == receiver.group_keys("/fast")
     finally:
@@ -354,28 +363,18 @@ async def test_an_integrations_queue_bound_counts_its_lanes_together(make_config
     receiver = await GatedReceiver().start()
     receiver.held.add("/slow")
     try:
-        config = make_config(receivers=two_integrations(receiver, slow_timeout="300s"),
-                             delivery={"max_attempts": 3, "initial_backoff": "100ms", "max_backoff": "1s",
-                                       "queue_size": 4, "concurrency": 2})
+        config = held_slow_config(make_config, receiver, queue_size=4, concurrency=2)
         pipeline = await start_pipeline(config)
         # Six groups of one lane: the first is held at the slow integration, four wait behind it (the
         # integration's queue_size, though the lane is one of two), the sixth finds the queue full.
-        for sent, one in enumerate(same_lane(config, 6, 2), start=1):
-            assert (await post(pipeline.ingest_url, [one]))[0] == 200
-            await eventually(lambda sent=sent: len(receiver.payloads("/fast")) == sent)
+        await post_one_by_one(pipeline, receiver, same_lane(config, 6, 2))
         await eventually(lambda: receiver.waiting == 1)
-
-        async def backlog_letters() -> list[dict[str, Any]]:
-            code, out, err = await cli(pipeline, "dlq", "list", "--json", "--receiver", "admins")
-            assert code == 0, err
-            return [orjson.loads(line) for line in out.splitlines()]
-
-        letters = await until(backlog_letters, lambda found: len(found) >= 1)
+        letters = await until(lambda: backlog_letters(pipeline), lambda found: len(found) >= 1)
         assert [letter["reason"] for letter in letters] == ["receiver backlog full (4 notifications queued)"]
         receiver.gate.set()
         await eventually(lambda: len(receiver.payloads("/slow")) == 5)
         await asyncio.sleep(1)
-        assert len(await backlog_letters()) == 1
+        assert len(await backlog_letters(pipeline)) == 1
     finally:
         await receiver.stop()
 
