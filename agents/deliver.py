@@ -276,8 +276,6 @@ class Delivery:
         #: Each integration's sender, with the config it was checked against.
         self._senders: dict[IntegrationKey, tuple[Config, Sender]] = {}
         self._queues: dict[IntegrationKey, list[asyncio.Queue[Work]]] = {}
-        #: Notifications waiting in each integration's lanes, together: ``queue_size`` bounds the integration.
-        self._queued: collections.Counter[IntegrationKey] = collections.Counter()
         self._metrics: dict[IntegrationKey, IntegrationMetrics] = {}
         self._workers: list[asyncio.Task[None]] = []
         self._context: SenderContext | None = None
@@ -421,7 +419,6 @@ class Delivery:
         """The worker of one lane of a receiver integration: its notifications, one after the other, in order."""
         while True:
             work = await queue.get()
-            self._queued[key] -= 1
             self.metrics(key).queued.dec()
             if self.log.handled(work.key, work.slot.event.message.partition, work.delivered):
                 # The same notification twice in the queue (a re-read and a re-flush): the first was sent.
@@ -448,6 +445,10 @@ class Delivery:
             self._workers += [asyncio.create_task(self._drain(key, lane), name=f"deliver-{'/'.join(key)}-{i}")
                               for i, lane in enumerate(lanes)]
         return lanes[zlib.crc32(group.encode()) % len(lanes)]
+
+    def _waiting(self, key: IntegrationKey) -> int:
+        """Notifications waiting in all the lanes of an integration: what ``queue_size`` bounds."""
+        return sum(lane.qsize() for lane in self._queues[key])
 
     def metrics(self, key: IntegrationKey) -> IntegrationMetrics:
         metrics = self._metrics.get(key)
@@ -495,14 +496,13 @@ class Delivery:
         queue = self._queue(integration, key)
         work = Work(notification, key, slot, delivered)
         limit = self.context.config.delivery.queue_size
-        if self._queued[integration] >= limit:
+        if self._waiting(integration) >= limit:
             await asyncio.sleep(0)  # an idle worker takes its next item only when we yield
-        if self._queued[integration] >= limit:
+        if self._waiting(integration) >= limit:
             await self._give_up(work, f"receiver backlog full ({limit} notifications queued)", 0, "backlog")
             self._settle(work)
             return
         queue.put_nowait(work)
-        self._queued[integration] += 1
         self.metrics(integration).queued.inc()
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from pipeline.kafka.writer import NO_HEADERS, Headers, Outbox, RecordTooLarge, key_partition
+from pipeline.kafka.writer import NO_HEADERS, Headers, Outbox, RecordTooLarge
 
 #: A header of the records of ``alerts.routed``: when the ingest accepted the newest record their batch
 #: was decided from (milliseconds since the epoch). The dispatch stage's clock reads it
@@ -84,8 +84,10 @@ def add_packed(outbox: Outbox, topic: str, partition: int, items: Iterable[bytes
 
 
 def by_partition(items: Iterable[tuple[str, bytes]], partitions: int,
-                 partition_of: Callable[[str, int], int] = key_partition) -> dict[int, list[bytes]]:
-    """``(key, encoded item)`` pairs grouped by the partition of their key."""
+                 partition_of: Callable[[str, int], int]) -> dict[int, list[bytes]]:
+    """``(key, encoded item)`` pairs grouped by the partition of their key (``partition_of``: the cached
+    partitioner of the kind of key, :data:`~pipeline.kafka.writer.group_partition` or
+    :data:`~pipeline.kafka.writer.alert_partition`)."""
     grouped: dict[int, list[bytes]] = {}
     for key, item in items:
         grouped.setdefault(partition_of(key, partitions), []).append(item)
